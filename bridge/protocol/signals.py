@@ -1,0 +1,425 @@
+"""Trading signals published by strategy engines: schema and strict validation.
+
+Pure and I/O-free: no clock is read here, the caller passes ``now`` (unix seconds).
+
+Wire units: every timestamp on the wire (``createdAt``, ``expiresAt``) is **unix milliseconds as an
+integer**; ``ttl`` is in seconds. :func:`parse_signal` never raises anything but :class:`SignalInvalid`,
+which carries every problem found as a :class:`FieldError` so a publisher can fix them in one go.
+
+Cross-field rules (what a trader expects):
+
+- at least one of ``accounts`` / ``groups``;
+- ``open`` needs ``side``, ``orderType`` and ``volume``;
+- ``limit`` / ``stop`` orders need ``price``;
+- ``modify`` needs at least one of ``sl``, ``tp``, ``price``;
+- ``symbol`` is required except for ``close_all``;
+- exactly one of ``ttl`` / ``expiresAt`` (a signal that never expires is a liability);
+- with a side and both stops set: ``sl < tp`` for buy, ``sl > tp`` for sell; with a price too, the price lies
+  between them. ``sl``/``tp`` of 0 mean "none" as in MetaTrader.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal, NamedTuple
+
+__all__ = [
+    "ACTIONS",
+    "CLOCK_SKEW_MS",
+    "MAX_ACCOUNTS",
+    "MAX_COMMENT_LENGTH",
+    "MAX_DEVIATION",
+    "MAX_GROUPS",
+    "MAX_MAGIC",
+    "MAX_PRICE",
+    "MAX_TTL_S",
+    "MAX_VOLUME",
+    "ORDER_TYPES",
+    "SIDES",
+    "SIGNAL_FIELDS",
+    "Action",
+    "FieldError",
+    "Invalid",
+    "OrderType",
+    "Side",
+    "Signal",
+    "SignalInvalid",
+    "parse_signal",
+]
+
+Action = Literal["open", "close", "modify", "cancel", "close_all"]
+Side = Literal["buy", "sell"]
+OrderType = Literal["market", "limit", "stop"]
+
+ACTIONS: Final[tuple[str, ...]] = ("open", "close", "modify", "cancel", "close_all")
+SIDES: Final[tuple[str, ...]] = ("buy", "sell")
+ORDER_TYPES: Final[tuple[str, ...]] = ("market", "limit", "stop")
+
+#: Largest volume in lots accepted in one signal; far above any broker's per-order maximum.
+MAX_VOLUME: Final = 10_000.0
+#: Largest price accepted; guards against garbage such as 1e300 reaching an EA.
+MAX_PRICE: Final = 1e9
+#: MetaTrader truncates order comments to 31 characters; we refuse rather than truncate.
+MAX_COMMENT_LENGTH: Final = 31
+#: Maximum slippage in points.
+MAX_DEVIATION: Final = 100_000
+#: MQL5 magic numbers are ulong; we keep them in the signed 64-bit range so every store can hold them.
+MAX_MAGIC: Final = 2**63 - 1
+#: Longest lifetime of a signal (7 days).
+MAX_TTL_S: Final = 7 * 24 * 3600
+MAX_ACCOUNTS: Final = 1000
+MAX_GROUPS: Final = 100
+#: How far a publisher's ``createdAt`` may be ahead of the hub's clock.
+CLOCK_SKEW_MS: Final = 60_000
+
+SIGNAL_FIELDS: Final[frozenset[str]] = frozenset(
+    {
+        "id", "strategy", "accounts", "groups", "symbol", "action", "side", "orderType", "volume",
+        "price", "sl", "tp", "deviation", "magic", "comment", "ttl", "expiresAt", "createdAt",
+    }
+)
+
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_LOGIN_RE: Final = re.compile(r"[0-9]{1,20}")
+_SYMBOL_RE: Final = re.compile(r"[A-Za-z0-9_.#+\-!$&]{1,32}")
+_UUID_RE: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_MAX_TS_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
+class FieldError(NamedTuple):
+    """One problem with one field; ``code`` is a stable machine string, ``message`` is for humans."""
+
+    field: str
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "code": self.code, "message": self.message}
+
+
+class Invalid(ValueError):
+    """Base of the parse failures of this package's schemas; carries every field error found."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        summary = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
+        super().__init__(summary or "invalid")
+
+
+class SignalInvalid(Invalid):
+    """A signal failed validation."""
+
+
+class _Checker:
+    """Collects field errors while reading an untrusted mapping; every getter returns None on error."""
+
+    def __init__(self, obj: Mapping[str, Any]) -> None:
+        self.obj = obj
+        self.errors: list[FieldError] = []
+
+    def error(self, field: str, code: str, message: str) -> None:
+        self.errors.append(FieldError(field, code, message))
+
+    def has_error(self, field: str) -> bool:
+        return any(e.field == field or e.field.startswith((field + "[", field + ".")) for e in self.errors)
+
+    def present(self, field: str) -> bool:
+        return field in self.obj and self.obj[field] is not None
+
+    def reject_unknown(self, allowed: frozenset[str]) -> None:
+        for key in self.obj:
+            if key not in allowed:
+                shown = key if isinstance(key, str) and len(key) <= 64 else "<field>"
+                self.error(shown, "unknown", "unknown field")
+
+    def _get(self, field: str, required: bool) -> Any:
+        value = self.obj.get(field)
+        if value is None:
+            if required:
+                self.error(field, "required", "is required")
+            return None
+        return value
+
+    def string(
+        self, field: str, *, required: bool = False, pattern: re.Pattern[str] | None = None,
+        max_length: int | None = None, what: str = "",
+    ) -> str | None:
+        value = self._get(field, required)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            self.error(field, "type", "must be a string")
+            return None
+        if max_length is not None and len(value) > max_length:
+            self.error(field, "too_long", f"must be at most {max_length} characters")
+            return None
+        if pattern is not None and not pattern.fullmatch(value):
+            self.error(field, "format", f"must be {what}" if what else "has an invalid format")
+            return None
+        return value
+
+    def choice(self, field: str, choices: tuple[str, ...], *, required: bool = False) -> str | None:
+        value = self._get(field, required)
+        if value is None:
+            return None
+        if not isinstance(value, str) or value not in choices:
+            self.error(field, "enum", "must be one of " + ", ".join(choices))
+            return None
+        return value
+
+    def uuid(self, field: str, *, required: bool = False) -> str | None:
+        value = self.string(field, required=required, pattern=_UUID_RE, max_length=36, what="a UUID")
+        return str(uuid.UUID(value)) if value is not None else None
+
+    def number(
+        self, field: str, *, required: bool = False, minimum: float | None = None,
+        maximum: float | None = None, exclusive_minimum: bool = False,
+    ) -> float | None:
+        value = self._get(field, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.error(field, "type", "must be a number")
+            return None
+        try:
+            number = float(value)
+        except OverflowError:
+            self.error(field, "range", "is out of range")
+            return None
+        if not math.isfinite(number):
+            self.error(field, "type", "must be a finite number")
+            return None
+        if minimum is not None and (number <= minimum if exclusive_minimum else number < minimum):
+            self.error(field, "range", f"must be {'>' if exclusive_minimum else '>='} {minimum:g}")
+            return None
+        if maximum is not None and number > maximum:
+            self.error(field, "range", f"must be <= {maximum:g}")
+            return None
+        return number
+
+    def integer(
+        self, field: str, *, required: bool = False, minimum: int | None = None, maximum: int | None = None,
+    ) -> int | None:
+        value = self._get(field, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            # 30.0 from a JSON encoder that writes floats is still an integer.
+            if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+                value = int(value)
+            else:
+                self.error(field, "type", "must be an integer")
+                return None
+        if minimum is not None and value < minimum:
+            self.error(field, "range", f"must be >= {minimum}")
+            return None
+        if maximum is not None and value > maximum:
+            self.error(field, "range", f"must be <= {maximum}")
+            return None
+        return value
+
+    def string_list(
+        self, field: str, *, pattern: re.Pattern[str], max_items: int, what: str,
+    ) -> tuple[str, ...] | None:
+        value = self._get(field, False)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            self.error(field, "type", "must be a list of strings")
+            return None
+        if len(value) > max_items:
+            self.error(field, "too_long", f"must have at most {max_items} items")
+            return None
+        seen: set[str] = set()
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                self.error(f"{field}[{index}]", "type", "must be a string")
+                return None
+            if not pattern.fullmatch(item):
+                self.error(f"{field}[{index}]", "format", f"must be {what}")
+                return None
+            if item in seen:
+                self.error(f"{field}[{index}]", "duplicate", "is listed twice")
+                return None
+            seen.add(item)
+        return tuple(value)
+
+    def text(self, field: str, *, max_length: int) -> str | None:
+        value = self.string(field, max_length=max_length)
+        if value is not None and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+            self.error(field, "format", "must not contain control characters")
+            return None
+        return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Signal:
+    """A validated signal. Timestamps are unix milliseconds; ``expires_at`` is always set."""
+
+    id: str
+    strategy: str
+    accounts: tuple[str, ...]
+    groups: tuple[str, ...]
+    symbol: str | None
+    action: Action
+    side: Side | None
+    order_type: OrderType | None
+    volume: float | None
+    price: float | None
+    sl: float | None
+    tp: float | None
+    deviation: int | None
+    magic: int | None
+    comment: str | None
+    created_at: int
+    expires_at: int
+
+    @property
+    def channel(self) -> str:
+        """The durable channel the signal is published on."""
+        return f"signals:{self.strategy}"
+
+    def is_expired(self, now_ms: int) -> bool:
+        return now_ms >= self.expires_at
+
+    def to_payload(self) -> dict[str, Any]:
+        """The canonical payload delivered to EAs: absent optionals are omitted, ``ttl`` is resolved
+        into ``expiresAt``; ``createdAt``/``expiresAt`` are integer unix milliseconds."""
+        payload: dict[str, Any] = {"id": self.id, "strategy": self.strategy}
+        if self.accounts:
+            payload["accounts"] = list(self.accounts)
+        if self.groups:
+            payload["groups"] = list(self.groups)
+        optional: tuple[tuple[str, Any], ...] = (
+            ("symbol", self.symbol),
+            ("action", self.action),
+            ("side", self.side),
+            ("orderType", self.order_type),
+            ("volume", self.volume),
+            ("price", self.price),
+            ("sl", self.sl),
+            ("tp", self.tp),
+            ("deviation", self.deviation),
+            ("magic", self.magic),
+            ("comment", self.comment),
+        )
+        for key, value in optional:
+            if value is not None:
+                payload[key] = value
+        payload["createdAt"] = self.created_at
+        payload["expiresAt"] = self.expires_at
+        return payload
+
+
+def parse_signal(obj: object, now: float) -> Signal:
+    """Validate an untrusted signal object.
+
+    Args:
+        obj: the decoded JSON/MessagePack payload.
+        now: the hub's clock, unix seconds.
+
+    Returns:
+        The validated :class:`Signal` with ``createdAt`` defaulting to ``now`` and ``expiresAt`` resolved.
+
+    Raises:
+        SignalInvalid: with every field error found; never any other exception.
+    """
+    if not isinstance(obj, Mapping):
+        raise SignalInvalid([FieldError("", "type", "signal must be an object")])
+    try:
+        return _parse_signal(obj, now)
+    except SignalInvalid:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:  # defensive: keep the one-exception contract
+        raise SignalInvalid([FieldError("", "invalid", "signal could not be parsed")]) from exc
+
+
+def _parse_signal(obj: Mapping[str, Any], now: float) -> Signal:
+    c = _Checker(obj)
+    now_ms = int(now * 1000)
+    c.reject_unknown(SIGNAL_FIELDS)
+
+    signal_id = c.uuid("id", required=True)
+    strategy = c.string("strategy", required=True, pattern=_NAME_RE, what="1-64 of A-Z a-z 0-9 _ . -")
+    accounts = c.string_list("accounts", pattern=_LOGIN_RE, max_items=MAX_ACCOUNTS, what="a login (digits)")
+    groups = c.string_list("groups", pattern=_NAME_RE, max_items=MAX_GROUPS, what="a group name")
+    action = c.choice("action", ACTIONS, required=True)
+    symbol = c.string("symbol", required=action not in (None, "close_all"), pattern=_SYMBOL_RE,
+                      what="a symbol name")
+    side = c.choice("side", SIDES, required=action == "open")
+    order_type = c.choice("orderType", ORDER_TYPES, required=action == "open")
+    volume = c.number("volume", required=action == "open", minimum=0.0, exclusive_minimum=True,
+                      maximum=MAX_VOLUME)
+    price = c.number("price", required=order_type in ("limit", "stop"), minimum=0.0,
+                     exclusive_minimum=True, maximum=MAX_PRICE)
+    sl = c.number("sl", minimum=0.0, maximum=MAX_PRICE)
+    tp = c.number("tp", minimum=0.0, maximum=MAX_PRICE)
+    deviation = c.integer("deviation", minimum=0, maximum=MAX_DEVIATION)
+    magic = c.integer("magic", minimum=0, maximum=MAX_MAGIC)
+    comment = c.text("comment", max_length=MAX_COMMENT_LENGTH)
+    ttl = c.number("ttl", minimum=0.0, exclusive_minimum=True, maximum=MAX_TTL_S)
+    expires_at = c.integer("expiresAt", minimum=0, maximum=_MAX_TS_MS)
+    created_at = c.integer("createdAt", minimum=0, maximum=_MAX_TS_MS)
+
+    if not accounts and not groups and not c.has_error("accounts") and not c.has_error("groups"):
+        c.error("accounts", "required", "at least one account or group is required")
+    if action in ("close_all", "cancel", "modify") and c.present("volume"):
+        c.error("volume", "not_allowed", f"is not allowed for {action}")
+    if action == "modify" and not any(c.present(f) for f in ("sl", "tp", "price")):
+        c.error("sl", "required", "modify needs at least one of sl, tp, price")
+    if action != "open" and c.present("orderType") and action != "cancel":
+        c.error("orderType", "not_allowed", "is only allowed for open and cancel")
+
+    if c.present("ttl") and c.present("expiresAt"):
+        c.error("expiresAt", "conflict", "give either ttl or expiresAt, not both")
+    elif not c.present("ttl") and not c.present("expiresAt"):
+        c.error("ttl", "required", "one of ttl or expiresAt is required")
+
+    if created_at is not None and created_at > now_ms + CLOCK_SKEW_MS:
+        c.error("createdAt", "range", "is in the future")
+        created_at = None
+    created = created_at if created_at is not None else now_ms
+    expiry: int | None = None
+    if ttl is not None:
+        expiry = created + math.ceil(ttl * 1000)
+    elif expires_at is not None:
+        expiry = expires_at
+        if expiry > now_ms + MAX_TTL_S * 1000:
+            c.error("expiresAt", "range", "is too far in the future")
+    if expiry is not None and expiry <= now_ms and not c.errors:
+        c.error("expiresAt" if expires_at is not None else "ttl", "expired", "the signal has already expired")
+    if expiry is not None and expiry <= created and expires_at is not None and not c.has_error("expiresAt"):
+        c.error("expiresAt", "range", "must be after createdAt")
+
+    if side is not None and sl and tp:
+        if (side == "buy" and not sl < tp) or (side == "sell" and not sl > tp):
+            c.error("sl", "conflict", f"sl and tp are on the wrong sides for a {side}")
+        elif price is not None and not (min(sl, tp) < price < max(sl, tp)):
+            c.error("price", "conflict", "price must lie between sl and tp")
+
+    if c.errors:
+        raise SignalInvalid(c.errors)
+    assert signal_id is not None and strategy is not None and action is not None and expiry is not None
+    return Signal(
+        id=signal_id,
+        strategy=strategy,
+        accounts=accounts or (),
+        groups=groups or (),
+        symbol=symbol,
+        action=action,  # type: ignore[arg-type]
+        side=side,  # type: ignore[arg-type]
+        order_type=order_type,  # type: ignore[arg-type]
+        volume=volume,
+        price=price,
+        sl=sl,
+        tp=tp,
+        deviation=deviation,
+        magic=magic,
+        comment=comment,
+        created_at=created,
+        expires_at=expiry,
+    )
