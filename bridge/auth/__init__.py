@@ -1,0 +1,1 @@
+"""JWT verification and issuance, and the revocation list."""

@@ -1,0 +1,129 @@
+"""Configuration: flags > ``MTBRIDGE_*`` environment variables > TOML file > defaults.
+
+Read once, at the edge (the CLI); everything below receives plain values. Every variable is
+listed in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bridge.hub import limits as L
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MTBRIDGE_", extra="forbid")
+    toml_file: ClassVar[Path | None] = None
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    data_dir: Path = Path("./mtbridge-data")
+    database_url: str | None = None
+    broker: str = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    jwt_algorithms: Annotated[list[str], NoDecode] = ["HS256"]
+    jwt_secret_file: Path | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_jwks_file: Path | None = None
+    jwt_audience: str | None = "mtbridge"
+    jwt_issuer: str | None = "mtbridge"
+    jwt_leeway: float = 5.0
+    allowed_origins: Annotated[list[str], NoDecode] = []
+    test_mode: bool = False
+    log_level: str = "info"
+    retention_days: float = 30.0
+    shutdown_timeout: float = 10.0
+
+    max_message_bytes: int = L.DEFAULT_MAX_MESSAGE_BYTES
+    max_queue_bytes: int = L.DEFAULT_MAX_QUEUE_BYTES
+    max_queue_messages: int = L.DEFAULT_MAX_QUEUE_MESSAGES
+    max_subscriptions: int = L.DEFAULT_MAX_SUBSCRIPTIONS
+    rate_per_second: float | None = L.DEFAULT_RATE
+    rate_burst: float = L.DEFAULT_BURST
+    auth_timeout: float = L.DEFAULT_AUTH_TIMEOUT
+    ping_interval: float = L.DEFAULT_PING_INTERVAL
+    pong_timeout: float = L.DEFAULT_PONG_TIMEOUT
+    token_warning: float = L.DEFAULT_TOKEN_WARNING
+    token_grace: float = L.DEFAULT_TOKEN_GRACE
+    max_connections_per_ip: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_IP
+    max_connections_per_subject: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_SUBJECT
+
+    @field_validator("jwt_algorithms", "allowed_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_file))
+        return tuple(sources)
+
+    # -- derived --------------------------------------------------------------------------------
+
+    @property
+    def secret_path(self) -> Path:
+        return self.jwt_secret_file or self.data_dir / "jwt-secret"
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'mtbridge.db').resolve()}"
+
+    @property
+    def origins(self) -> list[str]:
+        if self.allowed_origins:
+            return self.allowed_origins
+        hosts = {self.host, "127.0.0.1", "localhost"} if self.host in ("127.0.0.1", "localhost") else {self.host}
+        return [f"{scheme}://{h}:{self.port}" for h in sorted(hosts) for scheme in ("http", "https")]
+
+    def hub_limits(self) -> L.HubLimits:
+        return L.HubLimits(
+            max_message_bytes=self.max_message_bytes,
+            max_queue_bytes=self.max_queue_bytes,
+            max_queue_messages=self.max_queue_messages,
+            max_subscriptions=self.max_subscriptions,
+            rate_per_second=self.rate_per_second,
+            rate_burst=self.rate_burst,
+            auth_timeout=self.auth_timeout,
+            ping_interval=self.ping_interval,
+            pong_timeout=self.pong_timeout,
+            token_warning=self.token_warning,
+            token_grace=self.token_grace,
+            max_connections_per_ip=self.max_connections_per_ip,
+            max_connections_per_subject=self.max_connections_per_subject,
+        )
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build settings from an optional TOML file, the environment and explicit overrides."""
+    path = config_file or os.environ.get("MTBRIDGE_CONFIG")
+
+    class _Loaded(Settings):
+        toml_file: ClassVar[Path | None] = Path(path) if path else None
+
+    return _Loaded(**{k: v for k, v in overrides.items() if v is not None})

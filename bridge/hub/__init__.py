@@ -1,0 +1,1 @@
+"""The hub: connection registry, channels, fan-out with write coalescing, and housekeeping."""

@@ -1,0 +1,816 @@
+"""The hub: registries, command handling, fan-out and housekeeping, on one asyncio loop.
+
+Nothing here touches sockets: connections reach the network through their ``Sink``. Fan-out builds
+each publication's frame once per encoding and appends the same ``bytes`` to every subscriber's
+queue; a single flush per loop iteration then writes each dirty connection once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from bridge.auth.exceptions import AuthError, TokenExpired, TokenRevoked
+from bridge.auth.revocation import Revocation, RevocationList
+from bridge.auth.tokens import Claims, Verifier
+from bridge.hub.connection import Connection, Sink
+from bridge.hub.limits import HubLimits
+from bridge.hub.metrics import HubMetrics
+from bridge.hub.ports import DurableLog, Prepared, PublishHook, Targets
+from bridge.hub.ratelimit import TokenBucket
+from bridge.protocol import codes
+from bridge.protocol.channels import (
+    DEFAULT_POLICIES,
+    NamespacePolicy,
+    Role,
+    can_publish,
+    can_subscribe,
+    check_channel,
+    namespace_of,
+)
+from bridge.protocol.envelope import Encoding, Envelope, EnvelopeError, decode, encode_json, encode_msgpack
+from bridge.protocol.framing import OP_BINARY, OP_TEXT, data_frame
+
+__all__ = ["Channel", "Hub", "HubError"]
+
+logger = logging.getLogger("mtbridge.hub")
+
+HOUSEKEEPING_INTERVAL = 0.25
+RECOVERY_PAGE = 1_000
+
+Handler = Callable[[Connection, Envelope], Awaitable[None] | None]
+
+
+class HubError(Exception):
+    """A request that fails with a reply error (``code`` from ``codes.ERRORS``)."""
+
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+class Channel:
+    """Subscribers of one channel, split by encoding so each frame is built only if needed."""
+
+    __slots__ = ("json_subs", "msgpack_subs", "name", "policy", "recovering", "seq")
+
+    def __init__(self, name: str, policy: NamespacePolicy) -> None:
+        self.name = name
+        self.policy = policy
+        self.json_subs: dict[Connection, None] = {}
+        self.msgpack_subs: dict[Connection, None] = {}
+        # Connections catching up from history: live publications wait here until they are done.
+        self.recovering: dict[Connection, list[tuple[int, dict[str, Any], Targets | None]]] = {}
+        self.seq = 0
+
+    def subs_for(self, conn: Connection) -> dict[Connection, None]:
+        return self.json_subs if conn.encoding is Encoding.JSON else self.msgpack_subs
+
+    @property
+    def empty(self) -> bool:
+        return not (self.json_subs or self.msgpack_subs or self.recovering)
+
+    def __len__(self) -> int:
+        return len(self.json_subs) + len(self.msgpack_subs)
+
+
+def frame_for(message: dict[str, Any], encoding: Encoding) -> bytes:
+    if encoding is Encoding.JSON:
+        return data_frame(encode_json(message), OP_TEXT)
+    return data_frame(encode_msgpack(message), OP_BINARY)
+
+
+class Hub:
+    """Owns every connection and channel of this process."""
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        *,
+        limits: HubLimits | None = None,
+        log: DurableLog | None = None,
+        policies: dict[str, NamespacePolicy] | None = None,
+        clock: Callable[[], float] = time.time,
+        revocations: RevocationList | None = None,
+        persist_revocation: Callable[[Revocation], Awaitable[None]] | None = None,
+    ) -> None:
+        self.verifier = verifier
+        self.limits = limits or HubLimits()
+        self.log = log
+        self.policies = policies or dict(DEFAULT_POLICIES)
+        self.clock = clock
+        self.revocations = revocations or RevocationList()
+        self.persist_revocation = persist_revocation
+        self.metrics = HubMetrics()
+        self.epoch = uuid.uuid4().hex[:12]  # epoch of ephemeral channels: changes with every hub start
+        self.connections: dict[str, Connection] = {}
+        self.channels: dict[str, Channel] = {}
+        self.by_subject: dict[str, set[Connection]] = {}
+        self.by_ip: dict[str, int] = {}
+        self.handlers: dict[str, tuple[Handler, bool]] = {}
+        self.publish_hooks: dict[str, PublishHook] = {}
+        self.on_connection_change: list[Callable[[Connection, bool], None]] = []
+        self._dirty: list[Connection] = []
+        self._flush_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+        self.accepting = True
+        self._register_core()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for warning in self.limits.warnings():
+            logger.warning("limits: %s", warning)
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="mtbridge-housekeeping")
+
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Close every connection with 1001 and a reconnect hint, then wait for them to drain."""
+        self.accepting = False
+        for conn in list(self.connections.values()):
+            self.send_event(
+                conn,
+                {"type": "reconnect", "payload": {"afterMs": 500 + secrets.randbelow(4_500), "reason": "shutdown"}},
+            )
+            conn.close(codes.GOING_AWAY)
+        deadline = self.clock() + drain_timeout
+        while self.connections and self.clock() < deadline:
+            await asyncio.sleep(0.05)
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            try:
+                await self._housekeeping
+            except asyncio.CancelledError:
+                pass
+            self._housekeeping = None
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def ip_allowed(self, ip: str) -> bool:
+        cap = self.limits.max_connections_per_ip
+        return cap is None or self.by_ip.get(ip, 0) < cap
+
+    def connect(self, sink: Sink, encoding: Encoding, ip: str) -> Connection:
+        now = self.clock()
+        conn = Connection(self, "c-" + secrets.token_hex(8), sink, encoding, ip, now)
+        self.connections[conn.id] = conn
+        self.by_ip[ip] = self.by_ip.get(ip, 0) + 1
+        if self.limits.rate_per_second is not None:
+            conn.bucket = TokenBucket(self.limits.rate_per_second, self.limits.rate_burst, now)
+        self.metrics.connections_total.inc()
+        self.metrics.connections.labels("anonymous").inc()
+        return conn
+
+    def welcome(self, conn: Connection) -> None:
+        payload: dict[str, Any] = {
+            "connectionId": conn.id,
+            "protocol": "mtbridge.v1",
+            "encoding": conn.encoding.value,
+            "authenticated": conn.authenticated,
+            "limits": self.limits.public(),
+        }
+        if conn.claims is not None:
+            payload.update(self._auth_result(conn.claims))
+        self.send_event(conn, {"type": "welcome", "payload": payload})
+
+    def disconnected(self, conn: Connection) -> None:
+        """Remove every trace of a closed connection. Idempotent."""
+        if self.connections.pop(conn.id, None) is None:
+            return
+        conn.closing = True
+        for name in list(conn.subscriptions) + list(conn.recovering):
+            self._drop_subscription(conn, name)
+        conn.subscriptions.clear()
+        conn.recovering.clear()
+        left = self.by_ip.get(conn.ip, 1) - 1
+        if left > 0:
+            self.by_ip[conn.ip] = left
+        else:
+            self.by_ip.pop(conn.ip, None)
+        role = conn.role.value if conn.role else "anonymous"
+        self.metrics.connections.labels(role).dec()
+        self.metrics.connection_age.observe(max(0.0, self.clock() - conn.connected_at))
+        if conn.claims is not None:
+            peers = self.by_subject.get(conn.claims.sub)
+            if peers is not None:
+                peers.discard(conn)
+                if not peers:
+                    del self.by_subject[conn.claims.sub]
+            for callback in self.on_connection_change:
+                callback(conn, False)
+        conn.out = []
+        conn.out_bytes = 0
+        conn.backlog = None
+        conn.coalesce = None
+
+    def slow_consumer(self, conn: Connection) -> None:
+        self.metrics.slow_closes.inc()
+        self.close(conn, codes.SLOW_CONSUMER, flush=False)
+
+    def close(self, conn: Connection, disconnect: codes.Disconnect, *, flush: bool = True) -> None:
+        if conn.closing:
+            return
+        self.metrics.disconnects.labels(str(disconnect.code)).inc()
+        logger.info("closing %s: %d %s", conn.id, disconnect.code, disconnect.reason)
+        conn.close(disconnect, flush=flush)
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def mark_dirty(self, conn: Connection) -> None:
+        self._dirty.append(conn)
+        if not self._flush_scheduled:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        self._flush_scheduled = True
+        loop = self._loop or asyncio.get_running_loop()
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            if conn.dirty:
+                conn.flush()
+
+    def send_event(self, conn: Connection, message: dict[str, Any]) -> None:
+        if conn.closing:
+            return
+        conn.send(frame_for(message, conn.encoding))
+
+    def reply(self, conn: Connection, request_id: str | None, payload: dict[str, Any], channel: str | None = None) -> None:
+        message: dict[str, Any] = {"type": "result"}
+        if request_id is not None:
+            message["requestId"] = request_id
+        if channel is not None:
+            message["channel"] = channel
+        message["payload"] = payload
+        self.send_event(conn, message)
+
+    def reply_error(
+        self, conn: Connection, request_id: str | None, code: str, message: str, **extra: Any
+    ) -> None:
+        spec = codes.ERRORS.get(code, codes.ERRORS["internal"])
+        payload: dict[str, Any] = {"code": spec.code, "message": message[:200], "retryable": spec.retryable}
+        payload.update(extra)
+        out: dict[str, Any] = {"type": "error"}
+        if request_id is not None:
+            out["requestId"] = request_id
+        out["payload"] = payload
+        self.metrics.errors.labels(spec.code).inc()
+        self.send_event(conn, out)
+
+    # -- inbound --------------------------------------------------------------------------------
+
+    def register(self, mtype: str, handler: Handler, *, requires_auth: bool = True) -> None:
+        self.handlers[mtype] = (handler, requires_auth)
+
+    def _register_core(self) -> None:
+        self.register("auth", self._on_auth, requires_auth=False)
+        self.register("heartbeat", self._on_heartbeat, requires_auth=False)
+        self.register("auth.refresh", self._on_refresh)
+        self.register("subscribe", self._on_subscribe)
+        self.register("unsubscribe", self._on_unsubscribe)
+        self.register("publish", self._on_publish)
+
+    def receive(self, conn: Connection, data: bytes, binary: bool) -> None:
+        """One whole WebSocket message from ``conn``."""
+        if conn.closing:
+            return
+        now = self.clock()
+        conn.msgs_in += 1
+        self.metrics.bytes_in.inc(len(data))
+        if conn.bucket is not None and not conn.bucket.take(now):
+            conn.rate_strikes += 1
+            if conn.rate_strikes >= self.limits.rate_strikes_before_close:
+                self.close(conn, codes.RATE_LIMITED)
+                return
+            self.reply_error(
+                conn,
+                _peek_request_id(data, conn.encoding),
+                "rate_limited",
+                "message rate limit exceeded",
+                retryAfterMs=int(conn.bucket.retry_after() * 1000) + 1,
+            )
+            return
+        if conn.rate_strikes:
+            conn.rate_strikes = max(0, conn.rate_strikes - 1)
+        expected_binary = conn.encoding is Encoding.MSGPACK
+        try:
+            if binary != expected_binary:
+                raise EnvelopeError(
+                    "bad_request", f"{'binary' if binary else 'text'} frames do not match the negotiated encoding"
+                )
+            env = decode(data, conn.encoding)
+        except EnvelopeError as exc:
+            self._bad_message(conn, exc.request_id, exc.code, exc.message)
+            return
+        self.metrics.messages_in.labels(env.type if env.type in self.handlers else "unknown").inc()
+        entry = self.handlers.get(env.type)
+        if entry is None:
+            self._bad_message(conn, env.request_id, "unknown_type", f"unknown type {env.type[:32]!r}")
+            return
+        handler, requires_auth = entry
+        if requires_auth and conn.claims is None:
+            self._bad_message(conn, env.request_id, "auth_required", "authenticate first")
+            return
+        try:
+            result = handler(conn, env)
+        except HubError as exc:
+            self.reply_error(conn, env.request_id, exc.code, exc.message, **exc.extra)
+            return
+        except Exception:
+            logger.exception("handler %s failed on %s", env.type, conn.id)
+            self.reply_error(conn, env.request_id, "internal", "internal error")
+            return
+        if result is not None:
+            self._spawn(conn, env, result)
+
+    def _bad_message(self, conn: Connection, request_id: str | None, code: str, message: str) -> None:
+        conn.bad_messages += 1
+        self.reply_error(conn, request_id, code, message)
+        if conn.bad_messages >= self.limits.bad_messages_before_close:
+            self.close(conn, codes.TOO_MANY_BAD_MESSAGES)
+
+    def _spawn(self, conn: Connection, env: Envelope, coro: Awaitable[None]) -> None:
+        if conn.in_flight >= self.limits.max_in_flight:
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            self.reply_error(conn, env.request_id, "rate_limited", "too many requests in flight", retryAfterMs=100)
+            return
+        conn.in_flight += 1
+        task = asyncio.ensure_future(self._guard(conn, env, coro))
+        if conn.tasks is None:
+            conn.tasks = set()
+        conn.tasks.add(task)
+        task.add_done_callback(lambda t: _task_done(conn, t))
+
+    async def _guard(self, conn: Connection, env: Envelope, coro: Awaitable[None]) -> None:
+        try:
+            await coro
+        except HubError as exc:
+            self.reply_error(conn, env.request_id, exc.code, exc.message, **exc.extra)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("handler %s failed on %s", env.type, conn.id)
+            self.reply_error(conn, env.request_id, "internal", "internal error")
+
+    # -- auth -----------------------------------------------------------------------------------
+
+    def _verify(self, token: object) -> Claims:
+        now = self.clock()
+        claims = self.verifier.verify(token, now)
+        if self.revocations.is_revoked(claims, now):
+            raise TokenRevoked("token revoked")
+        return claims
+
+    def _auth_result(self, claims: Claims) -> dict[str, Any]:
+        return {"sub": claims.sub, "role": claims.role.value, "expiresAt": int(claims.exp)}
+
+    def authenticate(self, conn: Connection, token: object, request_id: str | None) -> bool:
+        """Check a token and bind it to ``conn``; on failure reply, close and return False."""
+        try:
+            claims = self._verify(token)
+        except AuthError as exc:
+            self.metrics.auth_failures.labels(exc.code).inc()
+            self.reply_error(conn, request_id, exc.code, str(exc))
+            close = {
+                "token_expired": codes.TOKEN_EXPIRED,
+                "token_revoked": codes.TOKEN_REVOKED,
+            }.get(exc.code, codes.UNAUTHORIZED)
+            self.close(conn, close)
+            return False
+        cap = self.limits.max_connections_per_subject
+        peers = self.by_subject.get(claims.sub)
+        if cap is not None and peers is not None and len(peers) >= cap:
+            self.reply_error(conn, request_id, "forbidden", "too many connections for this subject")
+            self.close(conn, codes.TOO_MANY_CONNECTIONS)
+            return False
+        conn.claims = claims
+        self.by_subject.setdefault(claims.sub, set()).add(conn)
+        self.metrics.connections.labels("anonymous").dec()
+        self.metrics.connections.labels(claims.role.value).inc()
+        for callback in self.on_connection_change:
+            callback(conn, True)
+        return True
+
+    def _on_auth(self, conn: Connection, env: Envelope) -> None:
+        if conn.claims is not None:
+            raise HubError("already_authenticated", "already authenticated; use auth.refresh")
+        token = (env.payload or {}).get("token")
+        if self.authenticate(conn, token, env.request_id):
+            assert conn.claims is not None
+            self.reply(conn, env.request_id, {**self._auth_result(conn.claims), "connectionId": conn.id})
+
+    def _on_refresh(self, conn: Connection, env: Envelope) -> None:
+        assert conn.claims is not None
+        token = (env.payload or {}).get("token")
+        try:
+            claims = self._verify(token)
+        except AuthError as exc:
+            self.metrics.auth_failures.labels(exc.code).inc()
+            raise HubError(exc.code, str(exc)) from exc
+        if claims.sub != conn.claims.sub or claims.role != conn.claims.role:
+            raise HubError("subject_mismatch", "auth.refresh must keep the same sub and role")
+        conn.claims = claims
+        conn.token_warned = False
+        for name in list(conn.subscriptions):
+            policy = self.policies[namespace_of(name)]
+            if not can_subscribe(policy, claims.role, claims.accounts, claims.subscribe, name):
+                self._drop_subscription(conn, name)
+                self.send_event(
+                    conn, {"type": "unsubscribed", "channel": name, "payload": {"reason": "forbidden"}}
+                )
+        self.reply(conn, env.request_id, self._auth_result(claims))
+
+    def _on_heartbeat(self, conn: Connection, env: Envelope) -> None:
+        message: dict[str, Any] = {"type": "heartbeat"}
+        if env.request_id is not None:
+            message["requestId"] = env.request_id
+        message["payload"] = {"ts": int(self.clock() * 1000)}
+        self.send_event(conn, message)
+
+    async def revoke(self, kind: str, value: str, expires_at: float | None = None) -> int:
+        """Revoke a ``jti`` or a ``sub``, persist it, and close the live connections it covers."""
+        now = self.clock()
+        rev = Revocation(kind, value, expires_at if expires_at is not None else now + 365 * 86400)
+        self.revocations.add(rev)
+        if self.persist_revocation is not None:
+            await self.persist_revocation(rev)
+        return self.apply_revocation(rev)
+
+    def apply_revocation(self, rev: Revocation) -> int:
+        """Close local connections covered by ``rev`` (also called for revocations from peers)."""
+        self.revocations.add(rev)
+        closed = 0
+        for conn in list(self.connections.values()):
+            c = conn.claims
+            if c is None:
+                continue
+            if (rev.kind == "jti" and c.jti == rev.value) or (rev.kind == "sub" and c.sub == rev.value):
+                self.close(conn, codes.TOKEN_REVOKED)
+                closed += 1
+        return closed
+
+    # -- channels -------------------------------------------------------------------------------
+
+    def policy_for(self, name: str) -> NamespacePolicy:
+        try:
+            return check_channel(name, self.policies)
+        except ValueError as exc:
+            raise HubError(str(exc), f"bad channel {name[:64]!r}") from exc
+
+    def _channel(self, name: str, policy: NamespacePolicy) -> Channel:
+        ch = self.channels.get(name)
+        if ch is None:
+            ch = self.channels[name] = Channel(name, policy)
+        return ch
+
+    def _drop_subscription(self, conn: Connection, name: str) -> None:
+        conn.subscriptions.discard(name)
+        conn.recovering.discard(name)
+        ch = self.channels.get(name)
+        if ch is None:
+            return
+        ch.json_subs.pop(conn, None)
+        ch.msgpack_subs.pop(conn, None)
+        ch.recovering.pop(conn, None)
+        if ch.empty and not ch.policy.durable:
+            # Ephemeral channels keep their sequence only while someone listens.
+            del self.channels[name]
+        elif ch.empty:
+            del self.channels[name]
+
+    def _on_subscribe(self, conn: Connection, env: Envelope) -> Awaitable[None] | None:
+        assert conn.claims is not None
+        name = env.channel
+        if name is None:
+            raise HubError("bad_request", "subscribe needs a channel")
+        policy = self.policy_for(name)
+        c = conn.claims
+        if not can_subscribe(policy, c.role, c.accounts, c.subscribe, name):
+            raise HubError("forbidden", f"not allowed to subscribe to {name}")
+        if name in conn.subscriptions or name in conn.recovering:
+            raise HubError("already_subscribed", f"already subscribed to {name}")
+        if len(conn.subscriptions) + len(conn.recovering) >= self.limits.max_subscriptions:
+            raise HubError("too_many_subscriptions", "subscription limit reached")
+        payload = env.payload or {}
+        unknown = set(payload) - {"since", "epoch"}
+        if unknown:
+            raise HubError("bad_request", f"unknown subscribe option {sorted(unknown)[0][:32]!r}")
+        since = payload.get("since")
+        epoch = payload.get("epoch")
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
+            raise HubError("bad_offset", "`since` must be an integer >= 0")
+        if epoch is not None and not isinstance(epoch, str):
+            raise HubError("bad_request", "`epoch` must be a string")
+        ch = self._channel(name, policy)
+        if not policy.durable:
+            ch.subs_for(conn)[conn] = None
+            conn.subscriptions.add(name)
+            result: dict[str, Any] = {"offset": ch.seq, "epoch": self.epoch, "durable": False}
+            if since is not None:
+                # Ephemeral channels keep no history: say so rather than pretend.
+                result.update(recovered=False, reason="no_history", advice="ephemeral channel; live data only")
+            self.reply(conn, env.request_id, result, channel=name)
+            return None
+        if self.log is None:
+            raise HubError("unavailable", "durable channels need a store")
+        ch.recovering[conn] = []
+        conn.recovering.add(name)
+        return self._recover(conn, ch, env.request_id, since, epoch)
+
+    async def _recover(
+        self, conn: Connection, ch: Channel, request_id: str | None, since: int | None, epoch: str | None
+    ) -> None:
+        """Replay what ``conn`` missed, then hand it to live fan-out with no gap and no duplicate."""
+        assert self.log is not None
+        name = ch.name
+        try:
+            pos = await self.log.position(name)
+            result: dict[str, Any] = {"offset": pos.last_offset, "epoch": pos.epoch, "durable": True}
+            replay: list[tuple[int, dict[str, Any]]] = []
+            last = pos.last_offset
+            if since is not None:
+                reason = None
+                if epoch is not None and epoch != pos.epoch:
+                    reason = "epoch_changed"
+                elif since > pos.last_offset:
+                    reason = "offset_ahead"
+                elif since + 1 < pos.first_available:
+                    reason = "history_trimmed"
+                elif pos.last_offset - since > self.limits.max_recovery:
+                    reason = "too_many"
+                if reason is None:
+                    after = since
+                    now_ms = int(self.clock() * 1000)
+                    targeted = conn.role is Role.EA
+                    claims = conn.claims
+                    assert claims is not None
+                    while after < last:
+                        page = await self.log.read_since(name, after, min(RECOVERY_PAGE, last - after))
+                        if not page:
+                            break
+                        for item in page:
+                            if item.offset > last:
+                                break
+                            after = item.offset
+                            if item.expires_at_ms is not None and item.expires_at_ms <= now_ms:
+                                continue
+                            if targeted and not _targets_accept(item.payload, claims):
+                                continue
+                            replay.append((item.offset, item.payload))
+                    if after < last:
+                        reason = "history_trimmed"
+                        replay = []
+                if reason is None:
+                    result.update(recovered=True, replayed=len(replay))
+                else:
+                    result.update(
+                        recovered=False,
+                        reason=reason,
+                        advice="history cannot cover the gap: reload state over REST, then continue live",
+                    )
+        except BaseException:
+            if ch.recovering.pop(conn, None) is not None:
+                conn.recovering.discard(name)
+                if ch.empty:
+                    self.channels.pop(name, None)
+            raise
+        buffered = ch.recovering.pop(conn, None)
+        conn.recovering.discard(name)
+        if buffered is None or conn.closing:
+            return
+        self.reply(conn, request_id, result, channel=name)
+        enc = conn.encoding
+        for offset, payload in replay:
+            conn.send(frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc))
+        claims = conn.claims
+        for offset, payload, targets in buffered:
+            if offset <= last:
+                continue
+            if targets is not None and conn.role is Role.EA and claims is not None:
+                if not targets.accepts(claims.accounts, claims.groups):
+                    continue
+            conn.send(frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc))
+        ch.subs_for(conn)[conn] = None
+        conn.subscriptions.add(name)
+
+    def _on_unsubscribe(self, conn: Connection, env: Envelope) -> None:
+        name = env.channel
+        if name is None:
+            raise HubError("bad_request", "unsubscribe needs a channel")
+        if name not in conn.subscriptions and name not in conn.recovering:
+            raise HubError("not_subscribed", f"not subscribed to {name[:64]}")
+        self._drop_subscription(conn, name)
+        self.reply(conn, env.request_id, {}, channel=name)
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    def _on_publish(self, conn: Connection, env: Envelope) -> Awaitable[None] | None:
+        assert conn.claims is not None
+        name = env.channel
+        if name is None:
+            raise HubError("bad_request", "publish needs a channel")
+        if env.payload is None:
+            raise HubError("bad_request", "publish needs a payload")
+        policy = self.policy_for(name)
+        c = conn.claims
+        if not can_publish(policy, c.role, c.accounts, c.publish, name):
+            raise HubError("forbidden", f"not allowed to publish to {name}")
+        hook = self.publish_hooks.get(policy.name)
+        if hook is None and not policy.durable:
+            offset = self.publish_ephemeral(name, policy, env.payload)
+            if env.request_id is not None:
+                self.reply(conn, env.request_id, {"offset": offset, "epoch": self.epoch, "duplicate": False})
+            return None
+        return self._publish_async(conn, env, name, policy, hook)
+
+    async def _publish_async(
+        self, conn: Connection, env: Envelope, name: str, policy: NamespacePolicy, hook: PublishHook | None
+    ) -> None:
+        assert env.payload is not None
+        prepared = await hook(conn, name, env.payload) if hook is not None else Prepared(env.payload)
+        result = await self.publish(name, prepared, policy)
+        self.reply(conn, env.request_id, result)
+
+    async def publish(self, name: str, prepared: Prepared, policy: NamespacePolicy | None = None) -> dict[str, Any]:
+        """Persist (durable channels) then fan out; the entry point for WebSocket and REST alike."""
+        started = time.perf_counter()
+        policy = policy or self.policy_for(name)
+        if not policy.durable:
+            offset = self.publish_ephemeral(name, policy, prepared.payload, prepared.targets)
+            return {"offset": offset, "epoch": self.epoch, "duplicate": False}
+        if self.log is None:
+            raise HubError("unavailable", "durable channels need a store")
+        appended = await self.log.append(name, prepared.message_id, prepared.payload, prepared.expires_at_ms)
+        if not appended.duplicate:
+            self.fanout(name, appended.offset, prepared.payload, prepared.targets)
+        self.metrics.publish_latency.observe(time.perf_counter() - started)
+        return {"offset": appended.offset, "epoch": appended.epoch, "duplicate": appended.duplicate}
+
+    def publish_ephemeral(
+        self, name: str, policy: NamespacePolicy, payload: dict[str, Any], targets: Targets | None = None
+    ) -> int:
+        ch = self.channels.get(name)
+        if ch is None:
+            return 0  # nobody listens; ephemeral offsets count deliveries to live subscribers only
+        ch.seq += 1
+        self.fanout(name, ch.seq, payload, targets)
+        return ch.seq
+
+    def fanout(self, name: str, offset: int, payload: dict[str, Any], targets: Targets | None = None) -> int:
+        """Deliver one publication to every local subscriber; returns how many received it."""
+        ch = self.channels.get(name)
+        if ch is None:
+            return 0
+        message = {"type": "message", "channel": name, "offset": offset, "payload": payload}
+        for waiting in ch.recovering.values():
+            waiting.append((offset, payload, targets))
+        lossy = ch.policy.lossy
+        key = name if ch.policy.coalesce else None
+        max_q = self.limits.max_queue_bytes
+        dirty = self._dirty
+        delivered = 0
+        for subs, op, encoder in (
+            (ch.json_subs, OP_TEXT, encode_json),
+            (ch.msgpack_subs, OP_BINARY, encode_msgpack),
+        ):
+            if not subs:
+                continue
+            frame = data_frame(encoder(message), op)
+            size = len(frame)
+            for c in subs:
+                if targets is not None and c.claims is not None and c.claims.role is Role.EA:
+                    if not targets.accepts(c.claims.accounts, c.claims.groups):
+                        continue
+                delivered += 1
+                if c.paused or c.closing or c.out_bytes + size > max_q:
+                    c.send_backlogged(frame, lossy, key)
+                    continue
+                c.out.append(frame)
+                c.out_bytes += size
+                if not c.dirty:
+                    c.dirty = True
+                    dirty.append(c)
+        if dirty and not self._flush_scheduled:
+            self._schedule_flush()
+        self.metrics.messages_out.inc(delivered)
+        return delivered
+
+    # -- housekeeping ---------------------------------------------------------------------------
+
+    async def _housekeep(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            try:
+                self.housekeep(self.clock())
+            except Exception:
+                logger.exception("housekeeping failed")
+
+    def housekeep(self, now: float) -> None:
+        """Auth deadlines, pings, pong deadlines, token expiry; and queue metrics."""
+        lim = self.limits
+        total_q = 0
+        deepest = 0
+        for conn in list(self.connections.values()):
+            if conn.closing:
+                continue
+            q = conn.queued_bytes + conn.sink.buffered()
+            total_q += q
+            deepest = max(deepest, q)
+            claims = conn.claims
+            if claims is None:
+                if now - conn.connected_at >= lim.auth_timeout:
+                    self.close(conn, codes.AUTH_TIMEOUT)
+                continue
+            if conn.pong_deadline is not None and now >= conn.pong_deadline:
+                self.close(conn, codes.HEARTBEAT_TIMEOUT)
+                continue
+            if now - conn.last_seen >= lim.ping_interval and conn.pong_deadline is None:
+                conn.pong_deadline = now + lim.pong_timeout
+                conn.send(conn.sink.ping_frame())
+            if now >= claims.exp + lim.token_grace:
+                self.close(conn, codes.TOKEN_EXPIRED)
+            elif not conn.token_warned and now >= claims.exp - lim.token_warning:
+                conn.token_warned = True
+                self.send_event(
+                    conn,
+                    {
+                        "type": "warning",
+                        "payload": {
+                            "code": "token_expiring",
+                            "message": "token expires soon; send auth.refresh",
+                            "expiresAt": int(claims.exp),
+                            "closeAt": int(claims.exp + lim.token_grace),
+                        },
+                    },
+                )
+        self.metrics.queue_bytes.set(total_q)
+        self.metrics.queue_max_bytes.set(deepest)
+        self.revocations.prune(now)
+
+    # -- introspection --------------------------------------------------------------------------
+
+    def describe(self, conns: Iterable[Connection] | None = None) -> list[dict[str, Any]]:
+        now = self.clock()
+        out = []
+        for c in conns if conns is not None else self.connections.values():
+            claims = c.claims
+            out.append(
+                {
+                    "id": c.id,
+                    "sub": claims.sub if claims else None,
+                    "role": claims.role.value if claims else None,
+                    "accounts": sorted(claims.accounts) if claims else [],
+                    "ip": c.ip,
+                    "encoding": c.encoding.value,
+                    "ageSeconds": round(now - c.connected_at, 3),
+                    "queueBytes": c.queued_bytes + c.sink.buffered(),
+                    "subscriptions": sorted(c.subscriptions),
+                    "messagesIn": c.msgs_in,
+                    "messagesOut": c.msgs_out,
+                }
+            )
+        return out
+
+
+def _targets_accept(payload: dict[str, Any], claims: Claims) -> bool:
+    """Targeting of a stored signal, for replay (live fan-out gets a Targets object)."""
+    accounts = payload.get("accounts")
+    groups = payload.get("groups")
+    if accounts is None and groups is None:
+        return True
+    t = Targets(
+        frozenset(accounts) if isinstance(accounts, list) else frozenset(),
+        frozenset(groups) if isinstance(groups, list) else frozenset(),
+    )
+    return t.accepts(claims.accounts, claims.groups)
+
+
+def _task_done(conn: Connection, task: asyncio.Task[Any]) -> None:
+    conn.in_flight -= 1
+    if conn.tasks is not None:
+        conn.tasks.discard(task)
+        if not conn.tasks:
+            conn.tasks = None
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("request task failed on %s", conn.id, exc_info=task.exception())
+
+
+def _peek_request_id(data: bytes, encoding: Encoding) -> str | None:
+    """Best effort: the request id of a message refused before it was decoded."""
+    try:
+        env = decode(data, encoding)
+    except EnvelopeError as exc:
+        return exc.request_id
+    return env.request_id

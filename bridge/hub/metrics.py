@@ -1,0 +1,41 @@
+"""Prometheus metrics of one hub, on a registry of its own (several hubs can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["HubMetrics"]
+
+
+class HubMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.connections = Gauge("mtbridge_connections", "Open connections by role", ["role"], registry=r)
+        self.connections_total = Counter(
+            "mtbridge_connections_opened", "Connections accepted (the reconnect rate is its rate())", registry=r
+        )
+        self.messages_in = Counter("mtbridge_messages_in", "Messages received", ["type"], registry=r)
+        self.messages_out = Counter("mtbridge_messages_out", "Messages delivered to subscribers", registry=r)
+        self.bytes_in = Counter("mtbridge_bytes_in", "Bytes of WebSocket messages received", registry=r)
+        self.bytes_out = Counter("mtbridge_bytes_out", "Bytes written to sockets", registry=r)
+        self.queue_bytes = Gauge("mtbridge_queue_bytes", "Bytes waiting in outbound queues", registry=r)
+        self.queue_max_bytes = Gauge(
+            "mtbridge_queue_max_bytes", "Deepest outbound queue at the last housekeeping pass", registry=r
+        )
+        self.drops = Counter("mtbridge_drops", "Lossy messages dropped or coalesced", ["reason"], registry=r)
+        self.slow_closes = Counter("mtbridge_slow_consumer_closes", "Slow consumers closed", registry=r)
+        self.auth_failures = Counter("mtbridge_auth_failures", "Failed authentications", ["code"], registry=r)
+        self.disconnects = Counter("mtbridge_disconnects", "Connections closed by the hub", ["code"], registry=r)
+        self.errors = Counter("mtbridge_errors", "Error replies sent", ["code"], registry=r)
+        self.connection_age = Histogram(
+            "mtbridge_connection_age_seconds",
+            "Age of connections when they close",
+            buckets=(1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, float("inf")),
+            registry=r,
+        )
+        self.publish_latency = Histogram(
+            "mtbridge_publish_seconds",
+            "From a publish arriving to its fan-out being queued (durable writes included)",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, float("inf")),
+            registry=r,
+        )

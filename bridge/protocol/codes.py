@@ -1,0 +1,184 @@
+"""Close codes and reply error codes: the one registry every client is written against.
+
+Close-code ranges (WebSocket close frames, RFC 6455 section 7.4):
+
+- 1000-1015: RFC 6455 codes (``websockets.frames.CloseCode``); 1001 means the hub is going away,
+  reconnect with backoff.
+- 4000-4499: *reconnect*. Something transient ended this connection; reconnect with exponential
+  backoff and jitter, then recover every subscription by offset.
+- 4500-4999: *terminal*. Reconnecting with the same credentials will fail the same way; stop and
+  tell the operator (or obtain a new token first).
+
+Reply errors (``error`` envelopes) are a separate registry of stable snake_case strings, each with
+a ``retryable`` flag that says whether the same request may succeed if sent again later.
+
+Close reasons are kept short: a close frame's payload is at most 125 bytes, 2 of which hold the code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from websockets.frames import CloseCode
+
+__all__ = [
+    "AUTH_TIMEOUT",
+    "CLOSE_CODES",
+    "ERRORS",
+    "FORBIDDEN",
+    "GOING_AWAY",
+    "HEARTBEAT_TIMEOUT",
+    "INTERNAL_ERROR",
+    "MESSAGE_TOO_BIG",
+    "NORMAL",
+    "OPERATOR_CLOSED",
+    "POLICY_VIOLATION",
+    "PROTOCOL_ERROR",
+    "RATE_LIMITED",
+    "SLOW_CONSUMER",
+    "TOKEN_EXPIRED",
+    "TOKEN_REVOKED",
+    "TOO_MANY_BAD_MESSAGES",
+    "TOO_MANY_CONNECTIONS",
+    "UNAUTHORIZED",
+    "UNSUPPORTED_PROTOCOL",
+    "INVALID_PAYLOAD",
+    "Disconnect",
+    "ErrorCode",
+    "is_reconnect",
+]
+
+RECONNECT_RANGE = range(4000, 4500)
+TERMINAL_RANGE = range(4500, 5000)
+MAX_REASON_BYTES = 123
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """A close code with its short reason and whether a client should reconnect."""
+
+    code: int
+    reason: str
+    reconnect: bool
+    advice: str
+
+    def __post_init__(self) -> None:
+        if len(self.reason.encode()) > MAX_REASON_BYTES:
+            raise ValueError("close reason longer than 123 bytes")
+
+
+# RFC 6455 codes the hub sends.
+NORMAL = Disconnect(CloseCode.NORMAL_CLOSURE, "normal", False, "The client asked to close; nothing to do.")
+GOING_AWAY = Disconnect(
+    CloseCode.GOING_AWAY, "hub shutting down", True, "Reconnect with backoff and jitter; recover by offset."
+)
+PROTOCOL_ERROR = Disconnect(
+    CloseCode.PROTOCOL_ERROR, "protocol error", True, "A WebSocket framing error; fix the client, then reconnect."
+)
+INVALID_PAYLOAD = Disconnect(
+    CloseCode.INVALID_DATA, "invalid utf-8", True, "A text frame was not valid UTF-8; fix the client."
+)
+POLICY_VIOLATION = Disconnect(
+    CloseCode.POLICY_VIOLATION, "policy violation", True, "Wrong frame type for the negotiated encoding."
+)
+MESSAGE_TOO_BIG = Disconnect(
+    CloseCode.MESSAGE_TOO_BIG, "message too big", True, "Keep messages under welcome.limits.maxMessageBytes."
+)
+
+# Reconnect range: transient, reconnect with backoff and recover by offset.
+SLOW_CONSUMER = Disconnect(
+    4001, "slow consumer", True, "Outbound queue overflowed on a lossless channel; reconnect and recover by offset."
+)
+HEARTBEAT_TIMEOUT = Disconnect(4002, "heartbeat timeout", True, "No pong in time; reconnect.")
+RATE_LIMITED = Disconnect(4003, "rate limited", True, "Sustained flood past the rate limit; back off, reconnect.")
+TOKEN_EXPIRED = Disconnect(
+    4004, "token expired", True, "The token expired without auth.refresh; get a fresh token, then reconnect."
+)
+AUTH_TIMEOUT = Disconnect(4005, "auth timeout", True, "Send auth as the first message; reconnect.")
+OPERATOR_CLOSED = Disconnect(4006, "closed by operator", True, "An operator closed this connection; reconnect.")
+TOO_MANY_CONNECTIONS = Disconnect(
+    4007, "too many connections", True, "Per-subject or per-IP limit reached; back off longer, then reconnect."
+)
+INTERNAL_ERROR = Disconnect(4008, "internal error", True, "Hub fault; reconnect with backoff.")
+
+# Terminal range: do not reconnect with the same credentials.
+UNAUTHORIZED = Disconnect(4500, "unauthorized", False, "The token is invalid; obtain a valid token.")
+TOKEN_REVOKED = Disconnect(4501, "token revoked", False, "The token or subject was revoked; ask an operator.")
+FORBIDDEN = Disconnect(4502, "forbidden", False, "The token's role may not use this endpoint.")
+UNSUPPORTED_PROTOCOL = Disconnect(
+    4503, "unsupported protocol", False, "Negotiate mtbridge.v1.json or mtbridge.v1.msgpack."
+)
+TOO_MANY_BAD_MESSAGES = Disconnect(
+    4504, "too many bad messages", False, "The client keeps sending invalid messages; fix it."
+)
+
+CLOSE_CODES: dict[int, Disconnect] = {
+    d.code: d
+    for d in (
+        NORMAL,
+        GOING_AWAY,
+        PROTOCOL_ERROR,
+        INVALID_PAYLOAD,
+        POLICY_VIOLATION,
+        MESSAGE_TOO_BIG,
+        SLOW_CONSUMER,
+        HEARTBEAT_TIMEOUT,
+        RATE_LIMITED,
+        TOKEN_EXPIRED,
+        AUTH_TIMEOUT,
+        OPERATOR_CLOSED,
+        TOO_MANY_CONNECTIONS,
+        INTERNAL_ERROR,
+        UNAUTHORIZED,
+        TOKEN_REVOKED,
+        FORBIDDEN,
+        UNSUPPORTED_PROTOCOL,
+        TOO_MANY_BAD_MESSAGES,
+    )
+}
+
+
+def is_reconnect(code: int) -> bool:
+    """Whether a client should reconnect after a close with ``code``."""
+    if code in CLOSE_CODES:
+        return CLOSE_CODES[code].reconnect
+    if code in TERMINAL_RANGE:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    """A reply error: stable code, whether retrying the same request can succeed, and advice."""
+
+    code: str
+    retryable: bool
+    advice: str
+
+
+_ERRORS = (
+    ErrorCode("bad_request", False, "The envelope's shape is wrong (unknown field, wrong type); fix the request."),
+    ErrorCode("invalid_json", False, "The text frame is not a JSON object; fix the encoder."),
+    ErrorCode("invalid_msgpack", False, "The binary frame is not a MessagePack map; fix the encoder."),
+    ErrorCode("unknown_type", False, "The `type` is not part of protocol v1."),
+    ErrorCode("auth_required", False, "Authenticate first with `auth`."),
+    ErrorCode("already_authenticated", False, "Use `auth.refresh` to replace the token."),
+    ErrorCode("token_invalid", False, "Signature, algorithm, audience, issuer or claims are wrong."),
+    ErrorCode("token_expired", False, "Obtain a fresh token."),
+    ErrorCode("token_revoked", False, "The token or its subject was revoked."),
+    ErrorCode("subject_mismatch", False, "auth.refresh must keep the same `sub` and `role`."),
+    ErrorCode("forbidden", False, "The token's claims do not allow this channel or command."),
+    ErrorCode("invalid_channel", False, "Channel names are `namespace:rest`, 1-200 chars of [A-Za-z0-9:._-]."),
+    ErrorCode("unknown_namespace", False, "Use signals:, account:<login>:, instrument: or system:."),
+    ErrorCode("already_subscribed", False, "The connection already holds this subscription."),
+    ErrorCode("not_subscribed", False, "There is no such subscription to remove."),
+    ErrorCode("too_many_subscriptions", False, "Unsubscribe first; see welcome.limits.maxSubscriptions."),
+    ErrorCode("rate_limited", True, "Slow down; retry after `retryAfterMs`."),
+    ErrorCode("validation_failed", False, "The payload failed validation; see `details` for each field."),
+    ErrorCode("not_found", False, "No such object."),
+    ErrorCode("bad_offset", False, "`since` must be an integer offset >= 0 for this channel."),
+    ErrorCode("unavailable", True, "The hub cannot serve this now (store or broker down); retry with backoff."),
+    ErrorCode("internal", True, "Hub fault; retry with backoff."),
+)
+
+ERRORS: dict[str, ErrorCode] = {e.code: e for e in _ERRORS}
