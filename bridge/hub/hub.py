@@ -546,7 +546,7 @@ class Hub:
                     reason = "epoch_changed"
                 elif since > pos.last_offset:
                     reason = "offset_ahead"
-                elif since + 1 < pos.first_available:
+                elif since + 1 < pos.first_available_offset:
                     reason = "history_trimmed"
                 elif pos.last_offset - since > self.limits.max_recovery:
                     reason = "too_many"

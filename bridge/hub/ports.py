@@ -28,7 +28,7 @@ class Stored:
 class LogPosition:
     last_offset: int
     epoch: str
-    first_available: int
+    first_available_offset: int
 
 
 class DurableLog(Protocol):

@@ -17,7 +17,7 @@ import asyncio
 import codecs
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.exceptions import NegotiationError
@@ -90,11 +90,10 @@ class HubWebSocketProtocol(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         if self.server_state is not None:
             self.server_state.connections.add(self)
-        peer = transport.get_extra_info("peername")
+        peer = self.transport.get_extra_info("peername")
         self.ip = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
         max_size = self.hub.limits.max_message_bytes if self.hub else 65536
         if self.options.test_mode:

@@ -191,7 +191,10 @@ class BinanceProtocol(VenueProtocol):
         if event.final_id <= book.sequence:
             return
         if event.first_id > book.sequence + 1:
-            raise SequenceGap(self.venue, event.symbol, book.sequence + 1, event.first_id)
+            self._out_of_sync(SequenceGap(self.venue, event.symbol, book.sequence + 1, event.first_id), now_us)
+            # Start over (procedure step 1) with this event as the first buffered one.
+            self._handle_depth(event, now_us)
+            return
         self._apply(state, event, now_us)
 
     def _apply(self, state: BookState, event: DepthEvent, now_us: int) -> None:
@@ -250,6 +253,8 @@ class BinanceProtocol(VenueProtocol):
                 self._out_of_sync(
                     SequenceGap(self.venue, venue_symbol, book.sequence + 1, event.first_id), now_us
                 )
+                for rest in pending[i:]:
+                    self._handle_depth(rest, now_us)
                 return
             self._apply(state, event, now_us)
 

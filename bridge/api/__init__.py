@@ -1,0 +1,1 @@
+"""HTTP side of the hub: FastAPI app, REST routers, health and metrics."""

@@ -1,0 +1,87 @@
+"""Tokens and connections: issue and revoke tokens, list and close connections."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import BaseModel, Field
+
+from bridge.api.deps import AdminClaims, BearerClaims, HubDep
+from bridge.auth.tokens import issue
+from bridge.protocol import codes
+from bridge.protocol.channels import Role
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["tokens and connections"])
+
+
+class TokenRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    role: Role
+    sub: str = Field(min_length=1, max_length=128)
+    accounts: list[str] = Field(default_factory=list, max_length=256)
+    groups: list[str] = Field(default_factory=list, max_length=256)
+    subscribe: list[str] = Field(default_factory=list, max_length=256)
+    publish: list[str] = Field(default_factory=list, max_length=256)
+    ttl: int = Field(3600, gt=0, le=366 * 86400)
+
+
+class RevokeRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    kind: Literal["jti", "sub"]
+    value: str = Field(min_length=1, max_length=128)
+    expiresAt: float | None = None
+
+
+@router.post("/tokens", status_code=status.HTTP_201_CREATED)
+async def issue_token(body: TokenRequest, request: Request, hub: HubDep, _: AdminClaims) -> dict[str, object]:
+    """Issue a token signed with the hub's HMAC secret (admin only)."""
+    secret: bytes | None = getattr(request.state, "hmac_secret", None)
+    if secret is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, "tokens are issued by your identity provider (RS/ES keys)")
+    now = hub.clock()
+    token = issue(
+        secret,
+        sub=body.sub,
+        role=body.role,
+        now=now,
+        ttl=body.ttl,
+        accounts=body.accounts,
+        groups=body.groups,
+        subscribe=body.subscribe,
+        publish=body.publish,
+        audience=hub.verifier.audience,
+        issuer=hub.verifier.issuer,
+        algorithm=hub.verifier.algorithms[0],
+    )
+    claims = hub.verifier.verify(token, now)
+    return {"token": token, "jti": claims.jti, "expiresAt": int(claims.exp)}
+
+
+@router.post("/tokens/revoke")
+async def revoke_token(body: RevokeRequest, hub: HubDep, _: AdminClaims) -> dict[str, object]:
+    """Revoke a token id or a subject; its live connections are closed at once."""
+    closed = await hub.revoke(body.kind, body.value, body.expiresAt)
+    return {"revoked": {"kind": body.kind, "value": body.value}, "closedConnections": closed}
+
+
+@router.get("/connections")
+async def list_connections(hub: HubDep, claims: BearerClaims) -> dict[str, object]:
+    """Live connections of this hub (dashboards and admins)."""
+    if claims.role not in (Role.ADMIN, Role.DASHBOARD):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": "role not allowed"})
+    return {"items": hub.describe()}
+
+
+@router.delete("/connections/{conn_id}")
+async def close_connection(conn_id: str, hub: HubDep, _: AdminClaims) -> dict[str, object]:
+    """Close one connection with 4006 (the client reconnects)."""
+    conn = hub.connections.get(conn_id)
+    if conn is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, {"code": "not_found", "message": "no such connection"})
+    hub.close(conn, codes.OPERATOR_CLOSED)
+    return {"closed": conn_id}

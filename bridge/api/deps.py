@@ -1,0 +1,60 @@
+"""Request dependencies: the hub from app state, and bearer-token authorisation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from bridge.auth.exceptions import AuthError
+from bridge.auth.tokens import Claims
+from bridge.hub.hub import Hub
+from bridge.protocol.channels import Role
+
+__all__ = ["AdminClaims", "BearerClaims", "HubDep", "get_hub", "require_roles"]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_hub(request: Request) -> Hub:
+    hub: Hub | None = getattr(request.state, "hub", None)
+    if hub is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "hub not ready")
+    return hub
+
+
+HubDep = Annotated[Hub, Depends(get_hub)]
+
+
+def bearer_claims(
+    hub: HubDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Claims:
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "bearer token required", headers={"WWW-Authenticate": "Bearer"}
+        )
+    try:
+        claims = hub.verifier.verify(creds.credentials, hub.clock())
+    except AuthError as exc:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, {"code": exc.code, "message": str(exc)}, headers={"WWW-Authenticate": "Bearer"}
+        ) from exc
+    if hub.revocations.is_revoked(claims, hub.clock()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, {"code": "token_revoked", "message": "token revoked"})
+    return claims
+
+
+BearerClaims = Annotated[Claims, Depends(bearer_claims)]
+
+
+def require_roles(*roles: Role) -> Any:
+    def check(claims: BearerClaims) -> Claims:
+        if claims.role not in roles:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": "role not allowed"})
+        return claims
+
+    return Depends(check)
+
+
+AdminClaims = Annotated[Claims, require_roles(Role.ADMIN)]

@@ -1,0 +1,41 @@
+"""Health, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bridge.api.deps import HubDep
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up and its loop answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request, response: Response) -> dict[str, object]:
+    """Ready to take connections: hub accepting and the store answering."""
+    hub = getattr(request.state, "hub", None)
+    checks: dict[str, object] = {"hub": bool(hub and hub.accepting)}
+    ready_check = getattr(request.state, "ready_check", None)
+    if ready_check is not None:
+        try:
+            await ready_check()
+            checks["store"] = True
+        except Exception:
+            checks["store"] = False
+    ok = all(v is True for v in checks.values())
+    if not ok:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return {"status": "ok" if ok else "unavailable", "checks": checks}
+
+
+@router.get("/metrics")
+async def metrics(hub: HubDep) -> Response:
+    return Response(generate_latest(hub.metrics.registry), media_type=CONTENT_TYPE_LATEST)

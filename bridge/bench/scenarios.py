@@ -1,0 +1,262 @@
+"""Relay scenarios: fan-out throughput, publish-to-receive latency, connection memory and storm.
+
+Each scenario starts a fresh server per measurement, pinned to the server core, and
+drives it with the C load generator pinned to the client core. Figures are taken
+between two marks after a warm-up, so that connection setup never counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bridge.bench.exceptions import BenchError
+from bridge.bench.loadgen import Loadgen, Mark
+from bridge.bench.procs import Cores, ServerProcess, free_port
+from bridge.bench.targets import Target
+
+__all__ = [
+    "Plan",
+    "Row",
+    "run_connections",
+    "run_fanout",
+    "run_latency",
+    "with_server",
+]
+
+Row = dict[str, Any]
+T = TypeVar("T")
+
+#: Connections the load generator sets up at once (bounded, so that a listen backlog
+#: never overflows and SYN retransmits never decide the figures).
+DEFAULT_CONCURRENCY = 200
+#: Seconds a server is left alone after its clients are ready, before RSS is read.
+SETTLE_S = 1.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and durations of one benchmark run; `quick()` is what CI runs."""
+
+    fanout_sizes: tuple[int, ...] = (1000, 5000, 10000)
+    connection_sizes: tuple[int, ...] = (1000, 5000, 10000)
+    latency_subscribers: int = 1000
+    latency_rate: float = 1000.0
+    fanout_rate: float = 0.0  # 0 = as fast as the server takes them
+    warmup_s: float = 1.5
+    measure_s: float = 4.0
+    concurrency: int = DEFAULT_CONCURRENCY
+    signal_eas: int = 10
+    ingest_connections: int = 10
+    quick: bool = False
+
+    @classmethod
+    def quick_plan(cls) -> Plan:
+        return cls(
+            fanout_sizes=(1000,),
+            connection_sizes=(1000,),
+            latency_subscribers=500,
+            latency_rate=500.0,
+            warmup_s=0.7,
+            measure_s=1.5,
+            signal_eas=3,
+            ingest_connections=4,
+            quick=True,
+        )
+
+
+@dataclass
+class Context:
+    """What every scenario needs: the load generator, the cores and the plan."""
+
+    exe: Path
+    cores: Cores
+    plan: Plan
+    log: Callable[[str], None] = print
+    notes: list[str] = field(default_factory=list)
+
+
+def with_server(target: Target, ctx: Context, fn: Callable[[ServerProcess], T]) -> T:
+    """Run fn against a fresh, listening server of target; always stop it."""
+    server = target.start(port=free_port(), core=ctx.cores.server)
+    try:
+        server.wait_listening()
+        target.after_start(server)
+        return fn(server)
+    finally:
+        server.stop()
+
+
+def _subscribers(target: Target, ctx: Context, server: ServerProcess, n: int, *, encoding: str = "json",
+                 latency: bool = False, extra: Sequence[str] = ()) -> Loadgen:
+    args = [
+        "--port", str(server.port), "--conns", str(n), "--concurrency", str(ctx.plan.concurrency),
+        *target.sub_args(encoding=encoding), *extra,
+    ]
+    if latency:
+        args.append("--latency")
+    return Loadgen(ctx.exe, args, core=ctx.cores.client, label=f"{target.name} subscribers")
+
+
+def _publisher(target: Target, ctx: Context, server: ServerProcess, *, rate: float, encoding: str = "json") -> Loadgen:
+    args = [
+        "--mode", "pub", "--port", str(server.port), *target.pub_args(encoding=encoding),
+        "--rate", f"{rate:g}", "--window", str(target.pub_window if rate <= 0 else 0),
+    ]
+    return Loadgen(ctx.exe, args, core=ctx.cores.client, label=f"{target.name} publisher")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Counters over the measured window."""
+
+    seconds: float
+    subs: Mark
+    pub: Mark
+    frames: int
+    sub_cpu_s: float
+    pub_cpu_s: float
+    pub_sent: int
+    server_cpu_s: float
+
+
+def _measure(ctx: Context, server: ServerProcess, subs: Loadgen, pub: Loadgen) -> Window:
+    """Publish, warm up, then count between two marks."""
+    pub.go()
+    time.sleep(ctx.plan.warmup_s)
+    s0, p0, c0 = subs.mark(), pub.mark(), server.cpu_s()
+    time.sleep(ctx.plan.measure_s)
+    s1, p1, c1 = subs.mark(), pub.mark(), server.cpu_s()
+    pub.stop()
+    server.check_alive()
+    return Window(
+        seconds=s1.t_s - s0.t_s,
+        subs=s1,
+        pub=p1,
+        frames=s1.frames - s0.frames,
+        sub_cpu_s=s1.cpu_s - s0.cpu_s,
+        pub_cpu_s=p1.cpu_s - p0.cpu_s,
+        pub_sent=p1.sent - p0.sent,
+        server_cpu_s=c1 - c0,
+    )
+
+
+def _health(w: Window, n: int) -> dict[str, Any]:
+    """Disconnects and errors seen during a run: a fast but lossy server must show it."""
+    return {
+        "disconnected": w.subs.closed,
+        "close_codes": w.subs.close_codes,
+        "errors": w.subs.errors + w.pub.errors,
+        "first_error": w.subs.first_error or w.pub.first_error,
+        "open_at_end": w.subs.open,
+        "subscribers": n,
+    }
+
+
+def run_fanout(target: Target, ctx: Context) -> list[Row]:
+    """1 publisher -> N subscribers, as fast as the server goes: deliveries/s and CPU."""
+    rows: list[Row] = []
+    for n in ctx.plan.fanout_sizes:
+
+        def one(server: ServerProcess, n: int = n) -> Row:
+            with _subscribers(target, ctx, server, n) as subs:
+                ready = subs.wait_ready()
+                with _publisher(target, ctx, server, rate=ctx.plan.fanout_rate) as pub:
+                    pub.wait_ready()
+                    w = _measure(ctx, server, subs, pub)
+            return {
+                "target": target.name,
+                "subscribers": n,
+                "deliveries_per_s": round(w.frames / w.seconds),
+                "msgs_per_s": round(w.frames / w.seconds / n, 1),
+                "published_per_s": round(w.pub_sent / w.seconds, 1),
+                "server_cpu": round(w.server_cpu_s / w.seconds, 3),
+                "loadgen_cpu": round(w.sub_cpu_s / w.seconds, 3),
+                "publisher_cpu": round(w.pub_cpu_s / w.seconds, 3),
+                "setup_s": round(float(ready["elapsed_s"]), 3),
+                "seconds": round(w.seconds, 3),
+                **_health(w, n),
+            }
+
+        ctx.log(f"  fanout {target.name} N={n} ...")
+        rows.append(with_server(target, ctx, one))
+        ctx.log(f"    {rows[-1]['deliveries_per_s']:,} deliveries/s, server CPU {rows[-1]['server_cpu']:.2f}, "
+                f"loadgen CPU {rows[-1]['loadgen_cpu']:.2f}")
+    return rows
+
+
+def run_latency(target: Target, ctx: Context, encodings: Sequence[str] | None = None) -> list[Row]:
+    """Publish-to-receive latency at a fixed rate to N subscribers, per encoding."""
+    rows: list[Row] = []
+    n, rate = ctx.plan.latency_subscribers, ctx.plan.latency_rate
+    for encoding in encodings or target.encodings:
+
+        def one(server: ServerProcess, encoding: str = encoding) -> Row:
+            with _subscribers(target, ctx, server, n, encoding=encoding, latency=True) as subs:
+                subs.wait_ready()
+                with _publisher(target, ctx, server, rate=rate, encoding=encoding) as pub:
+                    pub.wait_ready()
+                    w = _measure(ctx, server, subs, pub)
+            if w.subs.lat_n == 0:
+                raise BenchError(f"{target.name}: no timestamped message arrived in the latency window")
+            expected = rate * n
+            return {
+                "target": target.name,
+                "encoding": encoding,
+                "subscribers": n,
+                "rate": rate,
+                "deliveries_per_s": round(w.frames / w.seconds),
+                "kept_up": w.frames / w.seconds >= 0.95 * expected,
+                "p50_ms": w.subs.p50_ms,
+                "p99_ms": w.subs.p99_ms,
+                "p999_ms": w.subs.p999_ms,
+                "max_ms": w.subs.max_ms,
+                "samples": w.subs.lat_n,
+                "server_cpu": round(w.server_cpu_s / w.seconds, 3),
+                "loadgen_cpu": round(w.sub_cpu_s / w.seconds, 3),
+                **_health(w, n),
+            }
+
+        ctx.log(f"  latency {target.name} {encoding} N={n} at {rate:g} msgs/s ...")
+        rows.append(with_server(target, ctx, one))
+        r = rows[-1]
+        ctx.log(f"    p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, p99.9 {r['p999_ms']:.2f} ms")
+    return rows
+
+
+def run_connections(target: Target, ctx: Context) -> list[Row]:
+    """Server RSS per idle subscribed connection, and the time for N clients to get there."""
+    rows: list[Row] = []
+    for n in ctx.plan.connection_sizes:
+
+        def one(server: ServerProcess, n: int = n) -> Row:
+            time.sleep(SETTLE_S)
+            rss0, cpu0 = server.rss_bytes(), server.cpu_s()
+            with _subscribers(target, ctx, server, n) as subs:
+                ready = subs.wait_ready()
+                cpu1 = server.cpu_s()
+                time.sleep(SETTLE_S)
+                rss1 = server.rss_bytes()
+                m = subs.mark()
+            server.check_alive()
+            return {
+                "target": target.name,
+                "connections": n,
+                "setup_s": round(float(ready["elapsed_s"]), 3),
+                "setup_per_s": round(n / max(float(ready["elapsed_s"]), 1e-9)),
+                "setup_server_cpu_s": round(cpu1 - cpu0, 3),
+                "rss_before_mb": round(rss0 / 2**20, 1),
+                "rss_after_mb": round(rss1 / 2**20, 1),
+                "kb_per_connection": round((rss1 - rss0) / n / 1024, 2),
+                "disconnected": m.closed,
+                "concurrency": ctx.plan.concurrency,
+            }
+
+        ctx.log(f"  connections {target.name} N={n} ...")
+        rows.append(with_server(target, ctx, one))
+        r = rows[-1]
+        ctx.log(f"    {r['kb_per_connection']:.2f} KB/connection, set up in {r['setup_s']:.2f} s")
+    return rows

@@ -1,0 +1,132 @@
+"""The ``mtbridge`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bridge.config import Settings, load_settings
+
+__all__ = ["main"]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML configuration file (or MTBRIDGE_CONFIG)")
+    p.add_argument("--data-dir", type=Path, help="data directory (default ./mtbridge-data)")
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    return load_settings(args.config, data_dir=args.data_dir, **extra)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bridge.server import install_log_redaction, run
+
+    settings = _settings(
+        args,
+        host=args.host,
+        port=args.port,
+        database_url=args.database_url,
+        broker=args.broker,
+        test_mode=True if args.test_mode else None,
+        log_level=args.log_level,
+        allowed_origins=args.allowed_origin or None,
+    )
+    install_log_redaction()
+    print(
+        f"mtbridge hub on http://{settings.host}:{settings.port}/ (WebSocket /ws), "
+        f"data in {settings.data_dir.resolve()}",
+        file=sys.stderr,
+        flush=True,
+    )
+    run(settings)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from bridge.auth.tokens import issue, load_or_create_secret
+
+    settings = _settings(args)
+    if not all(a.startswith("HS") for a in settings.jwt_algorithms):
+        print("tokens for RS*/ES* configurations are issued by your identity provider", file=sys.stderr)
+        return 2
+    secret, created = load_or_create_secret(settings.secret_path)
+    if created:
+        print(f"generated a new signing secret at {settings.secret_path} (mode 0600)", file=sys.stderr)
+    token = issue(
+        secret,
+        sub=args.sub,
+        role=args.role,
+        now=time.time(),
+        ttl=args.ttl,
+        accounts=args.account,
+        groups=args.group,
+        subscribe=args.subscribe,
+        publish=args.publish,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        algorithm=settings.jwt_algorithms[0],
+    )
+    print(token)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtbridge", description="MetaTrader bridge and signal relay")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the hub (embedded defaults: SQLite, in-process broker)")
+    _common(serve)
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port for HTTP and /ws (default 8765)")
+    serve.add_argument("--database-url", help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db")
+    serve.add_argument("--broker", help="'memory' (default) or a redis:// URL")
+    serve.add_argument("--allowed-origin", action="append", default=[], help="browser Origin allowed (repeat)")
+    serve.add_argument("--log-level", help="debug, info, warning, error")
+    serve.add_argument("--test-mode", action="store_true", help="enable the /echo route (conformance tests only)")
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="print a JWT signed with the hub's secret")
+    _common(token)
+    token.add_argument("--role", required=True, choices=["engine", "ea", "dashboard", "admin"])
+    token.add_argument("--sub", required=True, help="subject: who the token is for")
+    token.add_argument("--account", action="append", default=[], help="MT5 login this token holds (repeat)")
+    token.add_argument("--group", action="append", default=[], help="account group (repeat)")
+    token.add_argument("--subscribe", action="append", default=[], help="channel pattern, e.g. 'signals:*'")
+    token.add_argument("--publish", action="append", default=[], help="channel pattern, e.g. 'signals:alpha'")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.set_defaults(func=cmd_token)
+
+    for register in _plugins():
+        register(sub)
+    return parser
+
+
+def _plugins() -> list[Callable[[Any], None]]:
+    """Subcommands owned by other packages (each adds its own parser)."""
+    from bridge.cli_extra import REGISTRARS
+
+    return list(REGISTRARS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_async(coro: Any) -> int:
+    result: int = asyncio.run(coro)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

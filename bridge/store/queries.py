@@ -1,0 +1,392 @@
+"""Every SQL statement of the store, one named function each (built with SQLAlchemy Core).
+
+Statements that are run with many parameter sets (``executemany``) use ``b_``-prefixed bind names where a
+column of the same name is also updated, as SQLAlchemy requires. ``dialect`` is the SQLAlchemy dialect name
+(``sqlite`` or ``postgresql``); both support ``INSERT ... ON CONFLICT``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite
+
+from bridge.store.schema import (
+    STATUS_COLUMNS,
+    accounts,
+    channel_log,
+    channels,
+    revocations,
+    signal_deliveries,
+    signals,
+    trade_events,
+)
+
+__all__ = [
+    "count_old_events",
+    "delete_deliveries_of",
+    "delete_events",
+    "delete_log",
+    "delete_log_keys",
+    "delete_signals",
+    "expire_delivery",
+    "insert_channel",
+    "insert_delivery",
+    "insert_events",
+    "insert_log",
+    "insert_signal",
+    "list_accounts",
+    "list_events",
+    "list_revocations",
+    "list_signals",
+    "min_offset",
+    "purge_revocations",
+    "read_since",
+    "reset_channel",
+    "select_account",
+    "select_channel",
+    "select_channels",
+    "select_deliveries",
+    "select_delivery_states",
+    "select_event_ids",
+    "select_expirable",
+    "select_log_message_ids",
+    "select_old_events",
+    "select_old_log",
+    "select_old_signals",
+    "select_signal",
+    "select_signal_ids",
+    "touch_account",
+    "update_channel_offset",
+    "update_delivery",
+    "upsert_revocation",
+    "upsert_snapshot",
+]
+
+
+def _insert(dialect: str, table: sa.Table) -> Any:
+    """A dialect-specific INSERT that supports ON CONFLICT."""
+    return pg.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+# --- channels and the channel log -------------------------------------------------------------------------
+
+
+def select_channels(names: Sequence[str], *, for_update: bool) -> sa.Select[Any]:
+    """Channel rows by name, locked for the rest of the transaction on PostgreSQL."""
+    stmt = sa.select(channels.c.name, channels.c.epoch, channels.c.last_offset).where(channels.c.name.in_(names))
+    return stmt.with_for_update() if for_update else stmt
+
+
+def select_channel(name: str) -> sa.Select[Any]:
+    """One channel row."""
+    return sa.select(channels.c.epoch, channels.c.last_offset).where(channels.c.name == name)
+
+
+def insert_channel(dialect: str) -> Any:
+    """Create a channel (name, epoch, last_offset, created_at_ms) unless it exists."""
+    return _insert(dialect, channels).on_conflict_do_nothing(index_elements=["name"])
+
+
+def update_channel_offset() -> sa.Update:
+    """Move a channel's last offset (executemany with b_name, b_last)."""
+    return (
+        channels.update()
+        .where(channels.c.name == sa.bindparam("b_name"))
+        .values(last_offset=sa.bindparam("b_last"))
+    )
+
+
+def reset_channel(name: str, epoch: str) -> sa.Update:
+    """Give a channel a new epoch and restart its offsets."""
+    return channels.update().where(channels.c.name == name).values(epoch=epoch, last_offset=0)
+
+
+def select_log_message_ids(names: Sequence[str], message_ids: Sequence[str]) -> sa.Select[Any]:
+    """Log entries of these channels that carry one of these message ids."""
+    return sa.select(channel_log.c.channel, channel_log.c.message_id, channel_log.c.log_offset).where(
+        channel_log.c.channel.in_(names), channel_log.c.message_id.in_(message_ids)
+    )
+
+
+def insert_log() -> sa.Insert:
+    """Append log entries (executemany)."""
+    return channel_log.insert()
+
+
+def read_since(name: str, after: int, limit: int) -> sa.Select[Any]:
+    """Log entries after an offset, in offset order."""
+    return (
+        sa.select(channel_log.c.log_offset, channel_log.c.payload, channel_log.c.expires_at_ms)
+        .where(channel_log.c.channel == name, channel_log.c.log_offset > after)
+        .order_by(channel_log.c.log_offset)
+        .limit(limit)
+    )
+
+
+def min_offset(name: str) -> sa.Select[Any]:
+    """The oldest offset still in a channel's log."""
+    return sa.select(sa.func.min(channel_log.c.log_offset)).where(channel_log.c.channel == name)
+
+
+def delete_log(name: str) -> sa.Delete:
+    """Erase a channel's whole log."""
+    return channel_log.delete().where(channel_log.c.channel == name)
+
+
+def select_old_log(cutoff_ms: int, limit: int) -> sa.Select[Any]:
+    """Keys of log entries created before the cutoff (a retention batch)."""
+    return (
+        sa.select(channel_log.c.channel, channel_log.c.log_offset)
+        .where(channel_log.c.created_at_ms < cutoff_ms)
+        .limit(limit)
+    )
+
+
+def delete_log_keys(keys: Sequence[tuple[str, int]]) -> sa.Delete:
+    """Delete log entries by (channel, offset)."""
+    return channel_log.delete().where(sa.tuple_(channel_log.c.channel, channel_log.c.log_offset).in_(keys))
+
+
+# --- signals ledger -----------------------------------------------------------------------------------------
+
+
+def select_signal_ids(ids: Sequence[str]) -> sa.Select[Any]:
+    """Signals already in the ledger among these ids, with where they were published."""
+    return sa.select(signals.c.id, signals.c.channel, signals.c.log_offset).where(signals.c.id.in_(ids))
+
+
+def insert_signal() -> sa.Insert:
+    """Record signals (executemany)."""
+    return signals.insert()
+
+
+def insert_delivery(dialect: str) -> Any:
+    """Create delivery rows (executemany), leaving existing ones alone."""
+    return _insert(dialect, signal_deliveries).on_conflict_do_nothing(index_elements=["signal_id", "account"])
+
+
+def _signal_columns() -> list[sa.ColumnElement[Any]]:
+    return [
+        signals.c.seq, signals.c.id, signals.c.strategy, signals.c.channel, signals.c.log_offset,
+        signals.c.accounts, signals.c.groups, signals.c.payload, signals.c.created_at_ms,
+        signals.c.expires_at_ms,
+    ]
+
+
+def select_signal(signal_id: str) -> sa.Select[Any]:
+    """One signal of the ledger."""
+    return sa.select(*_signal_columns()).where(signals.c.id == signal_id)
+
+
+def list_signals(
+    *, strategy: str | None, account: str | None, status: str | None, since_ms: int | None,
+    until_ms: int | None, before_seq: int | None, limit: int,
+) -> sa.Select[Any]:
+    """A page of signals, newest first."""
+    stmt = sa.select(*_signal_columns())
+    if strategy is not None:
+        stmt = stmt.where(signals.c.strategy == strategy)
+    if since_ms is not None:
+        stmt = stmt.where(signals.c.created_at_ms >= since_ms)
+    if until_ms is not None:
+        stmt = stmt.where(signals.c.created_at_ms < until_ms)
+    if before_seq is not None:
+        stmt = stmt.where(signals.c.seq < before_seq)
+    if account is not None or status is not None:
+        sub = sa.select(signal_deliveries.c.signal_id).where(signal_deliveries.c.signal_id == signals.c.id)
+        if account is not None:
+            sub = sub.where(signal_deliveries.c.account == account)
+        if status is not None:
+            sub = sub.where(signal_deliveries.c.status == status)
+        stmt = stmt.where(sa.exists(sub))
+    return stmt.order_by(signals.c.seq.desc()).limit(limit)
+
+
+def select_deliveries(signal_ids: Sequence[str]) -> sa.Select[Any]:
+    """Delivery rows of these signals."""
+    return (
+        sa.select(signal_deliveries)
+        .where(signal_deliveries.c.signal_id.in_(signal_ids))
+        .order_by(signal_deliveries.c.signal_id, signal_deliveries.c.account)
+    )
+
+
+def select_delivery_states(signal_ids: Sequence[str]) -> sa.Select[Any]:
+    """Current status of every delivery of these signals."""
+    return sa.select(
+        signal_deliveries.c.signal_id, signal_deliveries.c.account, signal_deliveries.c.status
+    ).where(signal_deliveries.c.signal_id.in_(signal_ids))
+
+
+def update_delivery(status: str) -> sa.Update:
+    """Move deliveries to ``status`` if still at b_old (executemany with b_sid, b_acc, b_old, b_at, b_detail)."""
+    return (
+        signal_deliveries.update()
+        .where(
+            signal_deliveries.c.signal_id == sa.bindparam("b_sid"),
+            signal_deliveries.c.account == sa.bindparam("b_acc"),
+            signal_deliveries.c.status == sa.bindparam("b_old"),
+        )
+        .values(
+            {
+                "status": status,
+                "updated_at_ms": sa.bindparam("b_at"),
+                STATUS_COLUMNS[status]: sa.bindparam("b_at"),
+                "detail": sa.func.coalesce(sa.bindparam("b_detail", type_=sa.String), signal_deliveries.c.detail),
+            }
+        )
+    )
+
+
+def select_expirable(now_ms: int, limit: int) -> sa.Select[Any]:
+    """Deliveries still waiting on signals that have expired."""
+    return (
+        sa.select(signal_deliveries.c.signal_id, signal_deliveries.c.account, signal_deliveries.c.status)
+        .join(signals, signals.c.id == signal_deliveries.c.signal_id)
+        .where(
+            signals.c.expires_at_ms <= now_ms,
+            signal_deliveries.c.status.in_(("pending", "delivered", "acked")),
+        )
+        .limit(limit)
+    )
+
+
+def expire_delivery() -> sa.Update:
+    """Mark a delivery expired (executemany, same binds as :func:`update_delivery`)."""
+    return update_delivery("expired")
+
+
+def select_old_signals(cutoff_ms: int, limit: int) -> sa.Select[Any]:
+    """Ids of signals created before the cutoff (a retention batch)."""
+    return sa.select(signals.c.id).where(signals.c.created_at_ms < cutoff_ms).limit(limit)
+
+
+def delete_deliveries_of(signal_ids: Sequence[str]) -> sa.Delete:
+    """Delete the deliveries of these signals."""
+    return signal_deliveries.delete().where(signal_deliveries.c.signal_id.in_(signal_ids))
+
+
+def delete_signals(signal_ids: Sequence[str]) -> sa.Delete:
+    """Delete these signals."""
+    return signals.delete().where(signals.c.id.in_(signal_ids))
+
+
+# --- trade events -------------------------------------------------------------------------------------------
+
+
+def select_event_ids(ids: Sequence[str]) -> sa.Select[Any]:
+    """Event ids already stored among these."""
+    return sa.select(trade_events.c.id).where(trade_events.c.id.in_(ids))
+
+
+def insert_events(dialect: str) -> Any:
+    """Store events (executemany), ignoring ids stored meanwhile by another writer."""
+    return _insert(dialect, trade_events).on_conflict_do_nothing(index_elements=["id"])
+
+
+def list_events(
+    *, account: str | None, kind: str | None, signal_id: str | None, since_ms: int | None,
+    until_ms: int | None, before_seq: int | None, after_seq: int | None, newest_first: bool, limit: int,
+) -> sa.Select[Any]:
+    """A page of trade events."""
+    stmt = sa.select(trade_events)
+    if account is not None:
+        stmt = stmt.where(trade_events.c.account == account)
+    if kind is not None:
+        stmt = stmt.where(trade_events.c.kind == kind)
+    if signal_id is not None:
+        stmt = stmt.where(trade_events.c.signal_id == signal_id)
+    if since_ms is not None:
+        stmt = stmt.where(trade_events.c.ts >= since_ms)
+    if until_ms is not None:
+        stmt = stmt.where(trade_events.c.ts < until_ms)
+    if before_seq is not None:
+        stmt = stmt.where(trade_events.c.seq < before_seq)
+    if after_seq is not None:
+        stmt = stmt.where(trade_events.c.seq > after_seq)
+    order = trade_events.c.seq.desc() if newest_first else trade_events.c.seq.asc()
+    return stmt.order_by(order).limit(limit)
+
+
+def select_old_events(cutoff_ms: int, limit: int) -> sa.Select[Any]:
+    """Keys of events received before the cutoff (a retention batch)."""
+    return sa.select(trade_events.c.seq).where(trade_events.c.received_at_ms < cutoff_ms).limit(limit)
+
+
+def count_old_events(cutoff_ms: int) -> sa.Select[Any]:
+    """How many events were received before the cutoff."""
+    return sa.select(sa.func.count()).select_from(trade_events).where(trade_events.c.received_at_ms < cutoff_ms)
+
+
+def delete_events(seqs: Sequence[int]) -> sa.Delete:
+    """Delete events by key."""
+    return trade_events.delete().where(trade_events.c.seq.in_(seqs))
+
+
+# --- accounts -----------------------------------------------------------------------------------------------
+
+
+def upsert_snapshot(dialect: str) -> Any:
+    """Store an account's snapshot (login, snapshot, snapshot_ts_ms) unless a newer one is stored."""
+    stmt = _insert(dialect, accounts)
+    return stmt.on_conflict_do_update(
+        index_elements=["login"],
+        set_={"snapshot": stmt.excluded.snapshot, "snapshot_ts_ms": stmt.excluded.snapshot_ts_ms},
+        where=sa.or_(
+            accounts.c.snapshot_ts_ms.is_(None), accounts.c.snapshot_ts_ms < stmt.excluded.snapshot_ts_ms
+        ),
+    )
+
+
+def touch_account(dialect: str) -> Any:
+    """Record an account's last activity (login, last_seen_ms); never moves backwards."""
+    stmt = _insert(dialect, accounts)
+    return stmt.on_conflict_do_update(
+        index_elements=["login"],
+        set_={"last_seen_ms": stmt.excluded.last_seen_ms},
+        where=sa.or_(accounts.c.last_seen_ms.is_(None), accounts.c.last_seen_ms < stmt.excluded.last_seen_ms),
+    )
+
+
+def select_account(login: str) -> sa.Select[Any]:
+    """One account."""
+    return sa.select(accounts).where(accounts.c.login == login)
+
+
+def list_accounts() -> sa.Select[Any]:
+    """Every account, by login."""
+    return sa.select(accounts).order_by(accounts.c.login)
+
+
+# --- revocations --------------------------------------------------------------------------------------------
+
+
+def upsert_revocation(dialect: str) -> Any:
+    """Store a revocation, or refresh an existing one."""
+    stmt = _insert(dialect, revocations)
+    return stmt.on_conflict_do_update(
+        index_elements=["kind", "value"],
+        set_={
+            "revoked_at_ms": stmt.excluded.revoked_at_ms,
+            "expires_at_ms": stmt.excluded.expires_at_ms,
+            "reason": stmt.excluded.reason,
+        },
+    )
+
+
+def list_revocations(now_ms: int) -> sa.Select[Any]:
+    """Revocations not yet past their expiry."""
+    return (
+        sa.select(revocations)
+        .where(revocations.c.expires_at_ms > now_ms)
+        .order_by(revocations.c.kind, revocations.c.value)
+    )
+
+
+def purge_revocations(cutoff_ms: int) -> sa.Delete:
+    """Forget revocations whose tokens have expired."""
+    return revocations.delete().where(revocations.c.expires_at_ms <= cutoff_ms)
