@@ -177,6 +177,7 @@ _ERRORS = (
     ErrorCode("validation_failed", False, "The payload failed validation; see `details` for each field."),
     ErrorCode("not_found", False, "No such object."),
     ErrorCode("bad_offset", False, "`since` must be an integer offset >= 0 for this channel."),
+    ErrorCode("paused", True, "An operator paused this strategy or account; retry after resume."),
     ErrorCode("unavailable", True, "The hub cannot serve this now (store or broker down); retry with backoff."),
     ErrorCode("internal", True, "Hub fault; retry with backoff."),
 )
