@@ -191,7 +191,9 @@ class BinanceProtocol(VenueProtocol):
         if event.final_id <= book.sequence:
             return
         if event.first_id > book.sequence + 1:
-            self._out_of_sync(SequenceGap(self.venue, event.symbol, book.sequence + 1, event.first_id), now_us)
+            self._out_of_sync(
+                SequenceGap(self.venue, event.symbol, book.sequence + 1, event.first_id), now_us
+            )
             # Start over (procedure step 1) with this event as the first buffered one.
             self._handle_depth(event, now_us)
             return

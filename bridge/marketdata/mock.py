@@ -190,7 +190,9 @@ class FakeExchange(abc.ABC):
 
     async def wait_subscribed(self, connections: int = 1, keys: int = 1, timeout: float = 30.0) -> None:
         """Until ``connections`` open connections each hold at least ``keys`` subscriptions."""
-        await self.wait_for(lambda: sum(len(c.subscriptions) >= keys for c in self.live) >= connections, timeout)
+        await self.wait_for(
+            lambda: sum(len(c.subscriptions) >= keys for c in self.live) >= connections, timeout
+        )
 
     # -- connection handling ---------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -325,7 +327,11 @@ class BinanceFake(FakeExchange):
             return http.HTTPStatus.TOO_MANY_REQUESTS, b'{"code":-1003,"msg":"Too many requests."}'
         book = self.books[query["symbol"]]
         limit = int(query.get("limit", "100"))
-        body = {"lastUpdateId": book.sequence, "bids": book.sorted_bids(limit), "asks": book.sorted_asks(limit)}
+        body = {
+            "lastUpdateId": book.sequence,
+            "bids": book.sorted_bids(limit),
+            "asks": book.sorted_asks(limit),
+        }
         return http.HTTPStatus.OK, orjson.dumps(body)
 
     async def on_message(self, conn: FakeConnection, text: str) -> None:
@@ -396,7 +402,9 @@ class KrakenFake(FakeExchange):
                     self.feed.append(FeedItem(("trade", pair), msg))
 
     async def on_connect(self, conn: FakeConnection) -> None:
-        await self.send(conn, {"connectionID": 1, "event": "systemStatus", "status": "online", "version": "1.8.3"})
+        await self.send(
+            conn, {"connectionID": 1, "event": "systemStatus", "status": "online", "version": "1.8.3"}
+        )
 
     async def on_message(self, conn: FakeConnection, text: str) -> None:
         msg = orjson.loads(text)
@@ -409,7 +417,9 @@ class KrakenFake(FakeExchange):
             return
         name = msg["subscription"]["name"]
         if event == "subscribe" and self._should_reject():
-            await self.send(conn, {"event": "error", "errorMessage": "Exceeded msg rate", "reqid": msg.get("reqid")})
+            await self.send(
+                conn, {"event": "error", "errorMessage": "Exceeded msg rate", "reqid": msg.get("reqid")}
+            )
             return
         for pair in msg["pair"]:
             key = ("book" if name == "book" else name, pair)
@@ -505,7 +515,9 @@ class OkxFake(FakeExchange):
             key = (arg["channel"], arg["instId"])
             if op == "unsubscribe":
                 conn.subscriptions.discard(key)
-                await self.send(conn, {"id": msg.get("id"), "event": "unsubscribe", "arg": arg, "connId": "fake"})
+                await self.send(
+                    conn, {"id": msg.get("id"), "event": "unsubscribe", "arg": arg, "connId": "fake"}
+                )
                 continue
             conn.subscriptions.add(key)
             await self.send(conn, {"id": msg.get("id"), "event": "subscribe", "arg": arg, "connId": "fake"})
@@ -544,7 +556,9 @@ class OkxFake(FakeExchange):
 # Synthetic feeds (Bybit, Coinbase): no recorded session exists in the fixtures.
 
 
-def _synthetic_levels(rng: random.Random, mid: Decimal, count: int) -> tuple[list[list[str]], list[list[str]]]:
+def _synthetic_levels(
+    rng: random.Random, mid: Decimal, count: int
+) -> tuple[list[list[str]], list[list[str]]]:
     tick = Decimal("0.01")
     bids = [[str(mid - tick * (i + 1)), str(Decimal(rng.randint(1, 5000)) / 1000)] for i in range(count)]
     asks = [[str(mid + tick * (i + 1)), str(Decimal(rng.randint(1, 5000)) / 1000)] for i in range(count)]
@@ -564,7 +578,9 @@ class BybitFake(FakeExchange):
 
     venue = "bybit"
 
-    def __init__(self, symbols: Iterable[str], updates: int = 200, seed: int = 7, faults: Faults | None = None):
+    def __init__(
+        self, symbols: Iterable[str], updates: int = 200, seed: int = 7, faults: Faults | None = None
+    ):
         super().__init__(faults)
         rng = random.Random(seed)
         mid = Decimal("100.00")
@@ -582,11 +598,20 @@ class BybitFake(FakeExchange):
             if i % 10 == 9:
                 trade = {"T": 1680652847524 + i, "s": sym, "S": rng.choice(("Buy", "Sell")), "v": "0.5",
                          "p": str(mid), "i": f"t-{i}", "BT": False}  # fmt: skip
-                msg = {"topic": f"publicTrade.{sym}", "type": "snapshot", "ts": 1680652847526 + i, "data": [trade]}
+                msg = {
+                    "topic": f"publicTrade.{sym}",
+                    "type": "snapshot",
+                    "ts": 1680652847526 + i,
+                    "data": [trade],
+                }
                 self.feed.append(FeedItem(("trade", sym), msg))
                 continue
             changes = [_synthetic_change(rng, mid) for _ in range(rng.randint(1, 4))]
-            data = {"s": sym, "b": [r for s, r in changes if s == "bid"], "a": [r for s, r in changes if s == "ask"]}
+            data = {
+                "s": sym,
+                "b": [r for s, r in changes if s == "bid"],
+                "a": [r for s, r in changes if s == "ask"],
+            }
             msg = {"topic": f"orderbook.50.{sym}", "type": "delta", "ts": 1680652808085 + i, "data": data}
             self.feed.append(FeedItem(("book", sym), msg, sym))
         self._seq = {sym: self.books[sym].sequence for sym in syms}
@@ -609,7 +634,9 @@ class BybitFake(FakeExchange):
         op = msg.get("op")
         req_id = msg.get("req_id", "")
         if op == "ping":
-            await self.send(conn, {"success": True, "ret_msg": "pong", "conn_id": "fake", "req_id": req_id, "op": "ping"})
+            await self.send(
+                conn, {"success": True, "ret_msg": "pong", "conn_id": "fake", "req_id": req_id, "op": "ping"}
+            )
             return
         if op == "subscribe" and self._should_reject():
             await self.send(conn, {"success": False, "ret_msg": "Too many requests", "conn_id": "fake",
@@ -642,7 +669,9 @@ class CoinbaseFake(FakeExchange):
 
     venue = "coinbase"
 
-    def __init__(self, symbols: Iterable[str], updates: int = 200, seed: int = 11, faults: Faults | None = None):
+    def __init__(
+        self, symbols: Iterable[str], updates: int = 200, seed: int = 11, faults: Faults | None = None
+    ):
         super().__init__(faults)
         rng = random.Random(seed)
         mid = Decimal("2000.00")
@@ -660,7 +689,11 @@ class CoinbaseFake(FakeExchange):
             if i % 10 == 9:
                 trade = {"trade_id": str(i), "product_id": sym, "price": str(mid), "size": "0.3",
                          "side": rng.choice(("BUY", "SELL")), "time": ts}  # fmt: skip
-                msg = {"channel": "market_trades", "timestamp": ts, "events": [{"type": "update", "trades": [trade]}]}
+                msg = {
+                    "channel": "market_trades",
+                    "timestamp": ts,
+                    "events": [{"type": "update", "trades": [trade]}],
+                }
                 self.feed.append(FeedItem(("market_trades", sym), msg))
                 continue
             updates_ = []
@@ -715,7 +748,9 @@ class CoinbaseFake(FakeExchange):
                 rows += [{"side": "offer", "event_time": ts, "price_level": r[0], "new_quantity": r[1]}
                          for r in book.sorted_asks()]  # fmt: skip
                 event = {"type": "snapshot", "product_id": sym, "updates": rows}
-                await self._stamp(conn, {"channel": "l2_data", "client_id": "", "timestamp": ts, "events": [event]})
+                await self._stamp(
+                    conn, {"channel": "l2_data", "client_id": "", "timestamp": ts, "events": [event]}
+                )
 
     def forced_notice(self) -> Any:
         return {"channel": "heartbeats", "events": []}

@@ -1,0 +1,12 @@
+"""Fixtures for the market-data tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from .helpers import RecordingSink
+
+
+@pytest.fixture
+def sink() -> RecordingSink:
+    return RecordingSink()
