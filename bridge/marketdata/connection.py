@@ -124,6 +124,7 @@ class VenueConnection:
         self.forced = asyncio.Event()
         self.synced = asyncio.Event()
         self.was_synced = False
+        self.frames = 0
         self.ws: ClientConnection | None = None
         self._lock = asyncio.Lock()
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
@@ -195,6 +196,7 @@ class VenueConnection:
                 async with asyncio.timeout(adapter.config.idle_timeout):
                     data = await ws.recv()
                 async with self._lock:
+                    self.frames += 1
                     self.protocol.receive(data, now_us())
                     await self._drain()
 

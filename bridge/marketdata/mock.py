@@ -145,9 +145,14 @@ class FakeExchange(abc.ABC):
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         self._server = await serve(
-            self._handler, "127.0.0.1", 0, process_request=self._process_request, compression=None,
-            max_size=2**20, ping_interval=None,
-        )  # fmt: skip
+            self._handler,
+            "127.0.0.1",
+            0,
+            process_request=self._process_request,
+            compression=None,
+            max_size=2**20,
+            ping_interval=None,
+        )
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -184,14 +189,14 @@ class FakeExchange(abc.ABC):
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait_for(self, predicate: Any, timeout: float = 30.0) -> None:
-        async with asyncio.timeout(timeout), self._changed:
+    async def wait_for(self, predicate: Any, limit: float = 30.0) -> None:
+        async with asyncio.timeout(limit), self._changed:
             await self._changed.wait_for(predicate)
 
-    async def wait_subscribed(self, connections: int = 1, keys: int = 1, timeout: float = 30.0) -> None:
+    async def wait_subscribed(self, connections: int = 1, keys: int = 1, limit: float = 30.0) -> None:
         """Until ``connections`` open connections each hold at least ``keys`` subscriptions."""
         await self.wait_for(
-            lambda: sum(len(c.subscriptions) >= keys for c in self.live) >= connections, timeout
+            lambda: sum(len(c.subscriptions) >= keys for c in self.live) >= connections, limit
         )
 
     # -- connection handling ---------------------------------------------------------------------
@@ -278,10 +283,10 @@ class FakeExchange(abc.ABC):
             conn.subscriptions.clear()
             await conn.ws.close(code, "fake exchange dropped the connection")
 
-    async def ping_all(self, timeout: float = 30.0) -> int:
+    async def ping_all(self, limit: float = 30.0) -> int:
         """Send an RFC 6455 ping on every open connection; returns the number of pongs received."""
         waiters = [await c.ws.ping() for c in self.live]
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             await asyncio.gather(*waiters)
         return len(waiters)
 
@@ -425,9 +430,13 @@ class KrakenFake(FakeExchange):
             key = ("book" if name == "book" else name, pair)
             channel = f"book-{msg['subscription'].get('depth', 10)}" if name == "book" else name
             status = {
-                "channelID": next(self._channel_ids), "channelName": channel, "event": "subscriptionStatus",
-                "pair": pair, "reqid": msg.get("reqid"), "subscription": msg["subscription"],
-            }  # fmt: skip
+                "channelID": next(self._channel_ids),
+                "channelName": channel,
+                "event": "subscriptionStatus",
+                "pair": pair,
+                "reqid": msg.get("reqid"),
+                "subscription": msg["subscription"],
+            }
             if event == "unsubscribe":
                 conn.subscriptions.discard(key)
                 await self.send(conn, {**status, "status": "unsubscribed"})
@@ -508,8 +517,16 @@ class OkxFake(FakeExchange):
         msg = orjson.loads(text)
         op = msg.get("op")
         if op == "subscribe" and self._should_reject():
-            await self.send(conn, {"id": msg.get("id"), "event": "error", "code": "60014",
-                                   "msg": "Requests too frequent.", "connId": "fake"})  # fmt: skip
+            await self.send(
+                conn,
+                {
+                    "id": msg.get("id"),
+                    "event": "error",
+                    "code": "60014",
+                    "msg": "Requests too frequent.",
+                    "connId": "fake",
+                },
+            )
             return
         for arg in msg["args"]:
             key = (arg["channel"], arg["instId"])
@@ -524,9 +541,11 @@ class OkxFake(FakeExchange):
             if arg["channel"] == "books" and arg["instId"] in self.books:
                 book = self.books[arg["instId"]]
                 row = {
-                    "asks": book.sorted_asks(400), "bids": book.sorted_bids(400),
-                    "ts": self.snapshot_ts.get(arg["instId"], "0"), "checksum": okx_crc(book),
-                }  # fmt: skip
+                    "asks": book.sorted_asks(400),
+                    "bids": book.sorted_bids(400),
+                    "ts": self.snapshot_ts.get(arg["instId"], "0"),
+                    "checksum": okx_crc(book),
+                }
                 await self.send(conn, {"arg": arg, "action": "snapshot", "data": [row]})
 
     def apply(self, item: FeedItem) -> None:
@@ -548,8 +567,12 @@ class OkxFake(FakeExchange):
         return item.message
 
     def forced_notice(self) -> Any:
-        return {"event": "notice", "code": "64008", "connId": "fake",
-                "msg": "The connection will soon be closed for a service upgrade. Please reconnect."}  # fmt: skip
+        return {
+            "event": "notice",
+            "code": "64008",
+            "connId": "fake",
+            "msg": "The connection will soon be closed for a service upgrade. Please reconnect.",
+        }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -596,8 +619,15 @@ class BybitFake(FakeExchange):
         for i in range(updates):
             sym = syms[i % len(syms)]
             if i % 10 == 9:
-                trade = {"T": 1680652847524 + i, "s": sym, "S": rng.choice(("Buy", "Sell")), "v": "0.5",
-                         "p": str(mid), "i": f"t-{i}", "BT": False}  # fmt: skip
+                trade = {
+                    "T": 1680652847524 + i,
+                    "s": sym,
+                    "S": rng.choice(("Buy", "Sell")),
+                    "v": "0.5",
+                    "p": str(mid),
+                    "i": f"t-{i}",
+                    "BT": False,
+                }
                 msg = {
                     "topic": f"publicTrade.{sym}",
                     "type": "snapshot",
@@ -639,8 +669,16 @@ class BybitFake(FakeExchange):
             )
             return
         if op == "subscribe" and self._should_reject():
-            await self.send(conn, {"success": False, "ret_msg": "Too many requests", "conn_id": "fake",
-                                   "req_id": req_id, "op": op})  # fmt: skip
+            await self.send(
+                conn,
+                {
+                    "success": False,
+                    "ret_msg": "Too many requests",
+                    "conn_id": "fake",
+                    "req_id": req_id,
+                    "op": op,
+                },
+            )
             return
         await self.send(conn, {"success": True, "ret_msg": op, "conn_id": "fake", "req_id": req_id, "op": op})
         for topic in msg["args"]:
@@ -653,8 +691,13 @@ class BybitFake(FakeExchange):
             conn.subscriptions.add(key)
             if kind == "orderbook" and sym in self.books:
                 book = self.books[sym]
-                data = {"s": sym, "b": book.sorted_bids(), "a": book.sorted_asks(), "u": book.sequence,
-                        "seq": book.sequence * 3}  # fmt: skip
+                data = {
+                    "s": sym,
+                    "b": book.sorted_bids(),
+                    "a": book.sorted_asks(),
+                    "u": book.sequence,
+                    "seq": book.sequence * 3,
+                }
                 await self.send(conn, {"topic": topic, "type": "snapshot", "ts": 1680652808065, "data": data})
 
     def forced_notice(self) -> Any:
@@ -687,8 +730,14 @@ class CoinbaseFake(FakeExchange):
             sym = syms[i % len(syms)]
             ts = f"2026-04-07T14:30:{i % 60:02d}.123456789Z"
             if i % 10 == 9:
-                trade = {"trade_id": str(i), "product_id": sym, "price": str(mid), "size": "0.3",
-                         "side": rng.choice(("BUY", "SELL")), "time": ts}  # fmt: skip
+                trade = {
+                    "trade_id": str(i),
+                    "product_id": sym,
+                    "price": str(mid),
+                    "size": "0.3",
+                    "side": rng.choice(("BUY", "SELL")),
+                    "time": ts,
+                }
                 msg = {
                     "channel": "market_trades",
                     "timestamp": ts,
@@ -698,8 +747,14 @@ class CoinbaseFake(FakeExchange):
                 continue
             updates_ = []
             for side, row in (_synthetic_change(rng, mid) for _ in range(rng.randint(1, 4))):
-                updates_.append({"side": "bid" if side == "bid" else "offer", "event_time": ts,
-                                 "price_level": row[0], "new_quantity": row[1]})  # fmt: skip
+                updates_.append(
+                    {
+                        "side": "bid" if side == "bid" else "offer",
+                        "event_time": ts,
+                        "price_level": row[0],
+                        "new_quantity": row[1],
+                    }
+                )
             event = {"type": "update", "product_id": sym, "updates": updates_}
             msg = {"channel": "l2_data", "client_id": "", "timestamp": ts, "events": [event]}
             self.feed.append(FeedItem(("level2", sym), msg, sym))
@@ -736,17 +791,28 @@ class CoinbaseFake(FakeExchange):
         for ch, sym in sorted(conn.subscriptions):
             subs.setdefault(ch, []).append(sym)
         ts = "2026-04-07T14:30:00.000000Z"
-        await self._stamp(conn, {"channel": "subscriptions", "client_id": "", "timestamp": ts,
-                                 "events": [{"subscriptions": subs}]})  # fmt: skip
+        await self._stamp(
+            conn,
+            {
+                "channel": "subscriptions",
+                "client_id": "",
+                "timestamp": ts,
+                "events": [{"subscriptions": subs}],
+            },
+        )
         if kind == "subscribe" and channel == "level2":
             for sym in products:
                 book = self.books.get(sym)
                 if book is None:
                     continue
-                rows = [{"side": "bid", "event_time": ts, "price_level": r[0], "new_quantity": r[1]}
-                        for r in book.sorted_bids()]  # fmt: skip
-                rows += [{"side": "offer", "event_time": ts, "price_level": r[0], "new_quantity": r[1]}
-                         for r in book.sorted_asks()]  # fmt: skip
+                rows = [
+                    {"side": "bid", "event_time": ts, "price_level": r[0], "new_quantity": r[1]}
+                    for r in book.sorted_bids()
+                ]
+                rows += [
+                    {"side": "offer", "event_time": ts, "price_level": r[0], "new_quantity": r[1]}
+                    for r in book.sorted_asks()
+                ]
                 event = {"type": "snapshot", "product_id": sym, "updates": rows}
                 await self._stamp(
                     conn, {"channel": "l2_data", "client_id": "", "timestamp": ts, "events": [event]}
