@@ -1,20 +1,86 @@
-"""Wiring: the verifier, the store, the hub and the ledger of one hub process, started and
-stopped together. The app's lifespan, the CLI and tests all start a hub through here."""
+"""Wiring: the verifier, the store, the hub, the ledger and the health sampler of one hub
+process, started and stopped together. The app's lifespan, the CLI and tests all go through here."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.api.app import build_verifier
 from bridge.config import Settings
 from bridge.hub.hub import Hub
+from bridge.ledger.service import Ledger
+from bridge.store.sql import SQLStore
 
-__all__ = ["Services"]
+__all__ = ["HealthSampler", "Services"]
 
 logger = logging.getLogger("mtbridge")
+
+HEALTH_INTERVAL = 1.0
+HEALTH_HISTORY = 300
+RETENTION_INTERVAL = 3600.0
+
+
+class HealthSampler:
+    """Samples the hub once a second for dashboards: rates, drops and latency percentiles."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.history: deque[dict[str, Any]] = deque(maxlen=HEALTH_HISTORY)
+        self._last: tuple[float, float, float] | None = None
+
+    def _total(self, counter: Any) -> float:
+        return float(sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total")))
+
+    def sample(self) -> dict[str, Any]:
+        hub = self.hub
+        m = hub.metrics
+        now = hub.clock()
+        msgs_in = self._total(m.messages_in)
+        msgs_out = self._total(m.messages_out)
+        rate_in = rate_out = 0.0
+        if self._last is not None:
+            t0, in0, out0 = self._last
+            dt = max(now - t0, 1e-6)
+            rate_in, rate_out = (msgs_in - in0) / dt, (msgs_out - out0) / dt
+        self._last = (now, msgs_in, msgs_out)
+        samples = sorted(hub.latency_samples)
+        hub.latency_samples = []
+        by_role: dict[str, int] = {}
+        for conn in hub.connections.values():
+            role = conn.role.value if conn.role else "anonymous"
+            by_role[role] = by_role.get(role, 0) + 1
+        snap = {
+            "ts": int(now * 1000),
+            "connections": len(hub.connections),
+            "byRole": by_role,
+            "messagesInPerSec": round(rate_in, 1),
+            "messagesOutPerSec": round(rate_out, 1),
+            "drops": self._total(m.drops),
+            "slowConsumerCloses": self._total(m.slow_closes),
+            "latencyP50Ms": round(_pct(samples, 0.50) * 1000, 3),
+            "latencyP99Ms": round(_pct(samples, 0.99) * 1000, 3),
+        }
+        self.history.append(snap)
+        return snap
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL)
+            try:
+                self.hub.publish_ephemeral("system:health", self.sample())
+            except Exception:
+                logger.exception("health sample failed")
+
+
+def _pct(samples: list[float], q: float) -> float:
+    if not samples:
+        return 0.0
+    return samples[min(len(samples) - 1, int(q * len(samples)))]
 
 
 @dataclass
@@ -22,19 +88,50 @@ class Services:
     settings: Settings
     hub: Hub
     hmac_secret: bytes | None
-    store: Any = None
-    extras: list[Any] = field(default_factory=list)
-    ready_check: Callable[[], Awaitable[None]] | None = None
+    store: SQLStore
+    ledger: Ledger
+    health: HealthSampler
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         verifier, secret = build_verifier(settings)
-        hub = Hub(verifier, limits=settings.hub_limits())
-        services = cls(settings, hub, secret)
+        store = SQLStore(settings.db_url)
+        await store.start()
+        await store.migrate()
+        hub = Hub(verifier, limits=settings.hub_limits(), log=store)
+        ledger = Ledger(hub, store)
+        hub.persist_revocation = ledger.persist_revocation
+        await ledger.start()
         await hub.start()
-        logger.info("hub ready (epoch %s)", hub.epoch)
+        health = HealthSampler(hub)
+        services = cls(settings, hub, secret, store, ledger, health)
+        services.tasks.append(asyncio.create_task(health.run(), name="mtbridge-health"))
+        services.tasks.append(asyncio.create_task(services._retention(), name="mtbridge-retention"))
+        logger.info("hub ready: store %s, epoch %s", store.dialect, hub.epoch)
         return services
 
-    async def stop(self, timeout: float) -> None:
-        await self.hub.stop(drain_timeout=min(timeout, 5.0))
+    async def ready_check(self) -> None:
+        """The store answers a read."""
+        await self.store.list_revocations(0)
+
+    async def _retention(self) -> None:
+        keep_ms = int(self.settings.retention_days * 86400 * 1000)
+        while True:
+            await asyncio.sleep(RETENTION_INTERVAL)
+            try:
+                result = await self.store.apply_retention(int(self.hub.clock() * 1000) - keep_ms)
+                logger.info("retention: %s", result)
+            except Exception:
+                logger.exception("retention failed")
+
+    async def stop(self, drain: float) -> None:
+        await self.hub.stop(drain_timeout=min(drain, 5.0))
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.ledger.stop()
+        await self.store.close()

@@ -69,6 +69,17 @@ async def revoke_token(body: RevokeRequest, hub: HubDep, _: AdminClaims) -> dict
     return {"revoked": {"kind": body.kind, "value": body.value}, "closedConnections": closed}
 
 
+@router.get("/me")
+async def me(claims: BearerClaims) -> dict[str, object]:
+    """Who the bearer token says you are (the dashboard shows controls by role)."""
+    return {
+        "sub": claims.sub,
+        "role": claims.role.value,
+        "accounts": sorted(claims.accounts),
+        "expiresAt": int(claims.exp),
+    }
+
+
 @router.get("/connections")
 async def list_connections(hub: HubDep, claims: BearerClaims) -> dict[str, object]:
     """Live connections of this hub (dashboards and admins)."""

@@ -12,7 +12,7 @@ from bridge.auth.tokens import Claims
 from bridge.hub.hub import Hub
 from bridge.protocol.channels import Role
 
-__all__ = ["AdminClaims", "BearerClaims", "HubDep", "get_hub", "require_roles"]
+__all__ = ["AdminClaims", "BearerClaims", "HubDep", "ServicesDep", "get_hub", "require_roles"]
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -25,6 +25,16 @@ def get_hub(request: Request) -> Hub:
 
 
 HubDep = Annotated[Hub, Depends(get_hub)]
+
+
+def get_services(request: Request) -> Any:
+    services = getattr(request.state, "services", None)
+    if services is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "hub not ready")
+    return services
+
+
+ServicesDep = Annotated[Any, Depends(get_services)]
 
 
 def bearer_claims(

@@ -117,6 +117,9 @@ class Hub:
         self.handlers: dict[str, tuple[Handler, bool]] = {}
         self.publish_hooks: dict[str, PublishHook] = {}
         self.on_connection_change: list[Callable[[Connection, bool], None]] = []
+        self.after_publish: list[Callable[[str, int, Prepared], None]] = []
+        self.on_replayed: list[Callable[[Connection, str, list[dict[str, Any]]], None]] = []
+        self.latency_samples: list[float] = []
         self._dirty: list[Connection] = []
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -442,21 +445,17 @@ class Hub:
     async def revoke(self, kind: str, value: str, expires_at: float | None = None) -> int:
         """Revoke a ``jti`` or a ``sub``, persist it, and close the live connections it covers."""
         now = self.clock()
-        rev = Revocation(kind, value, expires_at if expires_at is not None else now + 365 * 86400)
-        self.revocations.add(rev)
+        rev = Revocation(kind, value, now, expires_at if expires_at is not None else now + 365 * 86400)
         if self.persist_revocation is not None:
             await self.persist_revocation(rev)
         return self.apply_revocation(rev)
 
     def apply_revocation(self, rev: Revocation) -> int:
-        """Close local connections covered by ``rev`` (also called for revocations from peers)."""
+        """Close local connections covered by ``rev`` (also for revocations read from the store)."""
         self.revocations.add(rev)
         closed = 0
         for conn in list(self.connections.values()):
-            c = conn.claims
-            if c is None:
-                continue
-            if (rev.kind == "jti" and c.jti == rev.value) or (rev.kind == "sub" and c.sub == rev.value):
+            if conn.claims is not None and not conn.closing and self.revocations.covers(rev, conn.claims):
                 self.close(conn, codes.TOKEN_REVOKED)
                 closed += 1
         return closed
@@ -592,8 +591,10 @@ class Hub:
             return
         self.reply(conn, request_id, result, channel=name)
         enc = conn.encoding
+        sent: list[dict[str, Any]] = []
         for offset, payload in replay:
             conn.send(frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc))
+            sent.append(payload)
         claims = conn.claims
         for offset, payload, targets in buffered:
             if offset <= last:
@@ -602,8 +603,12 @@ class Hub:
                 if not targets.accepts(claims.accounts, claims.groups):
                     continue
             conn.send(frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc))
+            sent.append(payload)
         ch.subs_for(conn)[conn] = None
         conn.subscriptions.add(name)
+        if sent:
+            for callback in self.on_replayed:
+                callback(conn, name, sent)
 
     def _on_unsubscribe(self, conn: Connection, env: Envelope) -> None:
         name = env.channel
@@ -629,7 +634,7 @@ class Hub:
             raise HubError("forbidden", f"not allowed to publish to {name}")
         hook = self.publish_hooks.get(policy.name)
         if hook is None and not policy.durable:
-            offset = self.publish_ephemeral(name, policy, env.payload)
+            offset = self.publish_ephemeral(name, env.payload)
             if env.request_id is not None:
                 self.reply(conn, env.request_id, {"offset": offset, "epoch": self.epoch, "duplicate": False})
             return None
@@ -648,19 +653,25 @@ class Hub:
         started = time.perf_counter()
         policy = policy or self.policy_for(name)
         if not policy.durable:
-            offset = self.publish_ephemeral(name, policy, prepared.payload, prepared.targets)
+            offset = self.publish_ephemeral(name, prepared.payload, prepared.targets)
             return {"offset": offset, "epoch": self.epoch, "duplicate": False}
         if self.log is None:
             raise HubError("unavailable", "durable channels need a store")
-        appended = await self.log.append(name, prepared.message_id, prepared.payload, prepared.expires_at_ms)
+        if prepared.signal is not None:
+            appended = await self.log.publish_signal(prepared.signal)
+        else:
+            appended = await self.log.append(name, prepared.message_id, prepared.payload, prepared.expires_at_ms)
         if not appended.duplicate:
             self.fanout(name, appended.offset, prepared.payload, prepared.targets)
-        self.metrics.publish_latency.observe(time.perf_counter() - started)
+            for callback in self.after_publish:
+                callback(name, appended.offset, prepared)
+        elapsed = time.perf_counter() - started
+        self.metrics.publish_latency.observe(elapsed)
+        self.latency_samples.append(elapsed)
         return {"offset": appended.offset, "epoch": appended.epoch, "duplicate": appended.duplicate}
 
-    def publish_ephemeral(
-        self, name: str, policy: NamespacePolicy, payload: dict[str, Any], targets: Targets | None = None
-    ) -> int:
+    def publish_ephemeral(self, name: str, payload: dict[str, Any], targets: Targets | None = None) -> int:
+        """Fan out on an ephemeral channel (no store); the hub's own ``system:`` feeds use this."""
         ch = self.channels.get(name)
         if ch is None:
             return 0  # nobody listens; ephemeral offsets count deliveries to live subscribers only

@@ -1,5 +1,5 @@
 """The small interfaces the hub depends on, so that storage and scale-out plug in without
-touching the core."""
+touching the core. Durable types are the store's own (``bridge.store.base``)."""
 
 from __future__ import annotations
 
@@ -7,45 +7,29 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Appended", "DurableLog", "LogPosition", "PublishHook", "Prepared", "Stored", "Targets"]
+from bridge.protocol.signals import Signal
+from bridge.store.base import Appended, Position, Stored
 
-
-@dataclass(frozen=True, slots=True)
-class Appended:
-    offset: int
-    epoch: str
-    duplicate: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    offset: int
-    payload: dict[str, Any]
-    expires_at_ms: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class LogPosition:
-    last_offset: int
-    epoch: str
-    first_available_offset: int
+__all__ = ["DurableLog", "PublishHook", "Prepared", "Targets"]
 
 
 class DurableLog(Protocol):
-    """Offsets and history of durable channels.
+    """Offsets and history of durable channels (a subset of ``bridge.store.base.Store``).
 
-    Contract: ``append`` returns only after the entry is committed; offsets per channel start at 1
-    and grow by 1 with no hole; appends issued in order complete in offset order; a ``message_id``
-    already stored on the channel returns its original offset with ``duplicate=True``.
+    Contract: writes return only after COMMIT; offsets per channel start at 1 and grow by 1 with
+    no hole, in call order; a ``message_id`` already stored returns its original offset with
+    ``duplicate=True``. The hub relies on appends issued in order completing in offset order.
     """
 
     async def append(
-        self, channel: str, message_id: str | None, payload: dict[str, Any], expires_at_ms: int | None
+        self, channel: str, message_id: str | None, payload: dict[str, Any], expires_at_ms: int | None = None
     ) -> Appended: ...
+
+    async def publish_signal(self, signal: Signal) -> Appended: ...
 
     async def read_since(self, channel: str, after_offset: int, limit: int) -> list[Stored]: ...
 
-    async def position(self, channel: str) -> LogPosition: ...
+    async def position(self, channel: str) -> Position: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +51,7 @@ class Prepared:
     message_id: str | None = None
     expires_at_ms: int | None = None
     targets: Targets | None = None
+    signal: Signal | None = None
 
 
 PublishHook = Callable[[Any, str, dict[str, Any]], Awaitable[Prepared]]

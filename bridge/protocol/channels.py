@@ -86,6 +86,13 @@ DEFAULT_POLICIES: dict[str, NamespacePolicy] = {
             publish={Role.ENGINE: Grant.PATTERN, Role.EA: Grant.PATTERN},
         ),
         NamespacePolicy(
+            "control",
+            durable=True,
+            lossy=False,
+            subscribe={Role.DASHBOARD: Grant.IMPLICIT},
+            publish={},
+        ),
+        NamespacePolicy(
             "system",
             durable=False,
             lossy=True,

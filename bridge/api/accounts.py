@@ -1,0 +1,82 @@
+"""Accounts (last seen, connected, last snapshot) and operator control (pause/resume)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, Field
+
+from bridge.api.deps import AdminClaims, BearerClaims, ServicesDep
+from bridge.protocol.channels import Role, holds_account
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["accounts and control"])
+
+
+@router.get("/accounts")
+async def list_accounts(services: ServicesDep, claims: BearerClaims) -> dict[str, Any]:
+    """Every known account with connection state and its last snapshot."""
+    ledger = services.ledger
+    items = []
+    for acc in await services.store.list_accounts():
+        if claims.role is not Role.ADMIN and not holds_account(claims.accounts, acc.login):
+            continue
+        snap = acc.snapshot or {}
+        items.append(
+            {
+                "account": acc.login,
+                "connected": acc.login in ledger.online,
+                "lastSeen": acc.last_seen_ms,
+                "balance": snap.get("balance"),
+                "equity": snap.get("equity"),
+                "margin": snap.get("margin"),
+                "freeMargin": snap.get("freeMargin"),
+                "currency": snap.get("currency"),
+                "positions": snap.get("positions", []),
+                "updatedAt": acc.snapshot_ts_ms,
+                "paused": acc.login in ledger.paused_accounts,
+            }
+        )
+    return {"items": items}
+
+
+class ControlRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    scope: Literal["account", "strategy"]
+    command: Literal["pause", "resume"]
+    account: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    strategy: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@router.post("/control")
+async def control(body: ControlRequest, services: ServicesDep, claims: AdminClaims) -> dict[str, Any]:
+    """Pause or resume an account or a strategy (admin). EAs obey; a paused strategy is refused at the hub."""
+    key = body.account if body.scope == "account" else body.strategy
+    if key is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            {"code": "validation_failed", "message": f"{body.scope} is required for scope {body.scope}"},
+        )
+    return await services.ledger.control(body.scope, body.command, key, claims.sub)  # type: ignore[no-any-return]
+
+
+@router.get("/control")
+async def control_state(services: ServicesDep, _: BearerClaims) -> dict[str, Any]:
+    """What is paused now."""
+    return services.ledger.control_state()  # type: ignore[no-any-return]
+
+
+@router.get("/health")
+async def health(services: ServicesDep, _: BearerClaims) -> dict[str, Any]:
+    """The latest hub health sample (also pushed every second on ``system:health``)."""
+    history = services.health.history
+    return dict(history[-1]) if history else services.health.sample()  # type: ignore[no-any-return]
+
+
+@router.get("/health/history")
+async def health_history(services: ServicesDep, _: BearerClaims) -> dict[str, Any]:
+    """Up to five minutes of one-second health samples, oldest first."""
+    return {"items": list(services.health.history)}

@@ -1,0 +1,380 @@
+"""The ledger service: what turns the generic hub into a signal relay.
+
+It plugs into the hub through its extension points only: a publish hook for ``signals:``
+(strict validation, idempotency by signal id, targeting, the pause switch), handlers for
+``signal.ack`` and ``trade.event``, and callbacks after fan-out and replay to record deliveries.
+Status changes are written to the store in batches and pushed to the publishing engine
+(``signal.status``) and to dashboards (``system:signals``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from bridge.hub.connection import Connection
+from bridge.hub.hub import Hub, HubError
+from bridge.hub.ports import Prepared, Targets
+from bridge.protocol.channels import Role, holds_account
+from bridge.protocol.envelope import Envelope
+from bridge.protocol.events import DeliveryStatus, EventInvalid, parse_event, status_from_event
+from bridge.protocol.signals import SignalInvalid, parse_signal
+from bridge.store.base import StatusUpdate, Store
+
+__all__ = ["CONTROL_CHANNEL", "Ledger"]
+
+logger = logging.getLogger("mtbridge.ledger")
+
+CONTROL_CHANNEL = "control:state"
+PUBLISHERS_KEPT = 100_000
+SWEEP_INTERVAL = 1.0
+
+
+class Ledger:
+    def __init__(self, hub: Hub, store: Store) -> None:
+        self.hub = hub
+        self.store = store
+        self.paused_accounts: set[str] = set()
+        self.paused_strategies: set[str] = set()
+        self.publishers: OrderedDict[str, str] = OrderedDict()  # signal id -> publishing subject
+        self.online: dict[str, int] = {}  # account -> live EA connections
+        self._pending: list[StatusUpdate] = []
+        self._flush_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._seen_revocations: set[tuple[str, str, int]] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        hub = self.hub
+        hub.publish_hooks["signals"] = self._prepare_signal
+        hub.register("signal.ack", self._on_ack)
+        hub.register("trade.event", self._on_trade_event)
+        hub.after_publish.append(self._after_publish)
+        hub.on_replayed.append(self._on_replayed)
+        hub.on_connection_change.append(self._on_connection_change)
+        await self._load_control()
+        await self._load_revocations()
+        self._tasks.append(asyncio.create_task(self._sweep(), name="mtbridge-ledger-sweep"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self._flush_statuses()
+
+    # -- signals --------------------------------------------------------------------------------
+
+    async def _prepare_signal(self, conn: Connection | None, channel: str, payload: dict[str, Any]) -> Prepared:
+        try:
+            signal = parse_signal(payload, self.hub.clock())
+        except SignalInvalid as exc:
+            raise HubError(
+                "validation_failed", "signal failed validation", details=[e.as_dict() for e in exc.errors]
+            ) from exc
+        if signal.channel != channel:
+            raise HubError(
+                "validation_failed",
+                "signal failed validation",
+                details=[{"field": "strategy", "code": "channel", "message": f"must match the channel {channel}"}],
+            )
+        if signal.strategy in self.paused_strategies:
+            raise HubError("paused", f"strategy {signal.strategy} is paused by an operator")
+        if conn is not None and conn.claims is not None:
+            self._remember_publisher(signal.id, conn.claims.sub)
+        return Prepared(
+            signal.to_payload(),
+            message_id=signal.id,
+            expires_at_ms=signal.expires_at,
+            targets=Targets(frozenset(signal.accounts), frozenset(signal.groups)),
+            signal=signal,
+        )
+
+    async def publish_signal(self, payload: dict[str, Any], publisher: str, channel: str | None = None) -> dict[str, Any]:
+        """The REST path: same validation, channel and offsets as a WebSocket publish."""
+        strategy = payload.get("strategy")
+        name = channel or (f"signals:{strategy}" if isinstance(strategy, str) else "signals:_")
+        prepared = await self._prepare_signal(None, name, payload)
+        self._remember_publisher(prepared.payload["id"], publisher)
+        result = await self.hub.publish(name, prepared)
+        return {"id": prepared.payload["id"], "channel": name, **result}
+
+    def _remember_publisher(self, signal_id: str, sub: str) -> None:
+        self.publishers[signal_id] = sub
+        self.publishers.move_to_end(signal_id)
+        while len(self.publishers) > PUBLISHERS_KEPT:
+            self.publishers.popitem(last=False)
+
+    def _after_publish(self, channel: str, offset: int, prepared: Prepared) -> None:
+        if prepared.signal is None:
+            return
+        signal = prepared.signal
+        self.hub.publish_ephemeral(
+            "system:signals", {"event": "signal", "signal": {**prepared.payload, "offset": offset, "channel": channel}}
+        )
+        ch = self.hub.channels.get(channel)
+        if ch is None:
+            return
+        now_ms = int(self.hub.clock() * 1000)
+        for subs in (ch.json_subs, ch.msgpack_subs):
+            for conn in subs:
+                self._mark_delivered(conn, prepared.payload, now_ms, signal.id)
+
+    def _on_replayed(self, conn: Connection, channel: str, payloads: list[dict[str, Any]]) -> None:
+        if not channel.startswith("signals:"):
+            return
+        now_ms = int(self.hub.clock() * 1000)
+        for payload in payloads:
+            sid = payload.get("id")
+            if isinstance(sid, str):
+                self._mark_delivered(conn, payload, now_ms, sid)
+
+    def _mark_delivered(self, conn: Connection, payload: dict[str, Any], now_ms: int, signal_id: str) -> None:
+        claims = conn.claims
+        if claims is None or claims.role is not Role.EA:
+            return
+        accounts = payload.get("accounts") or []
+        groups = payload.get("groups") or []
+        if "*" in claims.accounts:
+            targets = list(accounts)
+        else:
+            targets = [a for a in accounts if a in claims.accounts]
+            if set(groups) & claims.groups:
+                targets.extend(a for a in sorted(claims.accounts) if a not in targets)
+        for account in targets:
+            self._queue_status(StatusUpdate(signal_id, account, DeliveryStatus.DELIVERED, now_ms))
+
+    # -- acknowledgements -----------------------------------------------------------------------
+
+    def _account_for(self, conn: Connection, payload: dict[str, Any]) -> str:
+        claims = conn.claims
+        assert claims is not None
+        account = payload.get("account")
+        if account is None:
+            held = [a for a in claims.accounts if a != "*"]
+            if len(held) != 1:
+                raise HubError("bad_request", "`account` is required when the token holds several accounts")
+            return held[0]
+        if not isinstance(account, str) or not holds_account(claims.accounts, account):
+            raise HubError("forbidden", "the token does not hold this account")
+        return account
+
+    async def _on_ack(self, conn: Connection, env: Envelope) -> None:
+        payload = env.payload or {}
+        unknown = set(payload) - {"signalId", "account"}
+        if unknown:
+            raise HubError("bad_request", f"unknown field {sorted(unknown)[0][:32]!r}")
+        signal_id = payload.get("signalId")
+        if not isinstance(signal_id, str) or not 0 < len(signal_id) <= 64:
+            raise HubError("bad_request", "`signalId` must be a string")
+        account = self._account_for(conn, payload)
+        now_ms = int(self.hub.clock() * 1000)
+        update = StatusUpdate(signal_id, account, DeliveryStatus.ACKED, now_ms)
+        await self._flush_statuses()
+        moved = await self.store.update_statuses([update])
+        if moved[0]:
+            self._push_status(update)
+            status = DeliveryStatus.ACKED.value
+        else:
+            view = await self.store.get_signal(signal_id)
+            if view is None:
+                raise HubError("not_found", "no such signal")
+            current = next((d for d in view.deliveries if d.account == account), None)
+            if current is None:
+                raise HubError("not_found", "this signal does not target this account")
+            status = current.status.value
+        self.hub.reply(conn, env.request_id, {"signalId": signal_id, "account": account, "status": status})
+
+    # -- trade events ---------------------------------------------------------------------------
+
+    async def _on_trade_event(self, conn: Connection, env: Envelope) -> None:
+        try:
+            event = parse_event(env.payload or {}, self.hub.clock())
+        except EventInvalid as exc:
+            raise HubError(
+                "validation_failed", "trade event failed validation", details=[e.as_dict() for e in exc.errors]
+            ) from exc
+        claims = conn.claims
+        assert claims is not None
+        if not holds_account(claims.accounts, event.account) and claims.role is not Role.ADMIN:
+            raise HubError("forbidden", "the token does not hold this account")
+        result = await self.record_event(event)
+        self.hub.reply(conn, env.request_id, result)
+
+    async def record_event(self, event: Any) -> dict[str, Any]:
+        """Store once, rebroadcast once, then derive the signal's status; idempotent end to end."""
+        new = (await self.store.insert_events([event]))[0]
+        payload = event.to_payload()
+        # Appending with the event id as message id is idempotent too, so a resend after a crash
+        # between the two commits still lands exactly once on the account channel.
+        await self.hub.publish(
+            f"account:{event.account}:events", Prepared(payload, message_id=event.id, expires_at_ms=None)
+        )
+        if new:
+            self.hub.publish_ephemeral("system:events", payload)
+            status = status_from_event(event)
+            if status is not None and event.signal_id is not None:
+                detail = payload.get("message") if status is DeliveryStatus.REJECTED else None
+                self._queue_status(
+                    StatusUpdate(event.signal_id, event.account, status, event.ts, detail if isinstance(detail, str) else None)
+                )
+        return {"id": event.id, "duplicate": not new}
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def _queue_status(self, update: StatusUpdate) -> None:
+        self._pending.append(update)
+        if self._flush_task is None:
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(0)
+        self._flush_task = None
+        await self._flush_statuses()
+
+    async def _flush_statuses(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        try:
+            moved = await self.store.update_statuses(batch)
+        except Exception:
+            logger.exception("writing %d status updates failed; retrying", len(batch))
+            self._pending = batch + self._pending
+            return
+        for update, ok in zip(batch, moved, strict=True):
+            if ok:
+                self._push_status(update)
+
+    def _push_status(self, update: StatusUpdate) -> None:
+        message = {
+            "signalId": update.signal_id,
+            "account": update.account,
+            "status": update.status.value,
+            "at": update.at_ms,
+        }
+        if update.detail:
+            message["detail"] = update.detail
+        self.hub.publish_ephemeral("system:signals", {"event": "status", **message})
+        sub = self.publishers.get(update.signal_id)
+        if sub is not None:
+            for conn in list(self.hub.by_subject.get(sub, ())):
+                if conn.claims is not None and conn.claims.role in (Role.ENGINE, Role.ADMIN):
+                    self.hub.send_event(conn, {"type": "signal.status", "payload": message})
+
+    async def _sweep(self) -> None:
+        """Expire signals, pick up revocations written by other processes (CLI, other hubs)."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            try:
+                await self._flush_statuses()
+                now_ms = int(self.hub.clock() * 1000)
+                for signal_id, account in await self.store.expire_signals(now_ms):
+                    self._push_status(StatusUpdate(signal_id, account, DeliveryStatus.EXPIRED, now_ms))
+                await self._load_revocations()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("ledger sweep failed")
+
+    async def _load_revocations(self) -> None:
+        from bridge.auth.revocation import Revocation
+
+        now_ms = int(self.hub.clock() * 1000)
+        for rev in await self.store.list_revocations(now_ms):
+            key = (rev.kind, rev.value, rev.revoked_at_ms)
+            if key in self._seen_revocations:
+                continue
+            self._seen_revocations.add(key)
+            self.hub.apply_revocation(Revocation(rev.kind, rev.value, rev.revoked_at_ms / 1000, rev.expires_at_ms / 1000))
+
+    async def persist_revocation(self, rev: Any) -> None:
+        revoked_ms = int(rev.revoked_at * 1000)
+        await self.store.revoke(rev.kind, rev.value, revoked_at_ms=revoked_ms, expires_at_ms=int(rev.expires_at * 1000))
+        self._seen_revocations.add((rev.kind, rev.value, revoked_ms))
+
+    # -- presence -------------------------------------------------------------------------------
+
+    def _on_connection_change(self, conn: Connection, up: bool) -> None:
+        claims = conn.claims
+        if claims is None:
+            return
+        self.hub.publish_ephemeral(
+            "system:connections",
+            {"event": "connected" if up else "disconnected", "connection": self.hub.describe([conn])[0]},
+        )
+        if claims.role is not Role.EA:
+            return
+        logins = [a for a in claims.accounts if a != "*"]
+        for login in logins:
+            n = self.online.get(login, 0) + (1 if up else -1)
+            if n > 0:
+                self.online[login] = n
+            else:
+                self.online.pop(login, None)
+        if logins:
+            task = asyncio.get_running_loop().create_task(
+                self.store.touch_accounts(logins, int(self.hub.clock() * 1000))
+            )
+            self._tasks.append(task)
+            task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("ledger task failed", exc_info=task.exception())
+
+    # -- control --------------------------------------------------------------------------------
+
+    async def _load_control(self) -> None:
+        after = 0
+        while True:
+            page = await self.store.read_since(CONTROL_CHANNEL, after, 1000)
+            if not page:
+                break
+            for item in page:
+                after = item.offset
+                self._apply_control(item.payload)
+
+    def _apply_control(self, payload: dict[str, Any]) -> None:
+        target = self.paused_accounts if payload.get("scope") == "account" else self.paused_strategies
+        key = payload.get("account") if payload.get("scope") == "account" else payload.get("strategy")
+        if not isinstance(key, str):
+            return
+        if payload.get("command") == "pause":
+            target.add(key)
+        else:
+            target.discard(key)
+
+    async def control(self, scope: str, command: str, key: str, by: str) -> dict[str, Any]:
+        """Pause or resume an account or a strategy: persisted, then sent to the EAs concerned."""
+        payload: dict[str, Any] = {
+            "command": command,
+            "scope": scope,
+            "account": key if scope == "account" else None,
+            "strategy": key if scope == "strategy" else None,
+            "at": int(self.hub.clock() * 1000),
+            "by": by,
+        }
+        await self.hub.publish(CONTROL_CHANNEL, Prepared(payload))
+        self._apply_control(payload)
+        if scope == "account":
+            accounts = [key]
+        else:
+            known = {a.login for a in await self.store.list_accounts()}
+            accounts = sorted(known | set(self.online))
+        for login in accounts:
+            await self.hub.publish(f"account:{login}:control", Prepared(payload))
+        self.hub.publish_ephemeral("system:signals", {"event": "control", **payload})
+        return self.control_state()
+
+    def control_state(self) -> dict[str, Any]:
+        return {"accounts": sorted(self.paused_accounts), "strategies": sorted(self.paused_strategies)}
+
