@@ -14,7 +14,7 @@ Contract shared by every implementation (``memory``, ``sql``):
 - **Epoch.** Created with the channel, changes only when :meth:`Store.reset_channel` erases its history.
 - **Idempotency.** A ``message_id`` already on the channel (and a signal id already in the ledger) returns the
   original offset with ``duplicate=True`` and stores nothing. Trade events are stored once per ``id``.
-  The idempotency window is the retention period.
+  The idempotency window is the retention period. An ``append`` without ``message_id`` is not idempotent.
 - **Delivery status** only moves forward (:func:`bridge.protocol.events.can_transition`).
 - Timestamps are unix milliseconds (int) everywhere.
 """
@@ -220,7 +220,11 @@ class Store(Protocol):
         """Bring the schema to the latest revision (Alembic ``upgrade head``); safe to run at every start."""
 
     async def append(
-        self, channel: str, message_id: str | None, payload: dict[str, Any], expires_at_ms: int | None = None,
+        self,
+        channel: str,
+        message_id: str | None,
+        payload: dict[str, Any],
+        expires_at_ms: int | None = None,
     ) -> Appended:
         """Durably append ``payload`` to ``channel`` and return its offset.
 
@@ -252,7 +256,11 @@ class Store(Protocol):
         ``account`` events also update the account's last snapshot when newer."""
 
     async def list_events(
-        self, filters: EventFilter, *, cursor: str | None = None, limit: int = DEFAULT_PAGE_SIZE,
+        self,
+        filters: EventFilter,
+        *,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
     ) -> Page[StoredEvent]:
         """Trade events matching ``filters``, newest first, cursor-paginated."""
 
@@ -263,7 +271,11 @@ class Store(Protocol):
         """One signal with its per-account deliveries, or None."""
 
     async def list_signals(
-        self, filters: SignalFilter, *, cursor: str | None = None, limit: int = DEFAULT_PAGE_SIZE,
+        self,
+        filters: SignalFilter,
+        *,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
     ) -> Page[SignalView]:
         """Signals matching ``filters``, newest first, cursor-paginated, with their deliveries."""
 
@@ -285,7 +297,12 @@ class Store(Protocol):
         """Every known account, by login."""
 
     async def revoke(
-        self, kind: RevocationKind, value: str, *, revoked_at_ms: int, expires_at_ms: int,
+        self,
+        kind: RevocationKind,
+        value: str,
+        *,
+        revoked_at_ms: int,
+        expires_at_ms: int,
         reason: str | None = None,
     ) -> None:
         """Persist a revocation; it may be forgotten after ``expires_at_ms`` (the token's own expiry)."""
@@ -294,6 +311,6 @@ class Store(Protocol):
         """Revocations still active at ``now_ms``."""
 
     async def apply_retention(self, older_than_ms: int, *, batch_size: int = 1000) -> RetentionResult:
-        """Delete log entries, signals (with deliveries) and events created before ``older_than_ms``, and
-        revocations expired by then, in batches of ``batch_size`` rows per transaction. Channel offsets and
-        epochs are kept, so offsets never restart after a trim."""
+        """Delete log entries, signals (with deliveries) and events created before ``older_than_ms``, in
+        batches of ``batch_size`` rows per transaction, and revocations already expired (store clock).
+        Channel offsets and epochs are kept, so offsets never restart after a trim."""

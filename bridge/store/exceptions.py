@@ -5,7 +5,7 @@ translated by :func:`bridge.store.sql.wrap_exceptions` into this tree::
 
     StoreError                  base; ``retryable`` says whether the same call may succeed later
     ├── StoreUnavailable        database unreachable, locked, connection lost, commit outcome unknown
-    │                           (retryable: every write is idempotent, so retrying is safe)
+    │                           (retryable: writes keyed by an id are idempotent, so retrying is safe)
     ├── StoreClosed             the store is not started or already closed
     ├── StoreConflict           an integrity constraint failed (not retryable)
     ├── MigrationError          the schema could not be brought to the expected revision
@@ -14,7 +14,14 @@ translated by :func:`bridge.store.sql.wrap_exceptions` into this tree::
 
 from __future__ import annotations
 
-__all__ = ["InvalidCursor", "MigrationError", "StoreClosed", "StoreConflict", "StoreError", "StoreUnavailable"]
+__all__ = [
+    "InvalidCursor",
+    "MigrationError",
+    "StoreClosed",
+    "StoreConflict",
+    "StoreError",
+    "StoreUnavailable",
+]
 
 
 class StoreError(Exception):

@@ -26,13 +26,11 @@ from bridge.store.schema import (
 )
 
 __all__ = [
-    "count_old_events",
     "delete_deliveries_of",
     "delete_events",
     "delete_log",
     "delete_log_keys",
     "delete_signals",
-    "expire_delivery",
     "insert_channel",
     "insert_delivery",
     "insert_events",
@@ -61,7 +59,7 @@ __all__ = [
     "select_signal_ids",
     "touch_account",
     "update_channel_offset",
-    "update_delivery",
+    "update_delivery_any",
     "upsert_revocation",
     "upsert_snapshot",
 ]
@@ -72,12 +70,14 @@ def _insert(dialect: str, table: sa.Table) -> Any:
     return pg.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
-# --- channels and the channel log -------------------------------------------------------------------------
+# --- channels and the channel log ---
 
 
 def select_channels(names: Sequence[str], *, for_update: bool) -> sa.Select[Any]:
     """Channel rows by name, locked for the rest of the transaction on PostgreSQL."""
-    stmt = sa.select(channels.c.name, channels.c.epoch, channels.c.last_offset).where(channels.c.name.in_(names))
+    stmt = sa.select(channels.c.name, channels.c.epoch, channels.c.last_offset).where(
+        channels.c.name.in_(names)
+    )
     return stmt.with_for_update() if for_update else stmt
 
 
@@ -151,7 +151,7 @@ def delete_log_keys(keys: Sequence[tuple[str, int]]) -> sa.Delete:
     return channel_log.delete().where(sa.tuple_(channel_log.c.channel, channel_log.c.log_offset).in_(keys))
 
 
-# --- signals ledger -----------------------------------------------------------------------------------------
+# --- signals ledger ---
 
 
 def select_signal_ids(ids: Sequence[str]) -> sa.Select[Any]:
@@ -171,8 +171,15 @@ def insert_delivery(dialect: str) -> Any:
 
 def _signal_columns() -> list[sa.ColumnElement[Any]]:
     return [
-        signals.c.seq, signals.c.id, signals.c.strategy, signals.c.channel, signals.c.log_offset,
-        signals.c.accounts, signals.c.groups, signals.c.payload, signals.c.created_at_ms,
+        signals.c.seq,
+        signals.c.id,
+        signals.c.strategy,
+        signals.c.channel,
+        signals.c.log_offset,
+        signals.c.accounts,
+        signals.c.groups,
+        signals.c.payload,
+        signals.c.created_at_ms,
         signals.c.expires_at_ms,
     ]
 
@@ -183,8 +190,14 @@ def select_signal(signal_id: str) -> sa.Select[Any]:
 
 
 def list_signals(
-    *, strategy: str | None, account: str | None, status: str | None, since_ms: int | None,
-    until_ms: int | None, before_seq: int | None, limit: int,
+    *,
+    strategy: str | None,
+    account: str | None,
+    status: str | None,
+    since_ms: int | None,
+    until_ms: int | None,
+    before_seq: int | None,
+    limit: int,
 ) -> sa.Select[Any]:
     """A page of signals, newest first."""
     stmt = sa.select(*_signal_columns())
@@ -222,8 +235,18 @@ def select_delivery_states(signal_ids: Sequence[str]) -> sa.Select[Any]:
     ).where(signal_deliveries.c.signal_id.in_(signal_ids))
 
 
-def update_delivery(status: str) -> sa.Update:
-    """Move deliveries to ``status`` if still at b_old (executemany with b_sid, b_acc, b_old, b_at, b_detail)."""
+def update_delivery_any() -> sa.Update:
+    """Move a delivery forward if still at b_old (executemany with b_sid, b_acc, b_old, b_status, b_at,
+    b_detail and b_<status> for each status: the time it was reached in this batch, or None)."""
+    values: dict[str, Any] = {
+        "status": sa.bindparam("b_status"),
+        "updated_at_ms": sa.bindparam("b_at"),
+        "detail": sa.func.coalesce(sa.bindparam("b_detail", type_=sa.String), signal_deliveries.c.detail),
+    }
+    for name, column in STATUS_COLUMNS.items():
+        values[column] = sa.func.coalesce(
+            sa.bindparam(f"b_{name}", type_=sa.BigInteger), signal_deliveries.c[column]
+        )
     return (
         signal_deliveries.update()
         .where(
@@ -231,14 +254,7 @@ def update_delivery(status: str) -> sa.Update:
             signal_deliveries.c.account == sa.bindparam("b_acc"),
             signal_deliveries.c.status == sa.bindparam("b_old"),
         )
-        .values(
-            {
-                "status": status,
-                "updated_at_ms": sa.bindparam("b_at"),
-                STATUS_COLUMNS[status]: sa.bindparam("b_at"),
-                "detail": sa.func.coalesce(sa.bindparam("b_detail", type_=sa.String), signal_deliveries.c.detail),
-            }
-        )
+        .values(values)
     )
 
 
@@ -253,11 +269,6 @@ def select_expirable(now_ms: int, limit: int) -> sa.Select[Any]:
         )
         .limit(limit)
     )
-
-
-def expire_delivery() -> sa.Update:
-    """Mark a delivery expired (executemany, same binds as :func:`update_delivery`)."""
-    return update_delivery("expired")
 
 
 def select_old_signals(cutoff_ms: int, limit: int) -> sa.Select[Any]:
@@ -275,7 +286,7 @@ def delete_signals(signal_ids: Sequence[str]) -> sa.Delete:
     return signals.delete().where(signals.c.id.in_(signal_ids))
 
 
-# --- trade events -------------------------------------------------------------------------------------------
+# --- trade events ---
 
 
 def select_event_ids(ids: Sequence[str]) -> sa.Select[Any]:
@@ -289,8 +300,16 @@ def insert_events(dialect: str) -> Any:
 
 
 def list_events(
-    *, account: str | None, kind: str | None, signal_id: str | None, since_ms: int | None,
-    until_ms: int | None, before_seq: int | None, after_seq: int | None, newest_first: bool, limit: int,
+    *,
+    account: str | None,
+    kind: str | None,
+    signal_id: str | None,
+    since_ms: int | None,
+    until_ms: int | None,
+    before_seq: int | None,
+    after_seq: int | None,
+    newest_first: bool,
+    limit: int,
 ) -> sa.Select[Any]:
     """A page of trade events."""
     stmt = sa.select(trade_events)
@@ -317,17 +336,12 @@ def select_old_events(cutoff_ms: int, limit: int) -> sa.Select[Any]:
     return sa.select(trade_events.c.seq).where(trade_events.c.received_at_ms < cutoff_ms).limit(limit)
 
 
-def count_old_events(cutoff_ms: int) -> sa.Select[Any]:
-    """How many events were received before the cutoff."""
-    return sa.select(sa.func.count()).select_from(trade_events).where(trade_events.c.received_at_ms < cutoff_ms)
-
-
 def delete_events(seqs: Sequence[int]) -> sa.Delete:
     """Delete events by key."""
     return trade_events.delete().where(trade_events.c.seq.in_(seqs))
 
 
-# --- accounts -----------------------------------------------------------------------------------------------
+# --- accounts ---
 
 
 def upsert_snapshot(dialect: str) -> Any:
@@ -362,7 +376,7 @@ def list_accounts() -> sa.Select[Any]:
     return sa.select(accounts).order_by(accounts.c.login)
 
 
-# --- revocations --------------------------------------------------------------------------------------------
+# --- revocations ---
 
 
 def upsert_revocation(dialect: str) -> Any:

@@ -1,0 +1,972 @@
+"""SQLAlchemy 2 async implementation of :class:`~bridge.store.base.Store` for SQLite and PostgreSQL.
+
+Group commit: every write goes through one writer task that drains a queue. A batch (up to
+:data:`MAX_BATCH_OPS` calls / :data:`MAX_BATCH_ITEMS` rows) runs in one transaction; each caller awaits its
+own future, which is resolved only after COMMIT returned. Consecutive calls of the same kind are executed as
+one ``executemany`` per statement, so the cost of a commit (one fsync) is shared by the whole batch.
+
+Durability choices:
+
+- **SQLite**: WAL journal, ``synchronous=FULL`` by default: each COMMIT fsyncs the WAL, so an acknowledged
+  write survives a process kill *and* a power loss or OS crash. ``NORMAL`` (configurable) survives a process
+  kill but may lose the last commits on power loss. Writes use ``BEGIN IMMEDIATE`` so that another process
+  writing the same file waits (``busy_timeout``) instead of failing half-way. Reads use a separate pool of
+  read-only connections, which WAL lets run alongside the writer. Use a file path, not ``:memory:``.
+- **PostgreSQL** (asyncpg): the server's ``synchronous_commit`` (on by default) makes COMMIT durable. Channel
+  rows are locked (``SELECT ... FOR UPDATE``) while offsets are allocated, so even two hub processes sharing a
+  database cannot allocate the same offset.
+
+A batch that fails with a non-retryable error is re-run one call per transaction, so one bad call cannot fail
+its neighbours; a retryable failure (connection lost, database locked) fails the whole batch with
+:class:`~bridge.store.exceptions.StoreUnavailable`, and callers retry (appends with a message id, events,
+signals and status changes are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from bridge.protocol.events import DeliveryStatus, TradeEvent, can_transition
+from bridge.protocol.signals import Signal
+from bridge.store import queries as q
+from bridge.store.base import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    Account,
+    Appended,
+    Delivery,
+    EventFilter,
+    Page,
+    Position,
+    RetentionResult,
+    Revocation,
+    RevocationKind,
+    SignalFilter,
+    SignalView,
+    StatusUpdate,
+    Stored,
+    StoredEvent,
+)
+from bridge.store.exceptions import (
+    InvalidCursor,
+    MigrationError,
+    StoreClosed,
+    StoreConflict,
+    StoreError,
+    StoreUnavailable,
+)
+from bridge.store.schema import STATUS_COLUMNS
+
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT_MS",
+    "DEFAULT_POOL_SIZE",
+    "MAX_BATCH_ITEMS",
+    "MAX_BATCH_OPS",
+    "MAX_QUEUE",
+    "SQLStore",
+    "normalize_url",
+    "wrap_exceptions",
+]
+
+logger = logging.getLogger("mtbridge.store")
+
+#: Most calls committed in one transaction.
+MAX_BATCH_OPS = 2000
+#: Most rows (appends + events + status changes) committed in one transaction.
+MAX_BATCH_ITEMS = 5000
+#: Queued calls beyond which callers wait for room (backpressure).
+MAX_QUEUE = 100_000
+#: Rows per ``IN (...)`` list, below SQLite's and asyncpg's bind-parameter limits.
+IN_CHUNK: Final = 900
+DEFAULT_BUSY_TIMEOUT_MS = 10_000
+DEFAULT_POOL_SIZE = 4
+_SQLITE_SYNCHRONOUS: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def normalize_url(url: str) -> sa.URL:
+    """Use the async driver when the URL names another (``sqlite://`` -> aiosqlite, ``postgresql://`` ->
+    asyncpg)."""
+    parsed = sa.make_url(url)
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend == "sqlite" and driver != "aiosqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend == "postgresql" and driver != "asyncpg":
+        return parsed.set(drivername="postgresql+asyncpg")
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database backend: {backend}")
+    return parsed
+
+
+@contextlib.contextmanager
+def wrap_exceptions(operation: str) -> Iterator[None]:
+    """Translate driver errors into :mod:`bridge.store.exceptions` at the store boundary."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except exc.IntegrityError as error:
+        raise StoreConflict(f"{operation}: constraint violated", operation=operation) from error
+    except (exc.OperationalError, exc.InterfaceError) as error:
+        text = str(error.orig).lower() if error.orig is not None else ""
+        if "no such table" in text or "no such column" in text:
+            raise StoreError(f"{operation}: schema missing, run migrations", operation=operation) from error
+        raise StoreUnavailable(f"{operation}: database unavailable", operation=operation) from error
+    except exc.DBAPIError as error:
+        if error.connection_invalidated:
+            raise StoreUnavailable(f"{operation}: connection lost", operation=operation) from error
+        raise StoreError(f"{operation}: database error", operation=operation) from error
+    except exc.TimeoutError as error:
+        raise StoreUnavailable(f"{operation}: no connection available", operation=operation) from error
+    except (OSError, TimeoutError, sqlite3.OperationalError) as error:
+        raise StoreUnavailable(f"{operation}: database unreachable", operation=operation) from error
+    except exc.SQLAlchemyError as error:
+        raise StoreError(f"{operation}: database error", operation=operation) from error
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _loads(text: str) -> Any:
+    return orjson.loads(text)
+
+
+def _new_epoch() -> str:
+    return secrets.token_hex(8)
+
+
+def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _parse_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not cursor.isdigit() or len(cursor) > 19:
+        raise InvalidCursor("invalid cursor", operation="paginate")
+    return int(cursor)
+
+
+def _limit(limit: int) -> int:
+    return max(1, min(limit, MAX_PAGE_SIZE))
+
+
+@dataclass(slots=True)
+class _AppendRequest:
+    channel: str
+    message_id: str | None
+    payload: str
+    expires_at_ms: int | None
+    signal: Signal | None
+
+
+@dataclass(slots=True)
+class _Op:
+    kind: str  # "append" | "events" | "status" | "call"
+    data: Any
+    size: int
+    future: asyncio.Future[Any]
+
+
+_Call = Callable[[AsyncConnection], Awaitable[Any]]
+
+
+class SQLStore:
+    """The SQL store: create, ``await start()`` (or ``async with``), ``await migrate()``, ``await close()``.
+
+    Args:
+        url: ``sqlite+aiosqlite:///path/to/file.db`` or ``postgresql+asyncpg://user@host/db`` (the driver is
+            added when missing).
+        schema: PostgreSQL schema to use (created by :meth:`migrate` if missing); ignored for SQLite.
+        sqlite_synchronous: SQLite ``PRAGMA synchronous`` for the writer (see the module docstring).
+        clock: unix seconds; injected so tests control retention and timestamps.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        sqlite_synchronous: str = "FULL",
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.url = normalize_url(url)
+        self.dialect = self.url.get_backend_name()
+        if sqlite_synchronous.upper() not in _SQLITE_SYNCHRONOUS:
+            raise ValueError(f"sqlite_synchronous must be one of {_SQLITE_SYNCHRONOUS}")
+        self.schema = schema
+        self._clock = clock
+        self._synchronous = sqlite_synchronous.upper()
+        self._busy_timeout_ms = busy_timeout_ms
+        self._pool_size = pool_size
+        self._write_engine: AsyncEngine | None = None
+        self._read_engine: AsyncEngine | None = None
+        self._queue: asyncio.Queue[_Op | None] = asyncio.Queue(MAX_QUEUE)
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # --- lifecycle ---
+
+    async def __aenter__(self) -> SQLStore:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._closed:
+            raise StoreClosed("store is closed")
+        if self._writer is not None:
+            return
+        if self.dialect == "sqlite":
+            self._write_engine, self._read_engine = self._sqlite_engines()
+        else:
+            self._write_engine = self._read_engine = self._postgres_engine()
+        self._writer = asyncio.create_task(self._run_writer(), name="mtbridge-store-writer")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            await self._queue.put(None)
+            try:
+                await self._writer
+            finally:
+                self._writer = None
+        for engine in {id(e): e for e in (self._write_engine, self._read_engine) if e is not None}.values():
+            await engine.dispose()
+
+    def _sqlite_engines(self) -> tuple[AsyncEngine, AsyncEngine]:
+        if self.url.database in (None, "", ":memory:"):
+            raise ValueError("SQLite store needs a file path (WAL and a separate reader pool need a file)")
+        busy, synchronous = self._busy_timeout_ms, self._synchronous
+        writer = create_async_engine(self.url, pool_size=1, max_overflow=0)
+        reader = create_async_engine(self.url, pool_size=self._pool_size, max_overflow=0)
+
+        @event.listens_for(writer.sync_engine, "connect")
+        def _writer_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # we emit BEGIN IMMEDIATE ourselves
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy)}")
+            cursor.close()
+
+        @event.listens_for(writer.sync_engine, "begin")
+        def _writer_begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        @event.listens_for(reader.sync_engine, "connect")
+        def _reader_connect(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={int(busy)}")
+            cursor.execute("PRAGMA query_only=1")
+            cursor.close()
+
+        return writer, reader
+
+    def _postgres_engine(self) -> AsyncEngine:
+        connect_args: dict[str, Any] = {}
+        if self.schema is not None:
+            connect_args["server_settings"] = {"search_path": self.schema}
+        return create_async_engine(
+            self.url,
+            pool_size=self._pool_size,
+            max_overflow=2,
+            pool_pre_ping=True,
+            connect_args=connect_args,
+        )
+
+    def _engines(self) -> tuple[AsyncEngine, AsyncEngine]:
+        if self._closed or self._write_engine is None or self._read_engine is None:
+            raise StoreClosed("store is not started" if not self._closed else "store is closed")
+        return self._write_engine, self._read_engine
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def migrate(self) -> None:
+        from alembic import command
+        from alembic.config import Config
+
+        writer, _ = self._engines()
+        package = resources.files("bridge.store")
+        config = Config(str(Path(str(package)) / "alembic.ini"))
+        config.set_main_option("script_location", str(Path(str(package)) / "migrations"))
+
+        def upgrade(connection: sa.Connection) -> None:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+        try:
+            with wrap_exceptions("migrate"):
+                async with writer.begin() as conn:
+                    if self.dialect == "postgresql" and self.schema is not None:
+                        await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+                    await conn.run_sync(upgrade)
+        except StoreUnavailable:
+            raise
+        except Exception as error:
+            raise MigrationError(f"migration failed: {error}", operation="migrate") from error
+
+    # --- the writer ---
+
+    async def _submit(self, kind: str, data: Any, size: int = 1) -> Any:
+        self._engines()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Op(kind, data, size, future))
+        return await future
+
+    async def _run_writer(self) -> None:
+        stop = False
+        while not stop:
+            op = await self._queue.get()
+            if op is None:
+                break
+            batch, size = [op], op.size
+            while len(batch) < MAX_BATCH_OPS and size < MAX_BATCH_ITEMS:
+                try:
+                    nxt = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+                size += nxt.size
+            try:
+                await self._commit(batch)
+            except asyncio.CancelledError:
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(StoreClosed("store closed during write"))
+                raise
+
+    async def _commit(self, batch: list[_Op]) -> None:
+        writer = self._write_engine
+        assert writer is not None
+        try:
+            with wrap_exceptions("write"):
+                async with writer.begin() as conn:
+                    results = await self._execute(conn, batch)
+        except StoreError as error:
+            if len(batch) > 1 and not error.retryable:
+                for op in batch:  # isolate the offending call
+                    await self._commit([op])
+                return
+            if not error.retryable:
+                logger.error("store write failed", exc_info=error, extra={"action": "write_failed"})
+            for op in batch:
+                if not op.future.done():
+                    op.future.set_exception(error)
+            return
+        except Exception as error:
+            for op in batch:
+                if not op.future.done():
+                    op.future.set_exception(error)
+            return
+        for op, result in zip(batch, results, strict=True):
+            if not op.future.done():
+                op.future.set_result(result)
+
+    async def _execute(self, conn: AsyncConnection, batch: list[_Op]) -> list[Any]:
+        results: list[Any] = []
+        start = 0
+        while start < len(batch):
+            kind = batch[start].kind
+            end = start
+            while end < len(batch) and batch[end].kind == kind:
+                end += 1
+            run = [op.data for op in batch[start:end]]
+            if kind == "append":
+                results.extend(await self._do_appends(conn, run))
+            elif kind == "events":
+                results.extend(await self._do_events(conn, run))
+            elif kind == "status":
+                results.extend(await self._do_statuses(conn, run))
+            else:
+                for call in run:
+                    results.append(await call(conn))
+            start = end
+        return results
+
+    # --- channel log ---
+
+    async def _lock_channels(self, conn: AsyncConnection, names: Sequence[str]) -> dict[str, list[Any]]:
+        """Load (creating as needed) channel rows; on PostgreSQL they stay locked until COMMIT."""
+        pg = self.dialect == "postgresql"
+        state: dict[str, list[Any]] = {}
+        for row in await conn.execute(q.select_channels(names, for_update=pg)):
+            state[row.name] = [row.epoch, row.last_offset]
+        missing = [name for name in names if name not in state]
+        if missing:
+            now = self._now_ms()
+            await conn.execute(
+                q.insert_channel(self.dialect),
+                [{"name": n, "epoch": _new_epoch(), "last_offset": 0, "created_at_ms": now} for n in missing],
+            )
+            for row in await conn.execute(q.select_channels(missing, for_update=pg)):
+                state[row.name] = [row.epoch, row.last_offset]
+        return state
+
+    async def _do_appends(self, conn: AsyncConnection, requests: list[_AppendRequest]) -> list[Appended]:
+        now = self._now_ms()
+        names = sorted({r.channel for r in requests})
+        state = await self._lock_channels(conn, names)
+        before = {name: value[1] for name, value in state.items()}
+
+        known_signals: dict[str, tuple[str, int]] = {}
+        signal_ids = [r.signal.id for r in requests if r.signal is not None]
+        for chunk in _chunks(signal_ids):
+            for row in await conn.execute(q.select_signal_ids(chunk)):
+                known_signals[row.id] = (row.channel, row.log_offset)
+        known_messages: dict[tuple[str, str], int] = {}
+        message_ids = sorted({r.message_id for r in requests if r.message_id is not None})
+        for chunk in _chunks(message_ids):
+            for row in await conn.execute(q.select_log_message_ids(names, chunk)):
+                known_messages[(row.channel, row.message_id)] = row.log_offset
+
+        results: list[Appended | tuple[str, int]] = []
+        log_rows: list[dict[str, Any]] = []
+        signal_rows: list[dict[str, Any]] = []
+        delivery_rows: list[dict[str, Any]] = []
+        for request in requests:
+            signal = request.signal
+            if signal is not None and signal.id in known_signals:
+                results.append(known_signals[signal.id])
+                continue
+            if request.message_id is not None and (request.channel, request.message_id) in known_messages:
+                results.append((request.channel, known_messages[(request.channel, request.message_id)]))
+                continue
+            channel_state = state[request.channel]
+            channel_state[1] += 1
+            offset = channel_state[1]
+            log_rows.append(
+                {
+                    "channel": request.channel,
+                    "log_offset": offset,
+                    "message_id": request.message_id,
+                    "payload": request.payload,
+                    "expires_at_ms": request.expires_at_ms,
+                    "created_at_ms": now,
+                }
+            )
+            if request.message_id is not None:
+                known_messages[(request.channel, request.message_id)] = offset
+            if signal is not None:
+                known_signals[signal.id] = (request.channel, offset)
+                signal_rows.append(
+                    {
+                        "id": signal.id,
+                        "strategy": signal.strategy,
+                        "channel": request.channel,
+                        "log_offset": offset,
+                        "accounts": _dumps(list(signal.accounts)),
+                        "groups": _dumps(list(signal.groups)),
+                        "payload": request.payload,
+                        "created_at_ms": signal.created_at,
+                        "expires_at_ms": signal.expires_at,
+                    }
+                )
+                delivery_rows.extend(
+                    _delivery_row(signal.id, account, DeliveryStatus.PENDING, now, None)
+                    for account in signal.accounts
+                )
+            results.append(Appended(request.channel, offset, channel_state[0], False))
+
+        if log_rows:
+            await conn.execute(q.insert_log(), log_rows)
+            moved = [{"b_name": n, "b_last": v[1]} for n, v in state.items() if v[1] != before.get(n)]
+            await conn.execute(q.update_channel_offset(), moved)
+        if signal_rows:
+            await conn.execute(q.insert_signal(), signal_rows)
+        if delivery_rows:
+            await conn.execute(q.insert_delivery(self.dialect), delivery_rows)
+
+        # Duplicates answer with their original channel's epoch.
+        other = sorted({r[0] for r in results if isinstance(r, tuple) and r[0] not in state})
+        if other:
+            state.update(await self._lock_channels(conn, other))
+        return [r if isinstance(r, Appended) else Appended(r[0], r[1], state[r[0]][0], True) for r in results]
+
+    async def append(
+        self,
+        channel: str,
+        message_id: str | None,
+        payload: dict[str, Any],
+        expires_at_ms: int | None = None,
+    ) -> Appended:
+        request = _AppendRequest(channel, message_id, _dumps(payload), expires_at_ms, None)
+        result: Appended = await self._submit("append", request)
+        return result
+
+    async def publish_signal(self, signal: Signal) -> Appended:
+        request = _AppendRequest(
+            signal.channel, signal.id, _dumps(signal.to_payload()), signal.expires_at, signal
+        )
+        result: Appended = await self._submit("append", request)
+        return result
+
+    async def read_since(self, channel: str, after_offset: int, limit: int) -> list[Stored]:
+        _, reader = self._engines()
+        with wrap_exceptions("read_since"):
+            async with reader.connect() as conn:
+                rows = await conn.execute(q.read_since(channel, after_offset, max(1, limit)))
+                return [Stored(r.log_offset, _loads(r.payload), r.expires_at_ms) for r in rows]
+
+    async def _read_position(self, conn: AsyncConnection, channel: str) -> Position | None:
+        row = (await conn.execute(q.select_channel(channel))).first()
+        if row is None:
+            return None
+        first = (await conn.execute(q.min_offset(channel))).scalar()
+        return Position(row.last_offset, row.epoch, first if first is not None else row.last_offset + 1)
+
+    async def position(self, channel: str) -> Position:
+        _, reader = self._engines()
+        with wrap_exceptions("position"):
+            async with reader.connect() as conn:
+                found = await self._read_position(conn, channel)
+        if found is not None:
+            return found
+
+        async def create(conn: AsyncConnection) -> Position:
+            await self._lock_channels(conn, [channel])
+            created = await self._read_position(conn, channel)
+            assert created is not None
+            return created
+
+        result: Position = await self._submit("call", create)
+        return result
+
+    async def reset_channel(self, channel: str) -> Position:
+        async def reset(conn: AsyncConnection) -> Position:
+            await self._lock_channels(conn, [channel])
+            await conn.execute(q.delete_log(channel))
+            await conn.execute(q.reset_channel(channel, _new_epoch()))
+            position = await self._read_position(conn, channel)
+            assert position is not None
+            return position
+
+        result: Position = await self._submit("call", reset)
+        return result
+
+    # --- trade events ---
+
+    async def insert_events(self, events: Sequence[TradeEvent]) -> list[bool]:
+        if not events:
+            return []
+        rows = [(e, _dumps(e.to_payload())) for e in events]
+        result: list[bool] = await self._submit("events", rows, size=len(rows))
+        return result
+
+    async def _do_events(
+        self,
+        conn: AsyncConnection,
+        requests: list[list[tuple[TradeEvent, str]]],
+    ) -> list[list[bool]]:
+        now = self._now_ms()
+        ids = sorted({e.id for request in requests for e, _ in request})
+        seen: set[str] = set()
+        for chunk in _chunks(ids):
+            seen.update(row.id for row in await conn.execute(q.select_event_ids(chunk)))
+        new_rows: list[dict[str, Any]] = []
+        snapshots: dict[str, dict[str, Any]] = {}
+        results: list[list[bool]] = []
+        for request in requests:
+            flags: list[bool] = []
+            for event_, payload in request:
+                if event_.id in seen:
+                    flags.append(False)
+                    continue
+                seen.add(event_.id)
+                flags.append(True)
+                new_rows.append(
+                    {
+                        "id": event_.id,
+                        "kind": event_.kind,
+                        "account": event_.account,
+                        "signal_id": event_.signal_id,
+                        "ts": event_.ts,
+                        "received_at_ms": now,
+                        "payload": payload,
+                    }
+                )
+                if event_.kind == "account":
+                    current = snapshots.get(event_.account)
+                    if current is None or current["snapshot_ts_ms"] < event_.ts:
+                        snapshots[event_.account] = {
+                            "login": event_.account,
+                            "snapshot": payload,
+                            "snapshot_ts_ms": event_.ts,
+                        }
+            results.append(flags)
+        if new_rows:
+            await conn.execute(q.insert_events(self.dialect), new_rows)
+        if snapshots:
+            await conn.execute(q.upsert_snapshot(self.dialect), list(snapshots.values()))
+        return results
+
+    async def list_events(
+        self,
+        filters: EventFilter,
+        *,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> Page[StoredEvent]:
+        before = _parse_cursor(cursor)
+        size = _limit(limit)
+        items = await self._select_events(
+            filters, before_seq=before, after_seq=None, newest_first=True, limit=size + 1
+        )
+        more = len(items) > size
+        items = items[:size]
+        return Page(items, str(items[-1].seq) if more and items else None)
+
+    async def iter_events(
+        self, filters: EventFilter, *, batch_size: int = 1000
+    ) -> AsyncIterator[StoredEvent]:
+        after: int | None = None
+        while True:
+            items = await self._select_events(
+                filters, before_seq=None, after_seq=after, newest_first=False, limit=max(1, batch_size)
+            )
+            for item in items:
+                yield item
+            if len(items) < batch_size:
+                return
+            after = items[-1].seq
+
+    async def _select_events(
+        self,
+        filters: EventFilter,
+        *,
+        before_seq: int | None,
+        after_seq: int | None,
+        newest_first: bool,
+        limit: int,
+    ) -> list[StoredEvent]:
+        _, reader = self._engines()
+        stmt = q.list_events(
+            account=filters.account,
+            kind=filters.kind,
+            signal_id=filters.signal_id,
+            since_ms=filters.since_ms,
+            until_ms=filters.until_ms,
+            before_seq=before_seq,
+            after_seq=after_seq,
+            newest_first=newest_first,
+            limit=limit,
+        )
+        with wrap_exceptions("list_events"):
+            async with reader.connect() as conn:
+                rows = (await conn.execute(stmt)).all()
+        return [
+            StoredEvent(
+                r.seq, r.id, r.kind, r.account, r.signal_id, r.ts, r.received_at_ms, _loads(r.payload)
+            )
+            for r in rows
+        ]
+
+    # --- signals ledger ---
+
+    async def get_signal(self, signal_id: str) -> SignalView | None:
+        _, reader = self._engines()
+        with wrap_exceptions("get_signal"):
+            async with reader.connect() as conn:
+                row = (await conn.execute(q.select_signal(signal_id))).first()
+                if row is None:
+                    return None
+                views = await self._with_deliveries(conn, [row])
+        return views[0]
+
+    async def list_signals(
+        self,
+        filters: SignalFilter,
+        *,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> Page[SignalView]:
+        _, reader = self._engines()
+        size = _limit(limit)
+        stmt = q.list_signals(
+            strategy=filters.strategy,
+            account=filters.account,
+            status=filters.status.value if filters.status is not None else None,
+            since_ms=filters.since_ms,
+            until_ms=filters.until_ms,
+            before_seq=_parse_cursor(cursor),
+            limit=size + 1,
+        )
+        with wrap_exceptions("list_signals"):
+            async with reader.connect() as conn:
+                rows = (await conn.execute(stmt)).all()
+                more = len(rows) > size
+                rows = rows[:size]
+                views = await self._with_deliveries(conn, rows)
+        return Page(views, str(rows[-1].seq) if more and rows else None)
+
+    async def _with_deliveries(self, conn: AsyncConnection, rows: Sequence[Any]) -> list[SignalView]:
+        by_signal: dict[str, list[Delivery]] = {row.id: [] for row in rows}
+        for chunk in _chunks(list(by_signal)):
+            for d in await conn.execute(q.select_deliveries(chunk)):
+                by_signal[d.signal_id].append(_delivery_from_row(d))
+        return [
+            SignalView(
+                id=row.id,
+                strategy=row.strategy,
+                channel=row.channel,
+                offset=row.log_offset,
+                accounts=tuple(_loads(row.accounts)),
+                groups=tuple(_loads(row.groups)),
+                payload=_loads(row.payload),
+                created_at_ms=row.created_at_ms,
+                expires_at_ms=row.expires_at_ms,
+                deliveries=tuple(by_signal[row.id]),
+            )
+            for row in rows
+        ]
+
+    async def update_statuses(self, updates: Sequence[StatusUpdate]) -> list[bool]:
+        if not updates:
+            return []
+        result: list[bool] = await self._submit("status", list(updates), size=len(updates))
+        return result
+
+    async def _do_statuses(
+        self, conn: AsyncConnection, requests: list[list[StatusUpdate]]
+    ) -> list[list[bool]]:
+        signal_ids = sorted({u.signal_id for request in requests for u in request})
+        known: set[str] = set()
+        states: dict[tuple[str, str], DeliveryStatus] = {}
+        for chunk in _chunks(signal_ids):
+            known.update(row.id for row in await conn.execute(q.select_signal_ids(chunk)))
+            for row in await conn.execute(q.select_delivery_states(chunk)):
+                states[(row.signal_id, row.account)] = DeliveryStatus(row.status)
+        results = [[u.signal_id in known for u in request] for request in requests]
+        flat = [
+            u
+            for request, flags in zip(requests, results, strict=True)
+            for u, ok in zip(request, flags, strict=True)
+            if ok
+        ]
+        applied = iter(await _apply_transitions(conn, self.dialect, flat, states))
+        return [[ok and next(applied) for ok in flags] for flags in results]
+
+    async def expire_signals(self, now_ms: int, limit: int = 1000) -> list[tuple[str, str]]:
+        async def expire(conn: AsyncConnection) -> list[tuple[str, str]]:
+            rows = (await conn.execute(q.select_expirable(now_ms, max(1, limit)))).all()
+            states = {(r.signal_id, r.account): DeliveryStatus(r.status) for r in rows}
+            updates = [StatusUpdate(r.signal_id, r.account, DeliveryStatus.EXPIRED, now_ms) for r in rows]
+            flags = await _apply_transitions(conn, self.dialect, updates, states)
+            return [(u.signal_id, u.account) for u, ok in zip(updates, flags, strict=True) if ok]
+
+        result: list[tuple[str, str]] = await self._submit("call", expire)
+        return result
+
+    # --- accounts and revocations ---
+
+    async def touch_accounts(self, logins: Sequence[str], seen_ms: int) -> None:
+        if not logins:
+            return
+        rows = [{"login": login, "last_seen_ms": seen_ms} for login in sorted(set(logins))]
+
+        async def touch(conn: AsyncConnection) -> None:
+            await conn.execute(q.touch_account(self.dialect), rows)
+
+        await self._submit("call", touch, size=len(rows))
+
+    async def get_account(self, login: str) -> Account | None:
+        _, reader = self._engines()
+        with wrap_exceptions("get_account"):
+            async with reader.connect() as conn:
+                row = (await conn.execute(q.select_account(login))).first()
+        return _account_from_row(row) if row is not None else None
+
+    async def list_accounts(self) -> list[Account]:
+        _, reader = self._engines()
+        with wrap_exceptions("list_accounts"):
+            async with reader.connect() as conn:
+                rows = (await conn.execute(q.list_accounts())).all()
+        return [_account_from_row(row) for row in rows]
+
+    async def revoke(
+        self,
+        kind: RevocationKind,
+        value: str,
+        *,
+        revoked_at_ms: int,
+        expires_at_ms: int,
+        reason: str | None = None,
+    ) -> None:
+        if kind not in ("jti", "sub"):
+            raise ValueError("kind must be 'jti' or 'sub'")
+        row = {
+            "kind": kind,
+            "value": value,
+            "revoked_at_ms": revoked_at_ms,
+            "expires_at_ms": expires_at_ms,
+            "reason": reason,
+        }
+
+        async def revoke(conn: AsyncConnection) -> None:
+            await conn.execute(q.upsert_revocation(self.dialect), [row])
+
+        await self._submit("call", revoke)
+
+    async def list_revocations(self, now_ms: int) -> list[Revocation]:
+        _, reader = self._engines()
+        with wrap_exceptions("list_revocations"):
+            async with reader.connect() as conn:
+                rows = (await conn.execute(q.list_revocations(now_ms))).all()
+        return [Revocation(r.kind, r.value, r.revoked_at_ms, r.expires_at_ms, r.reason) for r in rows]
+
+    # --- retention ---
+
+    async def apply_retention(self, older_than_ms: int, *, batch_size: int = 1000) -> RetentionResult:
+        batch = max(1, batch_size)
+
+        async def trim_log(conn: AsyncConnection) -> int:
+            keys = [
+                (r.channel, r.log_offset) for r in await conn.execute(q.select_old_log(older_than_ms, batch))
+            ]
+            if keys:
+                await conn.execute(q.delete_log_keys(keys))
+            return len(keys)
+
+        async def trim_signals(conn: AsyncConnection) -> tuple[int, int]:
+            ids = [r.id for r in await conn.execute(q.select_old_signals(older_than_ms, batch))]
+            if not ids:
+                return 0, 0
+            deliveries = (await conn.execute(q.delete_deliveries_of(ids))).rowcount
+            await conn.execute(q.delete_signals(ids))
+            return len(ids), deliveries
+
+        async def trim_events(conn: AsyncConnection) -> int:
+            seqs = [r.seq for r in await conn.execute(q.select_old_events(older_than_ms, batch))]
+            if seqs:
+                await conn.execute(q.delete_events(seqs))
+            return len(seqs)
+
+        async def purge(conn: AsyncConnection) -> int:
+            return int((await conn.execute(q.purge_revocations(self._now_ms()))).rowcount)
+
+        log_entries = signals = deliveries = events = 0
+        while (n := await self._submit("call", trim_log)) > 0:
+            log_entries += n
+            if n < batch:
+                break
+        while True:
+            count, removed = await self._submit("call", trim_signals)
+            signals, deliveries = signals + count, deliveries + removed
+            if count < batch:
+                break
+        while (n := await self._submit("call", trim_events)) > 0:
+            events += n
+            if n < batch:
+                break
+        revoked = await self._submit("call", purge)
+        return RetentionResult(log_entries, signals, deliveries, events, revoked)
+
+
+def _delivery_row(
+    signal_id: str,
+    account: str,
+    status: DeliveryStatus,
+    at_ms: int,
+    detail: str | None,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "signal_id": signal_id,
+        "account": account,
+        "status": status.value,
+        "updated_at_ms": at_ms,
+        "detail": detail,
+    }
+    for name, column in STATUS_COLUMNS.items():
+        row[column] = at_ms if name == status.value else None
+    return row
+
+
+def _delivery_from_row(row: Any) -> Delivery:
+    times = {
+        name: getattr(row, column)
+        for name, column in STATUS_COLUMNS.items()
+        if getattr(row, column) is not None
+    }
+    return Delivery(row.account, DeliveryStatus(row.status), row.updated_at_ms, times, row.detail)
+
+
+def _account_from_row(row: Any) -> Account:
+    snapshot = _loads(row.snapshot) if row.snapshot is not None else None
+    return Account(row.login, row.last_seen_ms, snapshot, row.snapshot_ts_ms)
+
+
+async def _apply_transitions(
+    conn: AsyncConnection,
+    dialect: str,
+    updates: Sequence[StatusUpdate],
+    states: dict[tuple[str, str], DeliveryStatus],
+) -> list[bool]:
+    """Decide each transition against ``states`` (updated in place) and write the outcome per delivery:
+    one insert for new rows, one guarded update for existing ones, so several steps in a batch collapse."""
+    inserts: dict[tuple[str, str], dict[str, Any]] = {}
+    changes: dict[tuple[str, str], dict[str, Any]] = {}
+    original = dict(states)
+    flags: list[bool] = []
+    for update in updates:
+        key = (update.signal_id, update.account)
+        old = states.get(key)
+        if not can_transition(old, update.status):
+            flags.append(False)
+            continue
+        flags.append(True)
+        states[key] = update.status
+        column = STATUS_COLUMNS[update.status.value]
+        if key not in original:
+            row = inserts.get(key) or _delivery_row(
+                update.signal_id, update.account, update.status, update.at_ms, None
+            )
+            row.update({"status": update.status.value, "updated_at_ms": update.at_ms, column: update.at_ms})
+            if update.detail is not None:
+                row["detail"] = update.detail[:256]
+            inserts[key] = row
+        else:
+            change = changes.get(key)
+            if change is None:
+                change = {"b_sid": key[0], "b_acc": key[1], "b_old": original[key].value, "b_detail": None}
+                change.update({f"b_{name}": None for name in STATUS_COLUMNS})
+                changes[key] = change
+            change.update(
+                {
+                    "b_status": update.status.value,
+                    "b_at": update.at_ms,
+                    f"b_{update.status.value}": update.at_ms,
+                }
+            )
+            if update.detail is not None:
+                change["b_detail"] = update.detail[:256]
+    if inserts:
+        await conn.execute(q.insert_delivery(dialect), list(inserts.values()))
+    if changes:
+        await conn.execute(q.update_delivery_any(), list(changes.values()))
+    return flags

@@ -1,0 +1,25 @@
+"""Helpers shared by the store tests (imported by basename: tests use rootdir-relative discovery)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from bridge.store import Store
+
+__all__ = ["Clock", "StoreFactory"]
+
+StoreFactory = Callable[[], Awaitable[Store]]
+
+
+class Clock:
+    """A settable clock (unix seconds) injected into stores."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    @property
+    def ms(self) -> int:
+        return int(self.now * 1000)
