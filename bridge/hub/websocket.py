@@ -58,6 +58,16 @@ class WebSocketOptions:
         return "*" in self.allowed_origins or origin.rstrip("/") in self.allowed_origins
 
 
+class _ServerProtocol(ServerProtocol):
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE and self.current_size is not None:
+            # RFC 6455 5.4 allows control frames between the fragments of a message; a close
+            # there ends the connection normally and drops the partial message. websockets
+            # calls it a protocol error (1002), the Autobahn suite (case 7.1.5) expects 1000.
+            self.current_size = None
+        super().recv_frame(frame)
+
+
 def _select_subprotocol(protocol: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
     if not offered:
         return None
@@ -98,7 +108,7 @@ class HubWebSocketProtocol(asyncio.Protocol):
         max_size = self.hub.limits.max_message_bytes if self.hub else 65536
         if self.options.test_mode:
             max_size = max(max_size, ECHO_MAX_MESSAGE_BYTES)  # lowered to the hub's limit for /ws below
-        self.ws = ServerProtocol(
+        self.ws = _ServerProtocol(
             subprotocols=list(SUBPROTOCOLS),
             select_subprotocol=_select_subprotocol,
             max_size=max_size,
@@ -114,6 +124,8 @@ class HubWebSocketProtocol(asyncio.Protocol):
             conn.last_seen = conn.hub.clock()
             conn.pong_deadline = None
         ws.receive_data(data)
+        # Pongs and close replies generated while parsing go out before anything this data causes.
+        self._pump()
         for event in ws.events_received():
             if isinstance(event, Request):
                 self._handshake(event)
