@@ -38,8 +38,18 @@ class CountingSink:
 def _fake(venue: str, fixtures: Path) -> tuple[FakeExchange, tuple[str, ...], int | None]:
     recorded = fixtures / "recorded"
     if venue == "kraken":
-        pairs = ("WAVES/EUR", "XMR/USD", "KSM/XBT", "GRT/ETH", "SC/EUR", "ETH/CHF", "OCEAN/XBT", "OMG/USD",
-                 "XBT/CHF", "ADA/XBT")  # fmt: skip
+        pairs = (
+            "WAVES/EUR",
+            "XMR/USD",
+            "KSM/XBT",
+            "GRT/ETH",
+            "SC/EUR",
+            "ETH/CHF",
+            "OCEAN/XBT",
+            "OMG/USD",
+            "XBT/CHF",
+            "ADA/XBT",
+        )
         return KrakenFake([recorded / "KRAKEN.ws.50.0", recorded / "KRAKEN.ws.48.0"]), pairs, 1000
     if venue == "okx":
         return OkxFake(recorded / "OKX.ws.1.0"), ("BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT"), None

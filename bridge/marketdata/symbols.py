@@ -18,9 +18,29 @@ __all__ = [
 
 #: Quote assets recognised when splitting glued symbols, longest match wins.
 KNOWN_QUOTES: tuple[str, ...] = (
-    "FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USDE", "DAI", "USD", "EUR", "GBP", "TRY", "BRL", "JPY",
-    "AUD", "CHF", "CAD", "BTC", "ETH", "BNB", "XBT", "SOL", "DOGE",
-)  # fmt: skip
+    "FDUSD",
+    "USDT",
+    "USDC",
+    "BUSD",
+    "TUSD",
+    "USDE",
+    "DAI",
+    "USD",
+    "EUR",
+    "GBP",
+    "TRY",
+    "BRL",
+    "JPY",
+    "AUD",
+    "CHF",
+    "CAD",
+    "BTC",
+    "ETH",
+    "BNB",
+    "XBT",
+    "SOL",
+    "DOGE",
+)
 
 _GLUED = re.compile(r"^[A-Z0-9]{2,30}$")
 _CANONICAL = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}(-[A-Z0-9]{1,20})?$")

@@ -26,17 +26,34 @@ from bridge.marketdata.models import BookUpdate
 from .helpers import RECORDED, RecordingSink, require_fixtures, wait_until
 
 FAST = VenueLimits(symbols_per_connection=50, messages_per_second=1000.0, connect_interval=0.0)
-KRAKEN_PAIRS = ("WAVES/EUR", "XMR/USD", "KSM/XBT", "GRT/ETH", "SC/EUR", "ETH/CHF", "OCEAN/XBT", "OMG/USD",
-                "XBT/CHF", "ADA/XBT")  # fmt: skip
+KRAKEN_PAIRS = (
+    "WAVES/EUR",
+    "XMR/USD",
+    "KSM/XBT",
+    "GRT/ETH",
+    "SC/EUR",
+    "ETH/CHF",
+    "OCEAN/XBT",
+    "OMG/USD",
+    "XBT/CHF",
+    "ADA/XBT",
+)
 OKX_INSTS = ("BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT")
 BINANCE_SYMBOLS = ("NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR")
 
 
 def config(venue: str, fake: FakeExchange, symbols: tuple[str, ...], **kw: object) -> AdapterConfig:
+    limits = kw.pop("limits", FAST)
     return AdapterConfig(
-        venue=venue, symbols=symbols, ws_url=fake.ws_url, rest_url=fake.rest_url, limits=kw.pop("limits", FAST),
-        backoff_base=0.05, backoff_cap=0.2, **kw,  # type: ignore[arg-type]
-    )  # fmt: skip
+        venue=venue,
+        symbols=symbols,
+        ws_url=fake.ws_url,
+        rest_url=fake.rest_url,
+        limits=limits,  # type: ignore[arg-type]
+        backoff_base=0.05,
+        backoff_cap=0.2,
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 @contextlib.asynccontextmanager
@@ -327,8 +344,11 @@ class TestBinance:
         applied: list[tuple[int | None, int | None]] = []
 
         def record(conn: object, events: list[object]) -> None:
-            applied.extend((e.prev_sequence, e.sequence) for e in events  # type: ignore[attr-defined]
-                           if isinstance(e, BookUpdate) and e.venue_symbol == "NKNUSDT")  # fmt: skip
+            applied.extend(
+                (e.prev_sequence, e.sequence)
+                for e in events  # type: ignore[attr-defined]
+                if isinstance(e, BookUpdate) and e.venue_symbol == "NKNUSDT"
+            )
 
         async with fake:
             adapter = Adapter(config("binance", fake, BINANCE_SYMBOLS), sink, on_events=record)
@@ -399,8 +419,12 @@ class TestBinance:
 
     async def test_connection_age_limit_reconnects_make_before_break(self, sink: RecordingSink) -> None:
         fake = self.fake()
-        limits = VenueLimits(symbols_per_connection=50, messages_per_second=1000.0, connect_interval=0.0,
-                             max_connection_age=0.2)  # fmt: skip
+        limits = VenueLimits(
+            symbols_per_connection=50,
+            messages_per_second=1000.0,
+            connect_interval=0.0,
+            max_connection_age=0.2,
+        )
         async with fake:
             adapter = Adapter(config("binance", fake, ("NKNUSDT",), limits=limits), sink)
             async with running(adapter):
