@@ -30,6 +30,8 @@ from bridge.protocol.signals import Signal
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
+    "MAX_CHANNEL_LENGTH",
+    "MAX_MESSAGE_ID_LENGTH",
     "MAX_PAGE_SIZE",
     "Account",
     "Appended",
@@ -46,10 +48,14 @@ __all__ = [
     "Store",
     "Stored",
     "StoredEvent",
+    "check_append",
 ]
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+#: Longest channel name and message id the store accepts (the width of their columns).
+MAX_CHANNEL_LENGTH = 200
+MAX_MESSAGE_ID_LENGTH = 64
 
 T = TypeVar("T")
 RevocationKind = Literal["jti", "sub"]
@@ -206,6 +212,14 @@ class RetentionResult:
     extra: dict[str, int] = field(default_factory=dict)
 
 
+def check_append(channel: str, message_id: str | None) -> None:
+    """Reject names the store cannot hold, before anything is queued."""
+    if not channel or len(channel) > MAX_CHANNEL_LENGTH:
+        raise ValueError(f"channel must be 1-{MAX_CHANNEL_LENGTH} characters")
+    if message_id is not None and not 0 < len(message_id) <= MAX_MESSAGE_ID_LENGTH:
+        raise ValueError(f"message_id must be 1-{MAX_MESSAGE_ID_LENGTH} characters")
+
+
 @runtime_checkable
 class Store(Protocol):
     """Durable storage of the hub. See the module docstring for the contract every method honours."""
@@ -229,7 +243,9 @@ class Store(Protocol):
         """Durably append ``payload`` to ``channel`` and return its offset.
 
         A ``message_id`` already present on the channel returns the original offset, ``duplicate=True``.
-        The payload must be JSON-serialisable; ``TypeError`` is raised before anything is queued otherwise.
+        The payload must be JSON-serialisable (``TypeError`` otherwise); ``channel`` is at most
+        :data:`MAX_CHANNEL_LENGTH` and ``message_id`` at most :data:`MAX_MESSAGE_ID_LENGTH` characters
+        (``ValueError`` otherwise). Both are checked before anything is queued.
         """
 
     async def publish_signal(self, signal: Signal) -> Appended:

@@ -33,6 +33,7 @@ from bridge.store.base import (
     StatusUpdate,
     Stored,
     StoredEvent,
+    check_append,
 )
 from bridge.store.exceptions import InvalidCursor, StoreClosed
 
@@ -144,6 +145,7 @@ class MemoryStore:
         expires_at_ms: int | None = None,
     ) -> Appended:
         self._check()
+        check_append(channel, message_id)
         return self._append(channel, message_id, orjson.dumps(payload), expires_at_ms)[0]
 
     async def publish_signal(self, signal: Signal) -> Appended:

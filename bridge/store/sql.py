@@ -61,6 +61,7 @@ from bridge.store.base import (
     StatusUpdate,
     Stored,
     StoredEvent,
+    check_append,
 )
 from bridge.store.exceptions import (
     InvalidCursor,
@@ -516,6 +517,7 @@ class SQLStore:
         payload: dict[str, Any],
         expires_at_ms: int | None = None,
     ) -> Appended:
+        check_append(channel, message_id)
         request = _AppendRequest(channel, message_id, _dumps(payload), expires_at_ms, None)
         result: Appended = await self._submit("append", request)
         return result

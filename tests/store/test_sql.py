@@ -1,0 +1,246 @@
+"""SQL-specific behaviour: durability across reopen, group commit, migrations, error translation."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection
+from store_helpers import Clock
+
+from bridge.protocol.events import DeliveryStatus, parse_event
+from bridge.protocol.signals import parse_signal
+from bridge.store import (
+    EventFilter,
+    SignalFilter,
+    SQLStore,
+    StatusUpdate,
+    StoreError,
+    StoreUnavailable,
+    open_store,
+)
+from bridge.store.schema import metadata
+from bridge.store.sql import normalize_url
+
+PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
+    """(url, schema) of an empty database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", None
+    schema: str = request.getfixturevalue("pg_schema")
+    return PG_URL, schema
+
+
+def new_store(sql_url: tuple[str, str | None], clock: Clock | None = None) -> SQLStore:
+    url, schema = sql_url
+    return SQLStore(url, schema=schema, clock=clock or Clock())
+
+
+def signal(strategy: str, account: str) -> Any:
+    obj = {
+        "id": str(uuid.uuid4()),
+        "strategy": strategy,
+        "accounts": [account],
+        "symbol": "EURUSD",
+        "action": "open",
+        "side": "sell",
+        "orderType": "market",
+        "volume": 1,
+        "ttl": 60,
+    }
+    return parse_signal(obj, Clock().now)
+
+
+def deal(account: str) -> Any:
+    obj = {
+        "id": str(uuid.uuid4()),
+        "kind": "deal",
+        "account": account,
+        "ts": 1,
+        "ticket": 5,
+        "symbol": "X",
+        "side": "buy",
+        "entry": "in",
+        "volume": 1,
+        "price": 1,
+    }
+    return parse_event(obj, 0)
+
+
+async def test_every_awaited_write_survives_reopen(sql_url: tuple[str, str | None]) -> None:
+    store = new_store(sql_url)
+    await store.start()
+    await store.migrate()
+    signals = [signal(f"s{n % 4}", str(n % 5)) for n in range(200)]
+    events = [deal(str(n % 5)) for n in range(500)]
+    try:
+        published, appended, inserted = await asyncio.gather(
+            asyncio.gather(*(store.publish_signal(s) for s in signals)),
+            asyncio.gather(*(store.append("account:1:x", f"m{n}", {"n": n}) for n in range(300))),
+            asyncio.gather(*(store.insert_events(events[n : n + 10]) for n in range(0, 500, 10))),
+        )
+        moved = await asyncio.gather(
+            *(
+                store.update_statuses([StatusUpdate(s.id, s.accounts[0], DeliveryStatus.ACKED, 5)])
+                for s in signals
+            )
+        )
+    finally:
+        await store.close()
+    assert all(m == [True] for m in moved)
+    assert all(flag for flags in inserted for flag in flags)
+
+    reopened = new_store(sql_url)
+    await reopened.start()
+    try:
+        for s, result in zip(signals, published, strict=True):
+            view = await reopened.get_signal(s.id)
+            assert view is not None and (view.channel, view.offset) == (result.channel, result.offset)
+            assert [d.status for d in view.deliveries] == [DeliveryStatus.ACKED]
+        for strategy in ("s0", "s1", "s2", "s3"):
+            entries = await reopened.read_since(f"signals:{strategy}", 0, 1000)
+            assert [e.offset for e in entries] == list(range(1, 51))
+        log = await reopened.read_since("account:1:x", 0, 1000)
+        assert {e.offset: e.payload for e in log} == {r.offset: {"n": n} for n, r in enumerate(appended)}
+        stored = [e.id async for e in reopened.iter_events(EventFilter())]
+        assert sorted(stored) == sorted(e.id for e in events)
+        assert len((await reopened.list_signals(SignalFilter(), limit=1000)).items) == 200
+    finally:
+        await reopened.close()
+
+
+async def test_concurrent_writes_share_transactions(sql_url: tuple[str, str | None]) -> None:
+    store = new_store(sql_url)
+    await store.start()
+    await store.migrate()
+    commits = 0
+    assert store._write_engine is not None
+
+    @event.listens_for(store._write_engine.sync_engine, "commit")
+    def count(_conn: Any) -> None:
+        nonlocal commits
+        commits += 1
+
+    try:
+        results = await asyncio.gather(*(store.append("c", None, {"n": n}) for n in range(500)))
+    finally:
+        await store.close()
+    assert sorted(r.offset for r in results) == list(range(1, 501))
+    assert 1 <= commits < 250
+
+
+async def test_failing_call_does_not_fail_its_batch(sql_url: tuple[str, str | None]) -> None:
+    store = new_store(sql_url)
+    await store.start()
+    await store.migrate()
+
+    async def broken(conn: AsyncConnection) -> None:
+        await conn.execute(sa.text("SELECT * FROM no_such_table"))
+
+    try:
+        results = await asyncio.gather(
+            *(store.append("c", f"m{n}", {}) for n in range(20)),
+            store._submit("call", broken),
+            *(store.append("c", f"m{n}", {}) for n in range(20, 40)),
+            return_exceptions=True,
+        )
+        assert isinstance(results[20], StoreError) and not results[20].retryable
+        offsets = [r.offset for r in results if not isinstance(r, BaseException)]
+        assert sorted(offsets) == list(range(1, 41))
+        assert [e.offset for e in await store.read_since("c", 0, 100)] == list(range(1, 41))
+    finally:
+        await store.close()
+
+
+async def test_migrations_from_empty_match_the_schema(sql_url: tuple[str, str | None]) -> None:
+    store = new_store(sql_url)
+    await store.start()
+    try:
+        await store.migrate()
+        await store.migrate()  # idempotent
+        assert store._write_engine is not None
+        async with store._write_engine.connect() as conn:
+            version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
+
+            def diff(sync_conn: sa.Connection) -> list[Any]:
+                context = MigrationContext.configure(sync_conn)
+                return list(compare_metadata(context, metadata))
+
+            differences = await conn.run_sync(diff)
+        assert version == "0001"
+        assert differences == []
+    finally:
+        await store.close()
+
+
+async def test_sqlite_runs_in_wal_with_full_sync(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    store = await open_store(f"sqlite:///{path}")
+    try:
+        await store.append("c", None, {})
+        assert isinstance(store, SQLStore) and store._write_engine is not None
+        async with store._write_engine.connect() as conn:
+            synchronous = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
+        assert synchronous == 2  # FULL
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_unmigrated_database_is_a_store_error(tmp_path: Path) -> None:
+    store = SQLStore(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    await store.start()
+    try:
+        with pytest.raises(StoreError) as info:
+            await store.read_since("c", 0, 1)
+        assert not isinstance(info.value, StoreUnavailable)
+        with pytest.raises(StoreError):
+            await store.append("c", None, {})
+    finally:
+        await store.close()
+
+
+async def test_unreachable_database_is_retryable() -> None:
+    store = SQLStore("postgresql+asyncpg://postgres@127.0.0.1:1/test")
+    await store.start()
+    try:
+        with pytest.raises(StoreUnavailable) as info:
+            await store.read_since("c", 0, 1)
+        assert info.value.retryable
+        with pytest.raises(StoreUnavailable):
+            await store.append("c", None, {})
+    finally:
+        await store.close()
+
+
+async def test_append_rejects_oversized_names(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        with pytest.raises(ValueError, match="channel"):
+            await store.append("c" * 201, None, {})
+        with pytest.raises(ValueError, match="message_id"):
+            await store.append("c", "m" * 65, {})
+    finally:
+        await store.close()
+
+
+def test_normalize_url_picks_async_drivers() -> None:
+    assert normalize_url("sqlite:///a.db").drivername == "sqlite+aiosqlite"
+    assert normalize_url("postgresql://u@h/db").drivername == "postgresql+asyncpg"
+    assert normalize_url("postgresql+asyncpg://u@h/db").drivername == "postgresql+asyncpg"
+    with pytest.raises(ValueError, match="unsupported"):
+        normalize_url("mysql://u@h/db")
+    with pytest.raises(ValueError, match="file path"):
+        SQLStore("sqlite:///:memory:")._sqlite_engines()
