@@ -73,7 +73,9 @@ def build_loadgen(source: Path | None = None, cache_dir: Path | None = None) -> 
     if exe.is_file() and os.access(exe, os.X_OK):
         return exe
     tmp = out_dir / f".loadgen-{digest}.{os.getpid()}"
-    proc = subprocess.run([cc, *CFLAGS, "-o", str(tmp), str(src)], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [cc, *CFLAGS, "-o", str(tmp), str(src)], capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         raise BenchError(f"building the load generator failed:\n{proc.stderr}")
     tmp.replace(exe)
@@ -144,7 +146,7 @@ class Loadgen:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=pin_to(core),  # noqa: PLW1509 - affinity must be set before exec
+            preexec_fn=pin_to(core),
         )
         assert self.proc.stdout is not None and self.proc.stderr is not None
         threading.Thread(target=self._pump, args=(self.proc.stdout, self._lines), daemon=True).start()
@@ -178,14 +180,17 @@ class Loadgen:
         parsed: dict[str, Any] = json.loads(line)
         return parsed
 
-    def wait_ready(self, timeout: float = DEFAULT_READY_TIMEOUT, *, allow_failed: bool = False) -> dict[str, Any]:
+    def wait_ready(
+        self, timeout: float = DEFAULT_READY_TIMEOUT, *, allow_failed: bool = False
+    ) -> dict[str, Any]:
         """Wait for the ready event; every connection must be ready unless allow_failed."""
         info = self._read(timeout + 5.0)
         if info.get("event") != "ready":
             raise BenchError(f"{self.label}: unexpected answer {info}")
         if not allow_failed and (info.get("failed") or info.get("timeout")):
             raise BenchError(
-                f"{self.label}: {info.get('ready')} of {info.get('conns')} connections ready: {self.stderr_tail()}"
+                f"{self.label}: {info.get('ready')} of {info.get('conns')} connections ready: "
+                f"{self.stderr_tail()}"
             )
         self.ready_info = info
         return info

@@ -5,6 +5,7 @@ Linux only, like the load generator: affinity, /proc/<pid>/stat and /proc/<pid>/
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -106,7 +107,7 @@ class ServerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=pin_to(core),  # noqa: PLW1509 - affinity must be set before exec
+                preexec_fn=pin_to(core),
                 start_new_session=True,
             )
         except OSError as exc:
@@ -134,7 +135,9 @@ class ServerProcess:
                     return
             except OSError:
                 time.sleep(0.05)
-        raise BenchError(f"{self.name} did not listen on {self.port} within {timeout:.0f} s:\n{self.log_tail()}")
+        raise BenchError(
+            f"{self.name} did not listen on {self.port} within {timeout:.0f} s:\n{self.log_tail()}"
+        )
 
     def cpu_s(self) -> float:
         """User + system CPU seconds of the process, all threads included."""
@@ -164,17 +167,13 @@ class ServerProcess:
         """SIGTERM the process group, then SIGKILL it if it lingers; always closes the log."""
         try:
             if self.proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
                 try:
                     self.proc.wait(timeout=DEFAULT_STOP_TIMEOUT)
                 except subprocess.TimeoutExpired:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.killpg(self.proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                     self.proc.wait()
         finally:
             self._log.close()

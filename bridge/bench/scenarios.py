@@ -45,7 +45,9 @@ class Plan:
     connection_sizes: tuple[int, ...] = (1000, 5000, 10000)
     latency_subscribers: int = 1000
     latency_rate: float = 1000.0
-    fanout_rate: float = 0.0  # 0 = as fast as the server takes them
+    #: Fan-out is a closed loop: the publisher keeps this many messages owed to every
+    #: subscriber, so the server always has work queued but never an unbounded backlog.
+    inflight: int = 32
     warmup_s: float = 1.5
     measure_s: float = 4.0
     concurrency: int = DEFAULT_CONCURRENCY
@@ -90,23 +92,69 @@ def with_server(target: Target, ctx: Context, fn: Callable[[ServerProcess], T]) 
         server.stop()
 
 
-def _subscribers(target: Target, ctx: Context, server: ServerProcess, n: int, *, encoding: str = "json",
-                 latency: bool = False, extra: Sequence[str] = ()) -> Loadgen:
-    args = [
-        "--port", str(server.port), "--conns", str(n), "--concurrency", str(ctx.plan.concurrency),
-        *target.sub_args(encoding=encoding), *extra,
-    ]
-    if latency:
-        args.append("--latency")
-    return Loadgen(ctx.exe, args, core=ctx.cores.client, label=f"{target.name} subscribers")
+_EMBEDDED = {
+    "--path": "--pub-path",
+    "--init": "--pub-init",
+    "--init-hex": "--pub-init-hex",
+    "--init-wait": "--pub-init-wait",
+    "--ready-frames": "--pub-ready-frames",
+    "--template": "--template",
+    "--msgpack-channel": "--msgpack-channel",
+    "--pad": "--pad",
+}
 
 
-def _publisher(target: Target, ctx: Context, server: ServerProcess, *, rate: float, encoding: str = "json") -> Loadgen:
+def embedded_pub_args(pub_args: Sequence[str]) -> list[str]:
+    """Turn a target's publisher arguments into the --pub-* ones of an embedded publisher.
+
+    Options shared with the subscribers (--subprotocol, --sio) are dropped: the
+    subscriber arguments already carry them.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(pub_args):
+        key = pub_args[i]
+        if key == "--sio":
+            i += 1
+            continue
+        if key == "--subprotocol":
+            i += 2
+            continue
+        if key not in _EMBEDDED:
+            raise BenchError(f"cannot embed publisher option {key}")
+        out += [_EMBEDDED[key], pub_args[i + 1]]
+        i += 2
+    return out
+
+
+def _loadgen(
+    target: Target,
+    ctx: Context,
+    server: ServerProcess,
+    n: int,
+    *,
+    encoding: str = "json",
+    rate: float | None = None,
+    inflight: int = 0,
+    extra: Sequence[str] = (),
+) -> Loadgen:
+    """N subscribers, plus a publisher in the same process when rate is given (0 = closed loop)."""
     args = [
-        "--mode", "pub", "--port", str(server.port), *target.pub_args(encoding=encoding),
-        "--rate", f"{rate:g}", "--window", str(target.pub_window if rate <= 0 else 0),
+        "--port",
+        str(server.port),
+        "--conns",
+        str(n),
+        "--concurrency",
+        str(ctx.plan.concurrency),
+        "--latency",
+        *target.sub_args(encoding=encoding),
+        *extra,
     ]
-    return Loadgen(ctx.exe, args, core=ctx.cores.client, label=f"{target.name} publisher")
+    if rate is not None:
+        args += [*embedded_pub_args(target.pub_args(encoding=encoding)), "--rate", f"{rate:g}"]
+        if inflight:
+            args += ["--inflight", str(inflight)]
+    return Loadgen(ctx.exe, args, core=ctx.cores.client, label=f"{target.name} load generator")
 
 
 @dataclass(frozen=True)
@@ -114,32 +162,28 @@ class Window:
     """Counters over the measured window."""
 
     seconds: float
-    subs: Mark
-    pub: Mark
+    end: Mark
     frames: int
-    sub_cpu_s: float
-    pub_cpu_s: float
-    pub_sent: int
+    sent: int
+    loadgen_cpu_s: float
     server_cpu_s: float
 
 
-def _measure(ctx: Context, server: ServerProcess, subs: Loadgen, pub: Loadgen) -> Window:
+def _measure(ctx: Context, server: ServerProcess, lg: Loadgen) -> Window:
     """Publish, warm up, then count between two marks."""
-    pub.go()
+    lg.go()
     time.sleep(ctx.plan.warmup_s)
-    s0, p0, c0 = subs.mark(), pub.mark(), server.cpu_s()
+    m0, c0 = lg.mark(), server.cpu_s()
     time.sleep(ctx.plan.measure_s)
-    s1, p1, c1 = subs.mark(), pub.mark(), server.cpu_s()
-    pub.stop()
+    m1, c1 = lg.mark(), server.cpu_s()
+    lg.stop()
     server.check_alive()
     return Window(
-        seconds=s1.t_s - s0.t_s,
-        subs=s1,
-        pub=p1,
-        frames=s1.frames - s0.frames,
-        sub_cpu_s=s1.cpu_s - s0.cpu_s,
-        pub_cpu_s=p1.cpu_s - p0.cpu_s,
-        pub_sent=p1.sent - p0.sent,
+        seconds=m1.t_s - m0.t_s,
+        end=m1,
+        frames=m1.frames - m0.frames,
+        sent=m1.sent - m0.sent,
+        loadgen_cpu_s=m1.cpu_s - m0.cpu_s,
         server_cpu_s=c1 - c0,
     )
 
@@ -147,11 +191,10 @@ def _measure(ctx: Context, server: ServerProcess, subs: Loadgen, pub: Loadgen) -
 def _health(w: Window, n: int) -> dict[str, Any]:
     """Disconnects and errors seen during a run: a fast but lossy server must show it."""
     return {
-        "disconnected": w.subs.closed,
-        "close_codes": w.subs.close_codes,
-        "errors": w.subs.errors + w.pub.errors,
-        "first_error": w.subs.first_error or w.pub.first_error,
-        "open_at_end": w.subs.open,
+        "disconnected": w.end.closed,
+        "close_codes": w.end.close_codes,
+        "errors": w.end.errors,
+        "first_error": w.end.first_error,
         "subscribers": n,
     }
 
@@ -162,20 +205,19 @@ def run_fanout(target: Target, ctx: Context) -> list[Row]:
     for n in ctx.plan.fanout_sizes:
 
         def one(server: ServerProcess, n: int = n) -> Row:
-            with _subscribers(target, ctx, server, n) as subs:
-                ready = subs.wait_ready()
-                with _publisher(target, ctx, server, rate=ctx.plan.fanout_rate) as pub:
-                    pub.wait_ready()
-                    w = _measure(ctx, server, subs, pub)
+            with _loadgen(target, ctx, server, n, rate=0, inflight=ctx.plan.inflight) as lg:
+                ready = lg.wait_ready()
+                w = _measure(ctx, server, lg)
             return {
                 "target": target.name,
                 "subscribers": n,
                 "deliveries_per_s": round(w.frames / w.seconds),
                 "msgs_per_s": round(w.frames / w.seconds / n, 1),
-                "published_per_s": round(w.pub_sent / w.seconds, 1),
+                "inflight": ctx.plan.inflight,
+                "p50_ms": w.end.p50_ms,
+                "p99_ms": w.end.p99_ms,
                 "server_cpu": round(w.server_cpu_s / w.seconds, 3),
-                "loadgen_cpu": round(w.sub_cpu_s / w.seconds, 3),
-                "publisher_cpu": round(w.pub_cpu_s / w.seconds, 3),
+                "loadgen_cpu": round(w.loadgen_cpu_s / w.seconds, 3),
                 "setup_s": round(float(ready["elapsed_s"]), 3),
                 "seconds": round(w.seconds, 3),
                 **_health(w, n),
@@ -183,8 +225,10 @@ def run_fanout(target: Target, ctx: Context) -> list[Row]:
 
         ctx.log(f"  fanout {target.name} N={n} ...")
         rows.append(with_server(target, ctx, one))
-        ctx.log(f"    {rows[-1]['deliveries_per_s']:,} deliveries/s, server CPU {rows[-1]['server_cpu']:.2f}, "
-                f"loadgen CPU {rows[-1]['loadgen_cpu']:.2f}")
+        ctx.log(
+            f"    {rows[-1]['deliveries_per_s']:,} deliveries/s, server CPU {rows[-1]['server_cpu']:.2f}, "
+            f"loadgen CPU {rows[-1]['loadgen_cpu']:.2f}"
+        )
     return rows
 
 
@@ -195,12 +239,10 @@ def run_latency(target: Target, ctx: Context, encodings: Sequence[str] | None = 
     for encoding in encodings or target.encodings:
 
         def one(server: ServerProcess, encoding: str = encoding) -> Row:
-            with _subscribers(target, ctx, server, n, encoding=encoding, latency=True) as subs:
-                subs.wait_ready()
-                with _publisher(target, ctx, server, rate=rate, encoding=encoding) as pub:
-                    pub.wait_ready()
-                    w = _measure(ctx, server, subs, pub)
-            if w.subs.lat_n == 0:
+            with _loadgen(target, ctx, server, n, encoding=encoding, rate=rate) as lg:
+                lg.wait_ready()
+                w = _measure(ctx, server, lg)
+            if w.end.lat_n == 0:
                 raise BenchError(f"{target.name}: no timestamped message arrived in the latency window")
             expected = rate * n
             return {
@@ -210,13 +252,13 @@ def run_latency(target: Target, ctx: Context, encodings: Sequence[str] | None = 
                 "rate": rate,
                 "deliveries_per_s": round(w.frames / w.seconds),
                 "kept_up": w.frames / w.seconds >= 0.95 * expected,
-                "p50_ms": w.subs.p50_ms,
-                "p99_ms": w.subs.p99_ms,
-                "p999_ms": w.subs.p999_ms,
-                "max_ms": w.subs.max_ms,
-                "samples": w.subs.lat_n,
+                "p50_ms": w.end.p50_ms,
+                "p99_ms": w.end.p99_ms,
+                "p999_ms": w.end.p999_ms,
+                "max_ms": w.end.max_ms,
+                "samples": w.end.lat_n,
                 "server_cpu": round(w.server_cpu_s / w.seconds, 3),
-                "loadgen_cpu": round(w.sub_cpu_s / w.seconds, 3),
+                "loadgen_cpu": round(w.loadgen_cpu_s / w.seconds, 3),
                 **_health(w, n),
             }
 
@@ -235,12 +277,12 @@ def run_connections(target: Target, ctx: Context) -> list[Row]:
         def one(server: ServerProcess, n: int = n) -> Row:
             time.sleep(SETTLE_S)
             rss0, cpu0 = server.rss_bytes(), server.cpu_s()
-            with _subscribers(target, ctx, server, n) as subs:
-                ready = subs.wait_ready()
+            with _loadgen(target, ctx, server, n) as lg:
+                ready = lg.wait_ready()
                 cpu1 = server.cpu_s()
                 time.sleep(SETTLE_S)
                 rss1 = server.rss_bytes()
-                m = subs.mark()
+                m = lg.mark()
             server.check_alive()
             return {
                 "target": target.name,

@@ -24,9 +24,10 @@ from bridge.bench.loadgen import repo_root
 from bridge.bench.procs import ServerProcess
 
 __all__ = [
+    "HUB_BENCH_ENV",
     "HUB_CHANNEL",
-    "PEER_NAMES",
     "PAYLOAD_PAD",
+    "PEER_NAMES",
     "HubTarget",
     "PeerTarget",
     "Target",
@@ -36,6 +37,13 @@ __all__ = [
 #: Padding that makes the published payload about 200 bytes of JSON:
 #: {"t":<13 digits>,"seq":<up to 7 digits>,"pad":"..."} is 42 bytes plus the padding.
 PAYLOAD_PAD = 158
+#: Settings the hub runs with under benchmark: defaults, except the per-IP and per-subject
+#: connection caps, because every benchmark client comes from 127.0.0.1 with one token.
+HUB_BENCH_ENV = {
+    "MTBRIDGE_MAX_CONNECTIONS_PER_IP": "1000000",
+    "MTBRIDGE_MAX_CONNECTIONS_PER_SUBJECT": "1000000",
+    "MTBRIDGE_LOG_LEVEL": "warning",
+}
 #: The ephemeral channel fan-out and latency runs publish on.
 HUB_CHANNEL = "instrument:BENCH"
 HUB_SUBPROTOCOLS = {"json": "mtbridge.v1.json", "msgpack": "mtbridge.v1.msgpack"}
@@ -106,14 +114,34 @@ class HubTarget(Target):
         return [sys.executable, "-c", "from bridge.cli import main; raise SystemExit(main())"]
 
     def start(self, *, port: int, core: int | None) -> ServerProcess:
-        argv = [*self.command, "serve", "--data-dir", str(self.data_dir), "--port", str(port), *self.extra_args]
-        return ServerProcess(self.name, argv, port=port, core=core)
+        argv = [
+            *self.command,
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(port),
+            *self.extra_args,
+        ]
+        return ServerProcess(self.name, argv, port=port, core=core, env=HUB_BENCH_ENV)
 
     def mint_token(self, *, role: str = "engine", sub: str = "bench", accounts: Sequence[str] = ()) -> str:
         """A JWT for the hub under test (never logged)."""
         argv = [
-            *self.command, "token", "--data-dir", str(self.data_dir), "--role", role, "--sub", sub,
-            "--publish", "*", "--subscribe", "*", "--ttl", "3600",
+            *self.command,
+            "token",
+            "--data-dir",
+            str(self.data_dir),
+            "--role",
+            role,
+            "--sub",
+            sub,
+            "--publish",
+            "*",
+            "--subscribe",
+            "*",
+            "--ttl",
+            "3600",
         ]
         for account in accounts:
             argv += ["--account", account]
@@ -141,8 +169,14 @@ class HubTarget(Target):
         # welcome, then one result per init message
         return [*args, "--ready-frames", str(1 + len(messages))]
 
+    def request_args(
+        self, token: str, *, then: Sequence[dict[str, object]] = (), encoding: str = "json"
+    ) -> list[str]:
+        """Connection setup for request/answer clients: auth with token, then the given messages."""
+        return self._init_args([self.auth_message(token), *then], encoding)
+
     def sub_args(self, *, encoding: str = "json") -> list[str]:
-        subscribe = {"type": "subscribe", "requestId": "s", "channel": self.channel}
+        subscribe: dict[str, object] = {"type": "subscribe", "requestId": "s", "channel": self.channel}
         return self._init_args([self.auth_message(self.token), subscribe], encoding)
 
     def pub_args(self, *, encoding: str = "json", pad: int = PAYLOAD_PAD) -> list[str]:
@@ -150,8 +184,11 @@ class HubTarget(Target):
         if encoding == "msgpack":
             return [*args, "--msgpack-channel", self.channel, "--pad", str(pad)]
         template = (
-            '{"type":"publish","requestId":"%S","channel":' + json.dumps(self.channel)
-            + ',"payload":' + _peer_payload_template(pad) + "}"
+            '{"type":"publish","requestId":"%S","channel":'
+            + json.dumps(self.channel)
+            + ',"payload":'
+            + _peer_payload_template(pad)
+            + "}"
         )
         return [*args, "--template", template]
 
@@ -209,8 +246,17 @@ class PeerTarget(Target):
     def pub_args(self, *, encoding: str = "json", pad: int = PAYLOAD_PAD) -> list[str]:
         if self.sio:
             return [
-                "--path", SIO_PATH, "--sio", "--init-wait", "1", "--init", "40", "--ready-frames", "2",
-                "--template", '42["pub",' + _peer_payload_template(pad) + "]",
+                "--path",
+                SIO_PATH,
+                "--sio",
+                "--init-wait",
+                "1",
+                "--init",
+                "40",
+                "--ready-frames",
+                "2",
+                "--template",
+                '42["pub",' + _peer_payload_template(pad) + "]",
             ]
         return ["--path", "/pub", "--template", _peer_payload_template(pad)]
 
@@ -248,7 +294,10 @@ def peer_targets(names: Sequence[str] | None = None) -> list[PeerTarget]:
         PeerTarget("node-socketio", "node_socketio.js", "node", sio=True, packages=("socket.io",)),
         PeerTarget("py-websockets", "py_websockets.py", "python", packages=("websockets",)),
         PeerTarget(
-            "py-socketio", "py_socketio.py", "python", sio=True,
+            "py-socketio",
+            "py_socketio.py",
+            "python",
+            sio=True,
             packages=("python-socketio", "python-engineio", "uvicorn", "uvloop"),
         ),
     ]
@@ -258,4 +307,3 @@ def peer_targets(names: Sequence[str] | None = None) -> list[PeerTarget]:
     if unknown:
         raise BenchError(f"unknown peers: {', '.join(sorted(unknown))} (known: {', '.join(PEER_NAMES)})")
     return [p for p in peers if p.name in names]
-

@@ -1,0 +1,290 @@
+"""`mtbridge bench`: run the scenarios, print a table per scenario, write every figure as JSON.
+
+Wiring: ``add_arguments(subparsers)`` adds the ``bench`` sub-command (or fills a parser
+given directly) and ``run(args)`` executes it, returning the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from bridge.bench.durable import run_ingest, run_signals
+from bridge.bench.exceptions import BenchError, NotAvailable
+from bridge.bench.loadgen import build_loadgen
+from bridge.bench.procs import pick_cores, raise_nofile
+from bridge.bench.report import COLUMNS, format_table, machine_info, ratios
+from bridge.bench.scenarios import Context, Plan, Row, run_connections, run_fanout, run_latency
+from bridge.bench.targets import PEER_NAMES, HubTarget, Target, peer_targets
+
+__all__ = ["SCENARIOS", "add_arguments", "run"]
+
+SCENARIOS = ("fanout", "latency", "connections", "signals", "ingest")
+#: File descriptors the harness asks for (the load generator raises its own limit too).
+WANTED_NOFILE = 65536
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def add_arguments(parser: Any) -> argparse.ArgumentParser:
+    """Add `bench` to a subparsers action, or its options to a parser; returns the parser."""
+    if hasattr(parser, "add_parser"):
+        parser = parser.add_parser(
+            "bench",
+            help="benchmark the hub (and, with --peers, the servers users would pick instead)",
+            description=__doc__,
+        )
+    parser.add_argument("scenario", nargs="?", default="all", choices=(*SCENARIOS, "all"))
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes and short windows (under 2 minutes)"
+    )
+    parser.add_argument("--peers", action="store_true", help="also run the peers of bench/peers/ (same load)")
+    parser.add_argument("--peer", action="append", choices=PEER_NAMES, help="only this peer (repeat)")
+    parser.add_argument("--no-hub", action="store_true", help="run the peers only")
+    parser.add_argument("--out", type=Path, help="write the results as JSON to this file")
+    parser.add_argument("--sizes", help="subscriber/connection counts, comma-separated (e.g. 1000,5000)")
+    parser.add_argument("--measure", type=float, help="seconds each measured window lasts")
+    parser.add_argument("--warmup", type=float, help="seconds of load before measuring")
+    parser.add_argument("--inflight", type=int, help="fan-out: messages owed to every subscriber, at most")
+    parser.add_argument("--rate", type=float, help="latency: messages per second")
+    parser.add_argument("--subscribers", type=int, help="latency: subscriber count")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("MTBRIDGE_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        help="server for the PostgreSQL runs of signals/ingest; a scratch database is created there",
+    )
+    parser.add_argument("--no-postgres", action="store_true", help="durable scenarios on SQLite only")
+    parser.add_argument("--hub-command", help="command that runs mtbridge (default: the installed script)")
+    parser.set_defaults(func=run)
+    assert isinstance(parser, argparse.ArgumentParser)
+    return parser
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    plan = Plan.quick_plan() if args.quick else Plan()
+    changes: dict[str, Any] = {}
+    if args.sizes:
+        sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
+        changes.update(fanout_sizes=sizes, connection_sizes=sizes)
+    for field, value in (
+        ("measure_s", args.measure),
+        ("warmup_s", args.warmup),
+        ("inflight", args.inflight),
+        ("latency_rate", args.rate),
+        ("latency_subscribers", args.subscribers),
+    ):
+        if value is not None:
+            changes[field] = value
+    if not changes:
+        return plan
+    from dataclasses import replace
+
+    return replace(plan, **changes)
+
+
+async def _create_database(url: str) -> str:
+    import asyncpg
+
+    parts = urlsplit(url.replace("+asyncpg", ""))
+    name = f"mtbridge_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    conn = await asyncpg.connect(urlunsplit(parts), timeout=5)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+async def _drop_database(admin_url: str, url: str) -> None:
+    import asyncpg
+
+    name = urlsplit(url).path.lstrip("/")
+    conn = await asyncpg.connect(urlunsplit(urlsplit(admin_url.replace("+asyncpg", ""))), timeout=5)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def _bind(fn: Callable[[Any, Context], list[Row]], target: Target, ctx: Context) -> Callable[[], list[Row]]:
+    return lambda: fn(target, ctx)
+
+
+def _bind_durable(
+    fn: Callable[..., Row], target: HubTarget, ctx: Context, database: str
+) -> Callable[[], list[Row]]:
+    return lambda: [fn(target, ctx, database=database)]
+
+
+class _Runner:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.plan = _plan(args)
+        self.results: dict[str, dict[str, Any]] = {}
+        self.versions: dict[str, dict[str, str]] = {}
+        self.failed = False
+        self.hub_command = args.hub_command.split() if args.hub_command else HubTarget.default_command()
+
+    def log(self, text: str) -> None:
+        print(text, flush=True)
+
+    def targets(self) -> list[Target]:
+        out: list[Target] = []
+        if not self.args.no_hub:
+            out.append(HubTarget(command=self.hub_command))
+        if self.args.peers or self.args.peer or self.args.no_hub:
+            out.extend(peer_targets(self.args.peer))
+        return out
+
+    def _record(self, scenario: str, rows: list[Row], status: str, error: str = "") -> None:
+        entry = self.results.setdefault(scenario, {"status": "ok", "rows": [], "errors": []})
+        entry["rows"].extend(rows)
+        if status != "ok":
+            entry["errors"].append(error)
+            if entry["status"] != "failed":
+                entry["status"] = status
+        if status == "failed":
+            self.failed = True
+
+    def _guard(self, scenario: str, label: str, fn: Callable[[], list[Row]]) -> None:
+        try:
+            self._record(scenario, fn(), "ok")
+        except NotAvailable as exc:
+            self.log(f"  {label}: not available: {exc.reason}")
+            self._record(scenario, [], "not available", f"{label}: {exc.reason}")
+        except BenchError as exc:
+            self.log(f"  {label}: FAILED: {exc}")
+            self._record(scenario, [], "failed", f"{label}: {exc}")
+
+    def run_relay(self, scenario: str, ctx: Context, targets: list[Target]) -> None:
+        fn = {"fanout": run_fanout, "latency": run_latency, "connections": run_connections}[scenario]
+        for target in targets:
+            self.versions.setdefault(target.name, target.versions())
+            self._guard(scenario, target.name, _bind(fn, target, ctx))
+
+    def run_durable(self, scenario: str, ctx: Context) -> None:
+        if self.args.no_hub:
+            return
+        fn = run_signals if scenario == "signals" else run_ingest
+        databases: list[tuple[str, str | None]] = [("sqlite", None)]
+        if not self.args.quick and not self.args.no_postgres:
+            databases.append(("postgresql", self.args.postgres_url))
+        for name, admin_url in databases:
+            url = None
+            if admin_url:
+                try:
+                    url = asyncio.run(_create_database(admin_url))
+                except Exception as exc:  # unreachable server, no asyncpg, no rights
+                    reason = (
+                        f"PostgreSQL at {urlsplit(admin_url).hostname} unusable: {type(exc).__name__}: {exc}"
+                    )
+                    self.log(f"  {scenario} on postgresql: not available: {reason}")
+                    self._record(scenario, [], "not available", f"postgresql: {reason}")
+                    continue
+            target = HubTarget(command=self.hub_command, extra_args=["--database-url", url] if url else [])
+            try:
+                self._guard(scenario, name, _bind_durable(fn, target, ctx, name))
+            finally:
+                target.cleanup()
+                if url and admin_url:
+                    with suppress(Exception):
+                        asyncio.run(_drop_database(admin_url, url))
+
+    def run(self) -> int:
+        started = time.monotonic()
+        nofile = raise_nofile(WANTED_NOFILE)
+        try:
+            exe = build_loadgen()
+        except BenchError as exc:
+            print(f"mtbridge bench: {exc}", file=sys.stderr)
+            return 2
+        cores = pick_cores()
+        ctx = Context(exe=exe, cores=cores, plan=self.plan, log=self.log)
+        machine = machine_info()
+        self.log(
+            f"mtbridge bench: server on core {cores.server}, load generator on core {cores.client}"
+            f"{' (shared: 1 core)' if cores.shared else ''}; load average {machine['loadavg'][0]:.2f}"
+        )
+        scenarios = SCENARIOS if self.args.scenario == "all" else (self.args.scenario,)
+        targets = self.targets()
+        try:
+            for scenario in scenarios:
+                self.log(f"\n== {scenario} ==")
+                if scenario in ("signals", "ingest"):
+                    self.run_durable(scenario, ctx)
+                else:
+                    self.run_relay(scenario, ctx, targets)
+                entry = self.results.get(scenario)
+                if entry and entry["rows"]:
+                    self.log(format_table(entry["rows"], COLUMNS[scenario]))
+        finally:
+            for target in targets:
+                target.cleanup()
+        summary = self._ratios()
+        if summary:
+            self.log("\n== ratios (mtbridge / peer, same run) ==")
+            self.log(format_table(summary, ("scenario", "peer", "at", "figure", "ratio")))
+        doc = {
+            "format": 1,
+            "command": "mtbridge bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mtbridge bench",
+            "quick": self.plan.quick,
+            "plan": {k: v for k, v in vars(self.plan).items()},
+            "machine": machine,
+            "conditions": {
+                "loadavg_start": machine["loadavg"],
+                "loadavg_end": list(os.getloadavg()),
+                "cores": {"server": cores.server, "client": cores.client, "shared": cores.shared},
+                "rlimit_nofile": nofile,
+            },
+            "versions": self.versions,
+            "scenarios": self.results,
+            "ratios": summary,
+            "duration_s": round(time.monotonic() - started, 1),
+        }
+        if self.args.out:
+            self.args.out.parent.mkdir(parents=True, exist_ok=True)
+            self.args.out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+            self.log(f"\nwrote {self.args.out}")
+        self.log(f"finished in {doc['duration_s']} s")
+        return 1 if self.failed else 0
+
+    def _ratios(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        fan = self.results.get("fanout", {}).get("rows", [])
+        for r in ratios(fan, key="subscribers", figure="deliveries_per_s"):
+            out.append({"scenario": "fanout", "peer": r["peer"], "at": f"N={r['subscribers']}",
+                        "figure": "deliveries/s", "ratio": r["ratio"]})  # fmt: skip
+        conn = self.results.get("connections", {}).get("rows", [])
+        for r in ratios(conn, key="connections", figure="kb_per_connection"):
+            out.append({"scenario": "connections", "peer": r["peer"], "at": f"N={r['connections']}",
+                        "figure": "KB/connection", "ratio": r["ratio"]})  # fmt: skip
+        lat = [r for r in self.results.get("latency", {}).get("rows", []) if r.get("encoding") == "json"]
+        for r in ratios(lat, key="subscribers", figure="p99_ms"):
+            out.append({"scenario": "latency", "peer": r["peer"], "at": f"N={r['subscribers']}",
+                        "figure": "p99 ms", "ratio": r["ratio"]})  # fmt: skip
+        return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `mtbridge bench` as parsed by add_arguments()."""
+    return _Runner(args).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point: ``python -m bridge.bench.cli``."""
+    parser = argparse.ArgumentParser(prog="mtbridge bench")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
