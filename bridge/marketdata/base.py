@@ -123,6 +123,7 @@ class VenueProtocol(abc.ABC):
         self._snapshots: list[str] = []
         self.forced_reason: str | None = None
         self.checksums_verified = 0
+        self._messages_counter = metrics.MESSAGES.labels(self.venue)
 
     # -- interface used by the shell -------------------------------------------------------------
     @abc.abstractmethod
@@ -139,7 +140,7 @@ class VenueProtocol(abc.ABC):
 
     def receive(self, data: str | bytes, now_us: int) -> None:
         """Feed one received frame. Malformed frames are counted and dropped, never raised."""
-        metrics.MESSAGES.labels(self.venue).inc()
+        self._messages_counter.inc()
         try:
             self._handle(data, now_us)
         except BookOutOfSync as exc:

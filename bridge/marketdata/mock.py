@@ -97,6 +97,8 @@ class FakeBook:
         return rows if n is None else rows[:n]
 
     def truncate(self, depth: int) -> None:
+        if len(self.bids) <= depth and len(self.asks) <= depth:
+            return
         for p in sorted(self.bids, reverse=True)[depth:]:
             del self.bids[p]
         for p in sorted(self.asks)[depth:]:

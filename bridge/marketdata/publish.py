@@ -12,6 +12,7 @@ Channels (see docs/marketdata.md):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from bridge.marketdata import metrics
 from bridge.marketdata.base import DEFAULT_DEPTH_LEVELS, BookState, Sink
@@ -43,6 +44,7 @@ class Publisher:
         self._last_top: dict[str, tuple[Level | None, Level | None]] = {}
         self.published = 0
         self.normalised = 0
+        self._counters: dict[str, Any] = {}
 
     async def publish(
         self, events: Iterable[MarketEvent], books: Mapping[str, BookState], now_us: int
@@ -95,4 +97,7 @@ class Publisher:
     async def _send(self, chan: str, payload: dict[str, object], key: str | None, kind: str) -> None:
         await self.sink.publish(chan, payload, key)
         self.published += 1
-        metrics.PUBLISHED.labels(self.venue, kind).inc()
+        counter = self._counters.get(kind)
+        if counter is None:
+            counter = self._counters[kind] = metrics.PUBLISHED.labels(self.venue, kind)
+        counter.inc()
