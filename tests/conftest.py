@@ -1,0 +1,41 @@
+"""Suite-wide fixtures: service availability (PostgreSQL, Redis) under BRIDGE_REQUIRE_SERVICES."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+POSTGRES_URL = os.environ.get("BRIDGE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip with a reason when a service is down, unless CI demands it (then fail)."""
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if os.environ.get("BRIDGE_REQUIRE_SERVICES") == "1":
+        pytest.fail(message + " and BRIDGE_REQUIRE_SERVICES=1")
+    pytest.skip(message + " (set BRIDGE_REQUIRE_SERVICES=1 to make this a failure)")
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", "127.0.0.1", 6379)
+    return REDIS_URL

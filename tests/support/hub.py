@@ -1,0 +1,250 @@
+"""Running a real hub for tests: in-process (same event loop) or as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from bridge.auth.tokens import issue, load_or_create_secret
+from bridge.config import Settings, load_settings
+from bridge.server import uvicorn_config
+from bridge.services import Services
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT = 10.0 * float(os.environ.get("MTBRIDGE_TESTS_TIMEOUT_FACTOR", "1"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def mint(data_dir: Path, role: str, sub: str, ttl: float = 3600, **claims: Any) -> str:
+    secret, _ = load_or_create_secret(data_dir / "jwt-secret")
+    return issue(secret, sub=sub, role=role, now=time.time(), ttl=ttl, **claims)
+
+
+@dataclass
+class RunningHub:
+    settings: Settings
+    server: uvicorn.Server
+    services: Services
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.settings.port}/ws"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    @property
+    def hub(self) -> Any:
+        return self.services.hub
+
+    def token(self, role: str, sub: str, ttl: float = 3600, **claims: Any) -> str:
+        return mint(self.settings.data_dir, role, sub, ttl, **claims)
+
+    async def connect(self, token: str | None = None, **kwargs: Any) -> Client:
+        return await Client.open(self.url, token, **kwargs)
+
+    def assert_clean(self) -> None:
+        """Nothing of closed connections remains in any registry, subscription set or queue."""
+        hub = self.hub
+        assert hub.connections == {}, hub.connections
+        assert hub.by_subject == {}, hub.by_subject
+        assert hub.by_ip == {}, hub.by_ip
+        leftover = {n: len(c) + len(c.recovering) for n, c in hub.channels.items()}
+        assert not any(leftover.values()), leftover
+
+    async def wait_clean(self) -> None:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            try:
+                self.assert_clean()
+                return
+            except AssertionError:
+                await asyncio.sleep(0.02)
+        self.assert_clean()
+
+
+@contextlib.asynccontextmanager
+async def running_hub(tmp_path: Path, **overrides: Any) -> AsyncIterator[RunningHub]:
+    overrides.setdefault("port", free_port())
+    overrides.setdefault("data_dir", tmp_path / "hub-data")
+    settings = load_settings(None, **overrides)
+    config = uvicorn_config(settings, log_config=None)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + WAIT * 3
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("hub exited during startup")
+        if time.monotonic() > deadline:
+            raise TimeoutError("hub did not start")
+        await asyncio.sleep(0.02)
+    services = _find_services(config)
+    try:
+        yield RunningHub(settings, server, services)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, WAIT * 3)
+
+
+def _find_services(config: uvicorn.Config) -> Services:
+    app: Any = config.loaded_app
+    for _ in range(6):
+        state = getattr(app, "state", None)
+        if state is not None and hasattr(state, "services"):
+            return state.services  # type: ignore[no-any-return]
+        app = getattr(app, "app", None)
+    raise RuntimeError("services not found on the app")
+
+
+class Client:
+    """A thin JSON-envelope client over the `websockets` library, for tests."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.welcome: dict[str, Any] = {}
+        self._rid = 0
+
+    @classmethod
+    async def open(cls, url: str, token: str | None = None, **kwargs: Any) -> Client:
+        kwargs.setdefault("ping_interval", None)
+        kwargs.setdefault("open_timeout", WAIT)
+        ws = await websockets.connect(url, **kwargs)
+        client = cls(ws)
+        client.welcome = await client.recv()
+        assert client.welcome["type"] == "welcome", client.welcome
+        if token is not None:
+            result = await client.request("auth", payload={"token": token})
+            assert result["type"] == "result", result
+        return client
+
+    async def send(self, obj: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(obj))
+
+    async def recv(self, timeout: float = WAIT) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        if isinstance(raw, bytes):
+            import msgpack
+
+            return msgpack.unpackb(raw)  # type: ignore[no-any-return]
+        return json.loads(raw)  # type: ignore[no-any-return]
+
+    async def request(self, mtype: str, channel: str | None = None, payload: Any = None) -> dict[str, Any]:
+        """Send a request and return its `result`/`error`, keeping other messages in `self.other`."""
+        self._rid += 1
+        rid = f"r{self._rid}"
+        env: dict[str, Any] = {"type": mtype, "requestId": rid}
+        if channel is not None:
+            env["channel"] = channel
+        if payload is not None:
+            env["payload"] = payload
+        await self.send(env)
+        return await self.until(lambda m: m.get("requestId") == rid)
+
+    async def until(self, predicate: Any, timeout: float = WAIT) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no matching message")
+            msg = await self.recv(left)
+            if predicate(msg):
+                return msg
+
+    async def closed(self, timeout: float = WAIT) -> tuple[int | None, str]:
+        """Wait for the hub to close the connection; returns (code, reason)."""
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                await asyncio.wait_for(self.ws.recv(), timeout)
+        await asyncio.wait_for(self.ws.wait_closed(), timeout)
+        rcvd = self.ws.protocol.close_rcvd
+        return (rcvd.code, rcvd.reason) if rcvd else (None, "")
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class HubProcess:
+    """`mtbridge serve` as a subprocess, for restarts, SIGTERM and SIGKILL."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.extra = extra
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir.parent / f"hub-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> HubProcess:
+        env = {**os.environ, **self.env}
+        cmd = [sys.executable, "-m", "bridge.cli", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), *self.extra]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + WAIT * 4
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.http + "/readyz", timeout=1) as r:  # noqa: S310
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError(f"hub not ready: {self.log.read_text()[-2000:]}")
+
+    def token(self, role: str, sub: str, ttl: float = 3600, **claims: Any) -> str:
+        return mint(self.data_dir, role, sub, ttl, **claims)
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = WAIT * 3) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(WAIT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(WAIT * 2)
+            except subprocess.TimeoutExpired:
+                self.kill()
