@@ -63,6 +63,7 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
         help="server for the PostgreSQL runs of signals/ingest; a scratch database is created there",
     )
     parser.add_argument("--no-postgres", action="store_true", help="durable scenarios on SQLite only")
+    parser.add_argument("--profile", type=Path, help="fan-out: py-spy profiles of the hub into this folder")
     parser.add_argument("--hub-command", help="command that runs mtbridge (default: the installed script)")
     parser.set_defaults(func=run)
     assert isinstance(parser, argparse.ArgumentParser)
@@ -208,7 +209,7 @@ class _Runner:
             print(f"mtbridge bench: {exc}", file=sys.stderr)
             return 2
         cores = pick_cores()
-        ctx = Context(exe=exe, cores=cores, plan=self.plan, log=self.log)
+        ctx = Context(exe=exe, cores=cores, plan=self.plan, log=self.log, profile_dir=self.args.profile)
         machine = machine_info()
         self.log(
             f"mtbridge bench: server on core {cores.server}, load generator on core {cores.client}"

@@ -7,6 +7,9 @@ between two marks after a warm-up, so that connection setup never counts.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +18,7 @@ from typing import Any, TypeVar
 
 from bridge.bench.exceptions import BenchError
 from bridge.bench.loadgen import Loadgen, Mark
-from bridge.bench.procs import Cores, ServerProcess, free_port
+from bridge.bench.procs import Cores, ServerProcess, free_port, pin_to
 from bridge.bench.targets import Target
 
 __all__ = [
@@ -79,6 +82,8 @@ class Context:
     plan: Plan
     log: Callable[[str], None] = print
     notes: list[str] = field(default_factory=list)
+    #: Where py-spy profiles of the hub under fan-out go (None: no profiling).
+    profile_dir: Path | None = None
 
 
 def with_server(target: Target, ctx: Context, fn: Callable[[ServerProcess], T]) -> T:
@@ -169,13 +174,16 @@ class Window:
     server_cpu_s: float
 
 
-def _measure(ctx: Context, server: ServerProcess, lg: Loadgen) -> Window:
-    """Publish, warm up, then count between two marks."""
+def _measure(ctx: Context, server: ServerProcess, lg: Loadgen, profile: Path | None = None) -> Window:
+    """Publish, warm up, then count between two marks (profiling the server in between if asked)."""
     lg.go()
     time.sleep(ctx.plan.warmup_s)
+    spy = start_profile(server, profile, ctx) if profile else None
     m0, c0 = lg.mark(), server.cpu_s()
     time.sleep(ctx.plan.measure_s)
     m1, c1 = lg.mark(), server.cpu_s()
+    if spy is not None and profile is not None:
+        finish_profile(spy, profile, ctx)
     lg.stop()
     server.check_alive()
     return Window(
@@ -186,6 +194,57 @@ def _measure(ctx: Context, server: ServerProcess, lg: Loadgen) -> Window:
         loadgen_cpu_s=m1.cpu_s - m0.cpu_s,
         server_cpu_s=c1 - c0,
     )
+
+
+def start_profile(server: ServerProcess, out: Path, ctx: Context) -> subprocess.Popen[bytes]:
+    """py-spy, sampling the server for the measured window, on the client core."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).is_file():
+        raise BenchError("--profile needs py-spy (pip install py-spy)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        spy, "record", "--pid", str(server.pid), "--duration", f"{max(1, round(ctx.plan.measure_s))}",
+        "--rate", "200", "--format", "raw", "--function", "--output", str(out), "--nonblocking",
+    ]  # fmt: skip
+    return subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin_to(ctx.cores.client)
+    )
+
+
+def finish_profile(spy: subprocess.Popen[bytes], out: Path, ctx: Context, top: int = 15) -> None:
+    """Wait for py-spy, then log where the samples fall: self time per function."""
+    try:
+        spy.wait(timeout=ctx.plan.measure_s + 30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.wait()
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    try:
+        lines = out.read_text().splitlines()
+    except OSError:
+        ctx.log(f"    (no profile written to {out})")
+        return
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+    if not total:
+        return
+    summary = out.with_suffix(".summary.txt")
+    rows = [f"{100 * n / total:5.1f}% self  {100 * inclusive[f] / total:5.1f}% incl  {f}"
+            for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]]  # fmt: skip
+    summary.write_text(f"{total} samples\n" + "\n".join(rows) + "\n")
+    ctx.log(f"    profile: {out} ({total} samples); top self time:")
+    for row in rows[:8]:
+        ctx.log(f"      {row}")
 
 
 def _health(w: Window, n: int) -> dict[str, Any]:
@@ -205,9 +264,12 @@ def run_fanout(target: Target, ctx: Context) -> list[Row]:
     for n in ctx.plan.fanout_sizes:
 
         def one(server: ServerProcess, n: int = n) -> Row:
+            profile = None
+            if ctx.profile_dir is not None and target.kind == "hub":
+                profile = ctx.profile_dir / f"{target.name}-fanout-{n}.txt"
             with _loadgen(target, ctx, server, n, rate=0, inflight=ctx.plan.inflight) as lg:
                 ready = lg.wait_ready()
-                w = _measure(ctx, server, lg)
+                w = _measure(ctx, server, lg, profile)
             return {
                 "target": target.name,
                 "subscribers": n,
