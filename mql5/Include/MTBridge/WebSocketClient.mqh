@@ -729,8 +729,8 @@ private:
          code = (m_rx[start] << 8) | m_rx[start + 1];
          if(!IsValidCloseCode(code))
             return Fail(WS_CLOSE_PROTOCOL_ERROR, "invalid close code");
-         CWsUtf8Validator v;
-         if(!v.Feed(m_rx, start + 2, len - 2) || !v.Complete())
+         CWsUtf8Validator reason_check;
+         if(!reason_check.Feed(m_rx, start + 2, len - 2) || !reason_check.Complete())
             return Fail(WS_CLOSE_INVALID_DATA, "invalid UTF-8 in close reason");
          if(len > 2)
             reason = CharArrayToString(m_rx, start + 2, len - 2, CP_UTF8);
