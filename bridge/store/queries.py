@@ -26,6 +26,14 @@ from bridge.store.schema import (
 )
 
 __all__ = [
+    "DELIVERY_COLUMNS",
+    "EVENT_COLUMNS",
+    "INSERT_EVENTS",
+    "INSERT_LOG",
+    "INSERT_PENDING",
+    "INSERT_SIGNAL",
+    "LOG_COLUMNS",
+    "SIGNAL_COLUMNS",
     "delete_deliveries_of",
     "delete_events",
     "delete_log",
@@ -33,14 +41,12 @@ __all__ = [
     "delete_signals",
     "insert_channel",
     "insert_delivery",
-    "insert_events",
-    "insert_log",
-    "insert_signal",
     "list_accounts",
     "list_events",
     "list_revocations",
     "list_signals",
     "min_offset",
+    "positional",
     "purge_revocations",
     "read_since",
     "reset_channel",
@@ -63,6 +69,53 @@ __all__ = [
     "upsert_revocation",
     "upsert_snapshot",
 ]
+
+
+def positional(sql: str, dialect: str) -> str:
+    """Adapt ``?`` placeholders to the driver: kept for sqlite3, ``$1, $2, ...`` for asyncpg."""
+    if dialect != "postgresql":
+        return sql
+    parts = sql.split("?")
+    return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, 1))
+
+
+# Hot bulk inserts are plain SQL run with ``exec_driver_sql`` and tuples in the order of the *_COLUMNS
+# constants, skipping SQLAlchemy's per-row parameter processing (the largest cost of a batch).
+LOG_COLUMNS = ("channel", "log_offset", "message_id", "payload", "expires_at_ms", "created_at_ms")
+SIGNAL_COLUMNS = (
+    "id",
+    "strategy",
+    "channel",
+    "log_offset",
+    "accounts",
+    "groups",
+    "payload",
+    "created_at_ms",
+    "expires_at_ms",
+)
+DELIVERY_COLUMNS = ("signal_id", "account", "status", "updated_at_ms", "pending_at_ms")
+EVENT_COLUMNS = ("id", "kind", "account", "signal_id", "ts", "received_at_ms", "payload")
+
+#: Append log entries (LOG_COLUMNS tuples).
+INSERT_LOG = (
+    "INSERT INTO channel_log (channel, log_offset, message_id, payload, expires_at_ms, created_at_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+#: Record signals (SIGNAL_COLUMNS tuples); "groups" is quoted because GROUPS is a keyword.
+INSERT_SIGNAL = (
+    'INSERT INTO signals (id, strategy, channel, log_offset, accounts, "groups", payload, created_at_ms, '
+    "expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+#: Create pending deliveries (DELIVERY_COLUMNS tuples), leaving existing rows alone.
+INSERT_PENDING = (
+    "INSERT INTO signal_deliveries (signal_id, account, status, updated_at_ms, pending_at_ms) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (signal_id, account) DO NOTHING"
+)
+#: Store events (EVENT_COLUMNS tuples), ignoring ids stored meanwhile by another writer.
+INSERT_EVENTS = (
+    "INSERT INTO trade_events (id, kind, account, signal_id, ts, received_at_ms, payload) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
 
 
 def _insert(dialect: str, table: sa.Table) -> Any:
@@ -112,11 +165,6 @@ def select_log_message_ids(names: Sequence[str], message_ids: Sequence[str]) -> 
     )
 
 
-def insert_log() -> sa.Insert:
-    """Append log entries (executemany)."""
-    return channel_log.insert()
-
-
 def read_since(name: str, after: int, limit: int) -> sa.Select[Any]:
     """Log entries after an offset, in offset order."""
     return (
@@ -157,11 +205,6 @@ def delete_log_keys(keys: Sequence[tuple[str, int]]) -> sa.Delete:
 def select_signal_ids(ids: Sequence[str]) -> sa.Select[Any]:
     """Signals already in the ledger among these ids, with where they were published."""
     return sa.select(signals.c.id, signals.c.channel, signals.c.log_offset).where(signals.c.id.in_(ids))
-
-
-def insert_signal() -> sa.Insert:
-    """Record signals (executemany)."""
-    return signals.insert()
 
 
 def insert_delivery(dialect: str) -> Any:
@@ -292,11 +335,6 @@ def delete_signals(signal_ids: Sequence[str]) -> sa.Delete:
 def select_event_ids(ids: Sequence[str]) -> sa.Select[Any]:
     """Event ids already stored among these."""
     return sa.select(trade_events.c.id).where(trade_events.c.id.in_(ids))
-
-
-def insert_events(dialect: str) -> Any:
-    """Store events (executemany), ignoring ids stored meanwhile by another writer."""
-    return _insert(dialect, trade_events).on_conflict_do_nothing(index_elements=["id"])
 
 
 def list_events(

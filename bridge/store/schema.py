@@ -87,7 +87,6 @@ signal_deliveries = sa.Table(
     *(sa.Column(column, sa.BigInteger, nullable=True) for column in STATUS_COLUMNS.values()),
     sa.Column("detail", sa.String(256), nullable=True),
     sa.Index("ix_signal_deliveries_account", "account"),
-    sa.Index("ix_signal_deliveries_status", "status"),
 )
 
 trade_events = sa.Table(

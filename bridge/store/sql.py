@@ -30,11 +30,12 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -85,6 +86,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("mtbridge.store")
+
+T = TypeVar("T")
 
 #: Most calls committed in one transaction.
 MAX_BATCH_OPS = 2000
@@ -185,11 +188,15 @@ class _Op:
     future: asyncio.Future[Any]
 
 
-_Call = Callable[[AsyncConnection], Awaitable[Any]]
+_Call = Callable[[sa.Connection], Any]
 
 
 class SQLStore:
     """The SQL store: create, ``await start()`` (or ``async with``), ``await migrate()``, ``await close()``.
+
+    Writes run as one synchronous function per batch transaction: on SQLite in a dedicated writer thread
+    with the sqlite3 driver (one thread hand-off per batch instead of one per statement), on PostgreSQL
+    through ``AsyncConnection.run_sync`` over asyncpg. Reads use the async engine (aiosqlite / asyncpg).
 
     Args:
         url: ``sqlite+aiosqlite:///path/to/file.db`` or ``postgresql+asyncpg://user@host/db`` (the driver is
@@ -218,11 +225,16 @@ class SQLStore:
         self._synchronous = sqlite_synchronous.upper()
         self._busy_timeout_ms = busy_timeout_ms
         self._pool_size = pool_size
-        self._write_engine: AsyncEngine | None = None
-        self._read_engine: AsyncEngine | None = None
+        self._engine: AsyncEngine | None = None  # reads; on PostgreSQL writes too
+        self._sqlite_writer: sa.Engine | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[_Op | None] = asyncio.Queue(MAX_QUEUE)
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
+        self._sql = {
+            sql: q.positional(sql, self.dialect)
+            for sql in (q.INSERT_LOG, q.INSERT_SIGNAL, q.INSERT_PENDING, q.INSERT_EVENTS)
+        }
 
     # --- lifecycle ---
 
@@ -239,9 +251,11 @@ class SQLStore:
         if self._writer is not None:
             return
         if self.dialect == "sqlite":
-            self._write_engine, self._read_engine = self._sqlite_engines()
+            self._engine = self._sqlite_reader()
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtbridge-store-writer")
+            self._sqlite_writer = self._sqlite_write_engine()
         else:
-            self._write_engine = self._read_engine = self._postgres_engine()
+            self._engine = self._postgres_engine()
         self._writer = asyncio.create_task(self._run_writer(), name="mtbridge-store-writer")
 
     async def close(self) -> None:
@@ -254,17 +268,29 @@ class SQLStore:
                 await self._writer
             finally:
                 self._writer = None
-        for engine in {id(e): e for e in (self._write_engine, self._read_engine) if e is not None}.values():
-            await engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
+        if self._executor is not None:
+            writer = self._sqlite_writer
+            if writer is not None:
+                await asyncio.get_running_loop().run_in_executor(self._executor, writer.dispose)
+            self._executor.shutdown(wait=True)
 
-    def _sqlite_engines(self) -> tuple[AsyncEngine, AsyncEngine]:
+    def _sqlite_path(self) -> str:
         if self.url.database in (None, "", ":memory:"):
             raise ValueError("SQLite store needs a file path (WAL and a separate reader pool need a file)")
-        busy, synchronous = self._busy_timeout_ms, self._synchronous
-        writer = create_async_engine(self.url, pool_size=1, max_overflow=0)
-        reader = create_async_engine(self.url, pool_size=self._pool_size, max_overflow=0)
+        return str(self.url.database)
 
-        @event.listens_for(writer.sync_engine, "connect")
+    def _sqlite_write_engine(self) -> sa.Engine:
+        busy, synchronous = self._busy_timeout_ms, self._synchronous
+        url = self.url.set(drivername="sqlite+pysqlite", database=self._sqlite_path())
+        writer = sa.create_engine(
+            url,
+            poolclass=sa.pool.SingletonThreadPool,
+            connect_args={"check_same_thread": False},
+        )
+
+        @event.listens_for(writer, "connect")
         def _writer_connect(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.isolation_level = None  # we emit BEGIN IMMEDIATE ourselves
             cursor = dbapi_connection.cursor()
@@ -273,9 +299,16 @@ class SQLStore:
             cursor.execute(f"PRAGMA busy_timeout={int(busy)}")
             cursor.close()
 
-        @event.listens_for(writer.sync_engine, "begin")
+        @event.listens_for(writer, "begin")
         def _writer_begin(conn: sa.Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return writer
+
+    def _sqlite_reader(self) -> AsyncEngine:
+        busy = self._busy_timeout_ms
+        self._sqlite_path()
+        reader = create_async_engine(self.url, pool_size=self._pool_size, max_overflow=0)
 
         @event.listens_for(reader.sync_engine, "connect")
         def _reader_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -284,7 +317,7 @@ class SQLStore:
             cursor.execute("PRAGMA query_only=1")
             cursor.close()
 
-        return writer, reader
+        return reader
 
     def _postgres_engine(self) -> AsyncEngine:
         connect_args: dict[str, Any] = {}
@@ -298,33 +331,46 @@ class SQLStore:
             connect_args=connect_args,
         )
 
-    def _engines(self) -> tuple[AsyncEngine, AsyncEngine]:
-        if self._closed or self._write_engine is None or self._read_engine is None:
-            raise StoreClosed("store is not started" if not self._closed else "store is closed")
-        return self._write_engine, self._read_engine
+    def _reader(self) -> AsyncEngine:
+        if self._closed or self._engine is None:
+            raise StoreClosed("store is closed" if self._closed else "store is not started")
+        return self._engine
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+    async def _run_write(self, fn: Callable[[sa.Connection], T]) -> T:
+        """Run ``fn`` in one write transaction and return its result once COMMIT has returned."""
+        if self._sqlite_writer is not None and self._executor is not None:
+            writer = self._sqlite_writer
+
+            def in_thread() -> T:
+                with writer.begin() as conn:
+                    return fn(conn)
+
+            return await asyncio.get_running_loop().run_in_executor(self._executor, in_thread)
+        async with self._reader().begin() as conn:
+            return await conn.run_sync(fn)
 
     async def migrate(self) -> None:
         from alembic import command
         from alembic.config import Config
 
-        writer, _ = self._engines()
-        package = resources.files("bridge.store")
-        config = Config(str(Path(str(package)) / "alembic.ini"))
-        config.set_main_option("script_location", str(Path(str(package)) / "migrations"))
+        self._reader()
+        package = Path(str(resources.files("bridge.store")))
+        config = Config(str(package / "alembic.ini"))
+        config.set_main_option("script_location", str(package / "migrations"))
+        schema = self.schema if self.dialect == "postgresql" else None
 
         def upgrade(connection: sa.Connection) -> None:
+            if schema is not None:
+                connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
         try:
             with wrap_exceptions("migrate"):
-                async with writer.begin() as conn:
-                    if self.dialect == "postgresql" and self.schema is not None:
-                        await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-                    await conn.run_sync(upgrade)
+                await self._run_write(upgrade)
         except StoreUnavailable:
             raise
         except Exception as error:
@@ -333,7 +379,7 @@ class SQLStore:
     # --- the writer ---
 
     async def _submit(self, kind: str, data: Any, size: int = 1) -> Any:
-        self._engines()
+        self._reader()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Op(kind, data, size, future))
         return await future
@@ -344,6 +390,8 @@ class SQLStore:
             op = await self._queue.get()
             if op is None:
                 break
+            # Let callers that are ready to run (e.g. woken by the previous commit) queue their writes.
+            await asyncio.sleep(0)
             batch, size = [op], op.size
             while len(batch) < MAX_BATCH_OPS and size < MAX_BATCH_ITEMS:
                 try:
@@ -364,12 +412,9 @@ class SQLStore:
                 raise
 
     async def _commit(self, batch: list[_Op]) -> None:
-        writer = self._write_engine
-        assert writer is not None
         try:
             with wrap_exceptions("write"):
-                async with writer.begin() as conn:
-                    results = await self._execute(conn, batch)
+                results = await self._run_write(lambda conn: self._execute(conn, batch))
         except StoreError as error:
             if len(batch) > 1 and not error.retryable:
                 for op in batch:  # isolate the offending call
@@ -390,7 +435,7 @@ class SQLStore:
             if not op.future.done():
                 op.future.set_result(result)
 
-    async def _execute(self, conn: AsyncConnection, batch: list[_Op]) -> list[Any]:
+    def _execute(self, conn: sa.Connection, batch: list[_Op]) -> list[Any]:
         results: list[Any] = []
         start = 0
         while start < len(batch):
@@ -400,57 +445,56 @@ class SQLStore:
                 end += 1
             run = [op.data for op in batch[start:end]]
             if kind == "append":
-                results.extend(await self._do_appends(conn, run))
+                results.extend(self._do_appends(conn, run))
             elif kind == "events":
-                results.extend(await self._do_events(conn, run))
+                results.extend(self._do_events(conn, run))
             elif kind == "status":
-                results.extend(await self._do_statuses(conn, run))
+                results.extend(self._do_statuses(conn, run))
             else:
-                for call in run:
-                    results.append(await call(conn))
+                results.extend(call(conn) for call in run)
             start = end
         return results
 
     # --- channel log ---
 
-    async def _lock_channels(self, conn: AsyncConnection, names: Sequence[str]) -> dict[str, list[Any]]:
+    def _lock_channels(self, conn: sa.Connection, names: Sequence[str]) -> dict[str, list[Any]]:
         """Load (creating as needed) channel rows; on PostgreSQL they stay locked until COMMIT."""
         pg = self.dialect == "postgresql"
         state: dict[str, list[Any]] = {}
-        for row in await conn.execute(q.select_channels(names, for_update=pg)):
+        for row in conn.execute(q.select_channels(names, for_update=pg)):
             state[row.name] = [row.epoch, row.last_offset]
         missing = [name for name in names if name not in state]
         if missing:
             now = self._now_ms()
-            await conn.execute(
+            conn.execute(
                 q.insert_channel(self.dialect),
                 [{"name": n, "epoch": _new_epoch(), "last_offset": 0, "created_at_ms": now} for n in missing],
             )
-            for row in await conn.execute(q.select_channels(missing, for_update=pg)):
+            for row in conn.execute(q.select_channels(missing, for_update=pg)):
                 state[row.name] = [row.epoch, row.last_offset]
         return state
 
-    async def _do_appends(self, conn: AsyncConnection, requests: list[_AppendRequest]) -> list[Appended]:
+    def _do_appends(self, conn: sa.Connection, requests: list[_AppendRequest]) -> list[Appended]:
         now = self._now_ms()
         names = sorted({r.channel for r in requests})
-        state = await self._lock_channels(conn, names)
+        state = self._lock_channels(conn, names)
         before = {name: value[1] for name, value in state.items()}
 
         known_signals: dict[str, tuple[str, int]] = {}
         signal_ids = [r.signal.id for r in requests if r.signal is not None]
         for chunk in _chunks(signal_ids):
-            for row in await conn.execute(q.select_signal_ids(chunk)):
+            for row in conn.execute(q.select_signal_ids(chunk)):
                 known_signals[row.id] = (row.channel, row.log_offset)
         known_messages: dict[tuple[str, str], int] = {}
         message_ids = sorted({r.message_id for r in requests if r.message_id is not None})
         for chunk in _chunks(message_ids):
-            for row in await conn.execute(q.select_log_message_ids(names, chunk)):
+            for row in conn.execute(q.select_log_message_ids(names, chunk)):
                 known_messages[(row.channel, row.message_id)] = row.log_offset
 
         results: list[Appended | tuple[str, int]] = []
-        log_rows: list[dict[str, Any]] = []
-        signal_rows: list[dict[str, Any]] = []
-        delivery_rows: list[dict[str, Any]] = []
+        log_rows: list[tuple[Any, ...]] = []
+        signal_rows: list[tuple[Any, ...]] = []
+        delivery_rows: list[tuple[Any, ...]] = []
         for request in requests:
             signal = request.signal
             if signal is not None and signal.id in known_signals:
@@ -462,52 +506,44 @@ class SQLStore:
             channel_state = state[request.channel]
             channel_state[1] += 1
             offset = channel_state[1]
-            log_rows.append(
-                {
-                    "channel": request.channel,
-                    "log_offset": offset,
-                    "message_id": request.message_id,
-                    "payload": request.payload,
-                    "expires_at_ms": request.expires_at_ms,
-                    "created_at_ms": now,
-                }
+            log_rows.append(  # q.LOG_COLUMNS
+                (request.channel, offset, request.message_id, request.payload, request.expires_at_ms, now)
             )
             if request.message_id is not None:
                 known_messages[(request.channel, request.message_id)] = offset
             if signal is not None:
                 known_signals[signal.id] = (request.channel, offset)
-                signal_rows.append(
-                    {
-                        "id": signal.id,
-                        "strategy": signal.strategy,
-                        "channel": request.channel,
-                        "log_offset": offset,
-                        "accounts": _dumps(list(signal.accounts)),
-                        "groups": _dumps(list(signal.groups)),
-                        "payload": request.payload,
-                        "created_at_ms": signal.created_at,
-                        "expires_at_ms": signal.expires_at,
-                    }
+                signal_rows.append(  # q.SIGNAL_COLUMNS
+                    (
+                        signal.id,
+                        signal.strategy,
+                        request.channel,
+                        offset,
+                        _dumps(list(signal.accounts)),
+                        _dumps(list(signal.groups)),
+                        request.payload,
+                        signal.created_at,
+                        signal.expires_at,
+                    )
                 )
-                delivery_rows.extend(
-                    _delivery_row(signal.id, account, DeliveryStatus.PENDING, now, None)
-                    for account in signal.accounts
+                delivery_rows.extend(  # q.DELIVERY_COLUMNS
+                    (signal.id, account, "pending", now, now) for account in signal.accounts
                 )
             results.append(Appended(request.channel, offset, channel_state[0], False))
 
         if log_rows:
-            await conn.execute(q.insert_log(), log_rows)
+            conn.exec_driver_sql(self._sql[q.INSERT_LOG], log_rows)
             moved = [{"b_name": n, "b_last": v[1]} for n, v in state.items() if v[1] != before.get(n)]
-            await conn.execute(q.update_channel_offset(), moved)
+            conn.execute(q.update_channel_offset(), moved)
         if signal_rows:
-            await conn.execute(q.insert_signal(), signal_rows)
+            conn.exec_driver_sql(self._sql[q.INSERT_SIGNAL], signal_rows)
         if delivery_rows:
-            await conn.execute(q.insert_delivery(self.dialect), delivery_rows)
+            conn.exec_driver_sql(self._sql[q.INSERT_PENDING], delivery_rows)
 
         # Duplicates answer with their original channel's epoch.
         other = sorted({r[0] for r in results if isinstance(r, tuple) and r[0] not in state})
         if other:
-            state.update(await self._lock_channels(conn, other))
+            state.update(self._lock_channels(conn, other))
         return [r if isinstance(r, Appended) else Appended(r[0], r[1], state[r[0]][0], True) for r in results]
 
     async def append(
@@ -530,30 +566,30 @@ class SQLStore:
         return result
 
     async def read_since(self, channel: str, after_offset: int, limit: int) -> list[Stored]:
-        _, reader = self._engines()
+        reader = self._reader()
         with wrap_exceptions("read_since"):
             async with reader.connect() as conn:
                 rows = await conn.execute(q.read_since(channel, after_offset, max(1, limit)))
                 return [Stored(r.log_offset, _loads(r.payload), r.expires_at_ms) for r in rows]
 
-    async def _read_position(self, conn: AsyncConnection, channel: str) -> Position | None:
-        row = (await conn.execute(q.select_channel(channel))).first()
+    def _read_position(self, conn: sa.Connection, channel: str) -> Position | None:
+        row = conn.execute(q.select_channel(channel)).first()
         if row is None:
             return None
-        first = (await conn.execute(q.min_offset(channel))).scalar()
+        first = conn.execute(q.min_offset(channel)).scalar()
         return Position(row.last_offset, row.epoch, first if first is not None else row.last_offset + 1)
 
     async def position(self, channel: str) -> Position:
-        _, reader = self._engines()
+        reader = self._reader()
         with wrap_exceptions("position"):
             async with reader.connect() as conn:
-                found = await self._read_position(conn, channel)
+                found = await conn.run_sync(self._read_position, channel)
         if found is not None:
             return found
 
-        async def create(conn: AsyncConnection) -> Position:
-            await self._lock_channels(conn, [channel])
-            created = await self._read_position(conn, channel)
+        def create(conn: sa.Connection) -> Position:
+            self._lock_channels(conn, [channel])
+            created = self._read_position(conn, channel)
             assert created is not None
             return created
 
@@ -561,11 +597,11 @@ class SQLStore:
         return result
 
     async def reset_channel(self, channel: str) -> Position:
-        async def reset(conn: AsyncConnection) -> Position:
-            await self._lock_channels(conn, [channel])
-            await conn.execute(q.delete_log(channel))
-            await conn.execute(q.reset_channel(channel, _new_epoch()))
-            position = await self._read_position(conn, channel)
+        def reset(conn: sa.Connection) -> Position:
+            self._lock_channels(conn, [channel])
+            conn.execute(q.delete_log(channel))
+            conn.execute(q.reset_channel(channel, _new_epoch()))
+            position = self._read_position(conn, channel)
             assert position is not None
             return position
 
@@ -581,17 +617,17 @@ class SQLStore:
         result: list[bool] = await self._submit("events", rows, size=len(rows))
         return result
 
-    async def _do_events(
+    def _do_events(
         self,
-        conn: AsyncConnection,
+        conn: sa.Connection,
         requests: list[list[tuple[TradeEvent, str]]],
     ) -> list[list[bool]]:
         now = self._now_ms()
         ids = sorted({e.id for request in requests for e, _ in request})
         seen: set[str] = set()
         for chunk in _chunks(ids):
-            seen.update(row.id for row in await conn.execute(q.select_event_ids(chunk)))
-        new_rows: list[dict[str, Any]] = []
+            seen.update(row.id for row in conn.execute(q.select_event_ids(chunk)))
+        new_rows: list[tuple[Any, ...]] = []
         snapshots: dict[str, dict[str, Any]] = {}
         results: list[list[bool]] = []
         for request in requests:
@@ -602,16 +638,8 @@ class SQLStore:
                     continue
                 seen.add(event_.id)
                 flags.append(True)
-                new_rows.append(
-                    {
-                        "id": event_.id,
-                        "kind": event_.kind,
-                        "account": event_.account,
-                        "signal_id": event_.signal_id,
-                        "ts": event_.ts,
-                        "received_at_ms": now,
-                        "payload": payload,
-                    }
+                new_rows.append(  # q.EVENT_COLUMNS
+                    (event_.id, event_.kind, event_.account, event_.signal_id, event_.ts, now, payload)
                 )
                 if event_.kind == "account":
                     current = snapshots.get(event_.account)
@@ -623,9 +651,9 @@ class SQLStore:
                         }
             results.append(flags)
         if new_rows:
-            await conn.execute(q.insert_events(self.dialect), new_rows)
+            conn.exec_driver_sql(self._sql[q.INSERT_EVENTS], new_rows)
         if snapshots:
-            await conn.execute(q.upsert_snapshot(self.dialect), list(snapshots.values()))
+            conn.execute(q.upsert_snapshot(self.dialect), list(snapshots.values()))
         return results
 
     async def list_events(
@@ -667,7 +695,7 @@ class SQLStore:
         newest_first: bool,
         limit: int,
     ) -> list[StoredEvent]:
-        _, reader = self._engines()
+        reader = self._reader()
         stmt = q.list_events(
             account=filters.account,
             kind=filters.kind,
@@ -692,7 +720,7 @@ class SQLStore:
     # --- signals ledger ---
 
     async def get_signal(self, signal_id: str) -> SignalView | None:
-        _, reader = self._engines()
+        reader = self._reader()
         with wrap_exceptions("get_signal"):
             async with reader.connect() as conn:
                 row = (await conn.execute(q.select_signal(signal_id))).first()
@@ -708,7 +736,7 @@ class SQLStore:
         cursor: str | None = None,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> Page[SignalView]:
-        _, reader = self._engines()
+        reader = self._reader()
         size = _limit(limit)
         stmt = q.list_signals(
             strategy=filters.strategy,
@@ -754,15 +782,13 @@ class SQLStore:
         result: list[bool] = await self._submit("status", list(updates), size=len(updates))
         return result
 
-    async def _do_statuses(
-        self, conn: AsyncConnection, requests: list[list[StatusUpdate]]
-    ) -> list[list[bool]]:
+    def _do_statuses(self, conn: sa.Connection, requests: list[list[StatusUpdate]]) -> list[list[bool]]:
         signal_ids = sorted({u.signal_id for request in requests for u in request})
         known: set[str] = set()
         states: dict[tuple[str, str], DeliveryStatus] = {}
         for chunk in _chunks(signal_ids):
-            known.update(row.id for row in await conn.execute(q.select_signal_ids(chunk)))
-            for row in await conn.execute(q.select_delivery_states(chunk)):
+            known.update(row.id for row in conn.execute(q.select_signal_ids(chunk)))
+            for row in conn.execute(q.select_delivery_states(chunk)):
                 states[(row.signal_id, row.account)] = DeliveryStatus(row.status)
         results = [[u.signal_id in known for u in request] for request in requests]
         flat = [
@@ -771,15 +797,15 @@ class SQLStore:
             for u, ok in zip(request, flags, strict=True)
             if ok
         ]
-        applied = iter(await _apply_transitions(conn, self.dialect, flat, states))
+        applied = iter(_apply_transitions(conn, self.dialect, flat, states))
         return [[ok and next(applied) for ok in flags] for flags in results]
 
     async def expire_signals(self, now_ms: int, limit: int = 1000) -> list[tuple[str, str]]:
-        async def expire(conn: AsyncConnection) -> list[tuple[str, str]]:
-            rows = (await conn.execute(q.select_expirable(now_ms, max(1, limit)))).all()
+        def expire(conn: sa.Connection) -> list[tuple[str, str]]:
+            rows = (conn.execute(q.select_expirable(now_ms, max(1, limit)))).all()
             states = {(r.signal_id, r.account): DeliveryStatus(r.status) for r in rows}
             updates = [StatusUpdate(r.signal_id, r.account, DeliveryStatus.EXPIRED, now_ms) for r in rows]
-            flags = await _apply_transitions(conn, self.dialect, updates, states)
+            flags = _apply_transitions(conn, self.dialect, updates, states)
             return [(u.signal_id, u.account) for u, ok in zip(updates, flags, strict=True) if ok]
 
         result: list[tuple[str, str]] = await self._submit("call", expire)
@@ -792,20 +818,20 @@ class SQLStore:
             return
         rows = [{"login": login, "last_seen_ms": seen_ms} for login in sorted(set(logins))]
 
-        async def touch(conn: AsyncConnection) -> None:
-            await conn.execute(q.touch_account(self.dialect), rows)
+        def touch(conn: sa.Connection) -> None:
+            conn.execute(q.touch_account(self.dialect), rows)
 
         await self._submit("call", touch, size=len(rows))
 
     async def get_account(self, login: str) -> Account | None:
-        _, reader = self._engines()
+        reader = self._reader()
         with wrap_exceptions("get_account"):
             async with reader.connect() as conn:
                 row = (await conn.execute(q.select_account(login))).first()
         return _account_from_row(row) if row is not None else None
 
     async def list_accounts(self) -> list[Account]:
-        _, reader = self._engines()
+        reader = self._reader()
         with wrap_exceptions("list_accounts"):
             async with reader.connect() as conn:
                 rows = (await conn.execute(q.list_accounts())).all()
@@ -830,13 +856,13 @@ class SQLStore:
             "reason": reason,
         }
 
-        async def revoke(conn: AsyncConnection) -> None:
-            await conn.execute(q.upsert_revocation(self.dialect), [row])
+        def revoke(conn: sa.Connection) -> None:
+            conn.execute(q.upsert_revocation(self.dialect), [row])
 
         await self._submit("call", revoke)
 
     async def list_revocations(self, now_ms: int) -> list[Revocation]:
-        _, reader = self._engines()
+        reader = self._reader()
         with wrap_exceptions("list_revocations"):
             async with reader.connect() as conn:
                 rows = (await conn.execute(q.list_revocations(now_ms))).all()
@@ -847,30 +873,28 @@ class SQLStore:
     async def apply_retention(self, older_than_ms: int, *, batch_size: int = 1000) -> RetentionResult:
         batch = max(1, batch_size)
 
-        async def trim_log(conn: AsyncConnection) -> int:
-            keys = [
-                (r.channel, r.log_offset) for r in await conn.execute(q.select_old_log(older_than_ms, batch))
-            ]
+        def trim_log(conn: sa.Connection) -> int:
+            keys = [(r.channel, r.log_offset) for r in conn.execute(q.select_old_log(older_than_ms, batch))]
             if keys:
-                await conn.execute(q.delete_log_keys(keys))
+                conn.execute(q.delete_log_keys(keys))
             return len(keys)
 
-        async def trim_signals(conn: AsyncConnection) -> tuple[int, int]:
-            ids = [r.id for r in await conn.execute(q.select_old_signals(older_than_ms, batch))]
+        def trim_signals(conn: sa.Connection) -> tuple[int, int]:
+            ids = [r.id for r in conn.execute(q.select_old_signals(older_than_ms, batch))]
             if not ids:
                 return 0, 0
-            deliveries = (await conn.execute(q.delete_deliveries_of(ids))).rowcount
-            await conn.execute(q.delete_signals(ids))
+            deliveries = (conn.execute(q.delete_deliveries_of(ids))).rowcount
+            conn.execute(q.delete_signals(ids))
             return len(ids), deliveries
 
-        async def trim_events(conn: AsyncConnection) -> int:
-            seqs = [r.seq for r in await conn.execute(q.select_old_events(older_than_ms, batch))]
+        def trim_events(conn: sa.Connection) -> int:
+            seqs = [r.seq for r in conn.execute(q.select_old_events(older_than_ms, batch))]
             if seqs:
-                await conn.execute(q.delete_events(seqs))
+                conn.execute(q.delete_events(seqs))
             return len(seqs)
 
-        async def purge(conn: AsyncConnection) -> int:
-            return int((await conn.execute(q.purge_revocations(self._now_ms()))).rowcount)
+        def purge(conn: sa.Connection) -> int:
+            return int((conn.execute(q.purge_revocations(self._now_ms()))).rowcount)
 
         log_entries = signals = deliveries = events = 0
         while (n := await self._submit("call", trim_log)) > 0:
@@ -904,8 +928,9 @@ def _delivery_row(
         "updated_at_ms": at_ms,
         "detail": detail,
     }
+    reached = status.value
     for name, column in STATUS_COLUMNS.items():
-        row[column] = at_ms if name == status.value else None
+        row[column] = at_ms if name == reached else None
     return row
 
 
@@ -923,8 +948,8 @@ def _account_from_row(row: Any) -> Account:
     return Account(row.login, row.last_seen_ms, snapshot, row.snapshot_ts_ms)
 
 
-async def _apply_transitions(
-    conn: AsyncConnection,
+def _apply_transitions(
+    conn: sa.Connection,
     dialect: str,
     updates: Sequence[StatusUpdate],
     states: dict[tuple[str, str], DeliveryStatus],
@@ -968,7 +993,7 @@ async def _apply_transitions(
             if update.detail is not None:
                 change["b_detail"] = update.detail[:256]
     if inserts:
-        await conn.execute(q.insert_delivery(dialect), list(inserts.values()))
+        conn.execute(q.insert_delivery(dialect), list(inserts.values()))
     if changes:
-        await conn.execute(q.update_delivery_any(), list(changes.values()))
+        conn.execute(q.update_delivery_any(), list(changes.values()))
     return flags

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncConnection
 from store_helpers import Clock
 
 from bridge.protocol.events import DeliveryStatus, parse_event
@@ -125,9 +124,9 @@ async def test_concurrent_writes_share_transactions(sql_url: tuple[str, str | No
     await store.start()
     await store.migrate()
     commits = 0
-    assert store._write_engine is not None
+    writer = store._sqlite_writer if store._sqlite_writer is not None else store._reader().sync_engine
 
-    @event.listens_for(store._write_engine.sync_engine, "commit")
+    @event.listens_for(writer, "commit")
     def count(_conn: Any) -> None:
         nonlocal commits
         commits += 1
@@ -145,8 +144,8 @@ async def test_failing_call_does_not_fail_its_batch(sql_url: tuple[str, str | No
     await store.start()
     await store.migrate()
 
-    async def broken(conn: AsyncConnection) -> None:
-        await conn.execute(sa.text("SELECT * FROM no_such_table"))
+    def broken(conn: sa.Connection) -> None:
+        conn.execute(sa.text("SELECT * FROM no_such_table"))
 
     try:
         results = await asyncio.gather(
@@ -169,8 +168,7 @@ async def test_migrations_from_empty_match_the_schema(sql_url: tuple[str, str | 
     try:
         await store.migrate()
         await store.migrate()  # idempotent
-        assert store._write_engine is not None
-        async with store._write_engine.connect() as conn:
+        async with store._reader().connect() as conn:
             version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
 
             def diff(sync_conn: sa.Connection) -> list[Any]:
@@ -189,9 +187,8 @@ async def test_sqlite_runs_in_wal_with_full_sync(tmp_path: Path) -> None:
     store = await open_store(f"sqlite:///{path}")
     try:
         await store.append("c", None, {})
-        assert isinstance(store, SQLStore) and store._write_engine is not None
-        async with store._write_engine.connect() as conn:
-            synchronous = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
+        assert isinstance(store, SQLStore)
+        synchronous = await store._run_write(lambda c: c.exec_driver_sql("PRAGMA synchronous").scalar())
         assert synchronous == 2  # FULL
     finally:
         await store.close()
@@ -243,4 +240,4 @@ def test_normalize_url_picks_async_drivers() -> None:
     with pytest.raises(ValueError, match="unsupported"):
         normalize_url("mysql://u@h/db")
     with pytest.raises(ValueError, match="file path"):
-        SQLStore("sqlite:///:memory:")._sqlite_engines()
+        SQLStore("sqlite:///:memory:")._sqlite_path()

@@ -74,7 +74,6 @@ def upgrade() -> None:
         sa.Column("detail", sa.String(256), nullable=True),
     )
     op.create_index("ix_signal_deliveries_account", "signal_deliveries", ["account"])
-    op.create_index("ix_signal_deliveries_status", "signal_deliveries", ["status"])
 
     op.create_table(
         "trade_events",
