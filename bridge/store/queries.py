@@ -118,6 +118,14 @@ INSERT_EVENTS = (
 )
 
 
+def _member(column: sa.ColumnElement[Any], values: Sequence[str], dialect: str) -> sa.ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL ``column = ANY($1)`` with one array parameter, so that asyncpg
+    prepares one statement instead of one per list length."""
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(values), type_=pg.ARRAY(sa.String)))
+    return column.in_(values)
+
+
 def _insert(dialect: str, table: sa.Table) -> Any:
     """A dialect-specific INSERT that supports ON CONFLICT."""
     return pg.insert(table) if dialect == "postgresql" else sqlite.insert(table)
@@ -126,10 +134,10 @@ def _insert(dialect: str, table: sa.Table) -> Any:
 # --- channels and the channel log ---
 
 
-def select_channels(names: Sequence[str], *, for_update: bool) -> sa.Select[Any]:
+def select_channels(names: Sequence[str], *, for_update: bool, dialect: str = "sqlite") -> sa.Select[Any]:
     """Channel rows by name, locked for the rest of the transaction on PostgreSQL."""
     stmt = sa.select(channels.c.name, channels.c.epoch, channels.c.last_offset).where(
-        channels.c.name.in_(names)
+        _member(channels.c.name, names, dialect)
     )
     return stmt.with_for_update() if for_update else stmt
 
@@ -158,10 +166,13 @@ def reset_channel(name: str, epoch: str) -> sa.Update:
     return channels.update().where(channels.c.name == name).values(epoch=epoch, last_offset=0)
 
 
-def select_log_message_ids(names: Sequence[str], message_ids: Sequence[str]) -> sa.Select[Any]:
+def select_log_message_ids(
+    names: Sequence[str], message_ids: Sequence[str], dialect: str = "sqlite"
+) -> sa.Select[Any]:
     """Log entries of these channels that carry one of these message ids."""
     return sa.select(channel_log.c.channel, channel_log.c.message_id, channel_log.c.log_offset).where(
-        channel_log.c.channel.in_(names), channel_log.c.message_id.in_(message_ids)
+        _member(channel_log.c.channel, names, dialect),
+        _member(channel_log.c.message_id, message_ids, dialect),
     )
 
 
@@ -202,9 +213,11 @@ def delete_log_keys(keys: Sequence[tuple[str, int]]) -> sa.Delete:
 # --- signals ledger ---
 
 
-def select_signal_ids(ids: Sequence[str]) -> sa.Select[Any]:
+def select_signal_ids(ids: Sequence[str], dialect: str = "sqlite") -> sa.Select[Any]:
     """Signals already in the ledger among these ids, with where they were published."""
-    return sa.select(signals.c.id, signals.c.channel, signals.c.log_offset).where(signals.c.id.in_(ids))
+    return sa.select(signals.c.id, signals.c.channel, signals.c.log_offset).where(
+        _member(signals.c.id, ids, dialect)
+    )
 
 
 def insert_delivery(dialect: str) -> Any:
@@ -271,11 +284,11 @@ def select_deliveries(signal_ids: Sequence[str]) -> sa.Select[Any]:
     )
 
 
-def select_delivery_states(signal_ids: Sequence[str]) -> sa.Select[Any]:
+def select_delivery_states(signal_ids: Sequence[str], dialect: str = "sqlite") -> sa.Select[Any]:
     """Current status of every delivery of these signals."""
     return sa.select(
         signal_deliveries.c.signal_id, signal_deliveries.c.account, signal_deliveries.c.status
-    ).where(signal_deliveries.c.signal_id.in_(signal_ids))
+    ).where(_member(signal_deliveries.c.signal_id, signal_ids, dialect))
 
 
 def update_delivery_any() -> sa.Update:
@@ -332,9 +345,9 @@ def delete_signals(signal_ids: Sequence[str]) -> sa.Delete:
 # --- trade events ---
 
 
-def select_event_ids(ids: Sequence[str]) -> sa.Select[Any]:
+def select_event_ids(ids: Sequence[str], dialect: str = "sqlite") -> sa.Select[Any]:
     """Event ids already stored among these."""
-    return sa.select(trade_events.c.id).where(trade_events.c.id.in_(ids))
+    return sa.select(trade_events.c.id).where(_member(trade_events.c.id, ids, dialect))
 
 
 def list_events(

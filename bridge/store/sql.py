@@ -461,7 +461,7 @@ class SQLStore:
         """Load (creating as needed) channel rows; on PostgreSQL they stay locked until COMMIT."""
         pg = self.dialect == "postgresql"
         state: dict[str, list[Any]] = {}
-        for row in conn.execute(q.select_channels(names, for_update=pg)):
+        for row in conn.execute(q.select_channels(names, for_update=pg, dialect=self.dialect)):
             state[row.name] = [row.epoch, row.last_offset]
         missing = [name for name in names if name not in state]
         if missing:
@@ -470,7 +470,7 @@ class SQLStore:
                 q.insert_channel(self.dialect),
                 [{"name": n, "epoch": _new_epoch(), "last_offset": 0, "created_at_ms": now} for n in missing],
             )
-            for row in conn.execute(q.select_channels(missing, for_update=pg)):
+            for row in conn.execute(q.select_channels(missing, for_update=pg, dialect=self.dialect)):
                 state[row.name] = [row.epoch, row.last_offset]
         return state
 
@@ -483,12 +483,12 @@ class SQLStore:
         known_signals: dict[str, tuple[str, int]] = {}
         signal_ids = [r.signal.id for r in requests if r.signal is not None]
         for chunk in _chunks(signal_ids):
-            for row in conn.execute(q.select_signal_ids(chunk)):
+            for row in conn.execute(q.select_signal_ids(chunk, self.dialect)):
                 known_signals[row.id] = (row.channel, row.log_offset)
         known_messages: dict[tuple[str, str], int] = {}
         message_ids = sorted({r.message_id for r in requests if r.message_id is not None})
         for chunk in _chunks(message_ids):
-            for row in conn.execute(q.select_log_message_ids(names, chunk)):
+            for row in conn.execute(q.select_log_message_ids(names, chunk, self.dialect)):
                 known_messages[(row.channel, row.message_id)] = row.log_offset
 
         results: list[Appended | tuple[str, int]] = []
@@ -626,7 +626,7 @@ class SQLStore:
         ids = sorted({e.id for request in requests for e, _ in request})
         seen: set[str] = set()
         for chunk in _chunks(ids):
-            seen.update(row.id for row in conn.execute(q.select_event_ids(chunk)))
+            seen.update(row.id for row in conn.execute(q.select_event_ids(chunk, self.dialect)))
         new_rows: list[tuple[Any, ...]] = []
         snapshots: dict[str, dict[str, Any]] = {}
         results: list[list[bool]] = []
@@ -787,8 +787,8 @@ class SQLStore:
         known: set[str] = set()
         states: dict[tuple[str, str], DeliveryStatus] = {}
         for chunk in _chunks(signal_ids):
-            known.update(row.id for row in conn.execute(q.select_signal_ids(chunk)))
-            for row in conn.execute(q.select_delivery_states(chunk)):
+            known.update(row.id for row in conn.execute(q.select_signal_ids(chunk, self.dialect)))
+            for row in conn.execute(q.select_delivery_states(chunk, self.dialect)):
                 states[(row.signal_id, row.account)] = DeliveryStatus(row.status)
         results = [[u.signal_id in known for u in request] for request in requests]
         flat = [
