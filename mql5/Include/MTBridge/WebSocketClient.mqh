@@ -1095,6 +1095,13 @@ public:
       m_closed_event = false;
      }
    void              StopReconnecting() { m_reconnect = false; }
+   //--- the next automatic attempt waits at least ms (for example a hub's "reconnect after")
+   void              DelayNextAttempt(const uint ms)
+     {
+      ulong at = WsNowMs() + ms;
+      if(at > m_next_attempt)
+         m_next_attempt = at;
+     }
 
    int               State() const { return m_state; }
    bool              IsOpen() const { return m_state == WS_STATE_OPEN; }

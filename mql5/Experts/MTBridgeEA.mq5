@@ -1,0 +1,668 @@
+//+------------------------------------------------------------------+
+//| MTBridgeEA.mq5 - executes mtbridge signals on this account and   |
+//| reports orders, deals, positions and account snapshots back.     |
+//| Protocol: docs/protocol.md. Guide: docs/mql5.md.                 |
+//+------------------------------------------------------------------+
+#property copyright "mtbridge"
+#property version   "1.00"
+#property strict
+
+#include <Trade\Trade.mqh>
+#include <MTBridge\BridgeClient.mqh>
+
+input string HubUrl              = "ws://127.0.0.1:8765/ws"; // Hub WebSocket URL (ws:// or wss://)
+input string Token               = "";                       // EA token (mtbridge token --role ea ...)
+input string Strategies          = "alpha";                  // Strategies to follow, comma-separated
+input string SymbolMap           = "";                       // Signal=broker symbol pairs, e.g. XAUUSD=GOLD,US30=DJ30
+input string SymbolSuffix        = "";                       // Appended to every broker symbol, e.g. .m
+input long   Magic               = 770001;                   // Magic number of this EA's orders
+input double MaxLot              = 1.0;                      // Largest volume a signal may open (lots)
+input string AllowedSymbols      = "";                       // Signal symbols allowed, comma-separated (empty: all)
+input int    MaxSignalAgeSec     = 30;                       // Refuse signals created longer ago (seconds)
+input int    MaxSlippagePoints   = 20;                       // Largest price deviation accepted (points)
+input bool   TradingEnabled      = true;                     // false: acknowledge and reject every signal
+input int    SnapshotIntervalSec = 60;                       // Account snapshot period (seconds, 0: off)
+input int    TimerMs             = 100;                      // Polling period (milliseconds)
+
+CBridgeClient *g_bridge = NULL;
+CTrade         g_trade;
+string         g_account = "";
+string         g_map_from[];
+string         g_map_to[];
+int            g_map_count = 0;
+string         g_allowed[];
+int            g_allowed_count = 0;
+ulong          g_last_snapshot = 0;
+
+//+------------------------------------------------------------------+
+//| Inputs                                                           |
+//+------------------------------------------------------------------+
+void ParseInputs()
+  {
+   string pairs[];
+   int n = StringSplit(SymbolMap, ',', pairs);
+   for(int i = 0; i < n; i++)
+     {
+      string kv[];
+      if(StringSplit(pairs[i], '=', kv) != 2)
+         continue;
+      StringTrimLeft(kv[0]);
+      StringTrimRight(kv[0]);
+      StringTrimLeft(kv[1]);
+      StringTrimRight(kv[1]);
+      ArrayResize(g_map_from, g_map_count + 1);
+      ArrayResize(g_map_to, g_map_count + 1);
+      g_map_from[g_map_count] = kv[0];
+      g_map_to[g_map_count] = kv[1];
+      g_map_count++;
+     }
+   string names[];
+   n = StringSplit(AllowedSymbols, ',', names);
+   for(int i = 0; i < n; i++)
+     {
+      string s = names[i];
+      StringTrimLeft(s);
+      StringTrimRight(s);
+      if(s == "")
+         continue;
+      ArrayResize(g_allowed, g_allowed_count + 1);
+      g_allowed[g_allowed_count] = s;
+      g_allowed_count++;
+     }
+  }
+
+string BrokerSymbol(const string signal_symbol)
+  {
+   string s = signal_symbol;
+   for(int i = 0; i < g_map_count; i++)
+      if(g_map_from[i] == signal_symbol)
+         s = g_map_to[i];
+   return s + SymbolSuffix;
+  }
+
+bool SymbolAllowed(const string signal_symbol)
+  {
+   if(g_allowed_count == 0)
+      return true;
+   for(int i = 0; i < g_allowed_count; i++)
+      if(g_allowed[i] == signal_symbol)
+         return true;
+   return false;
+  }
+
+int SymbolDigits(const string symbol)
+  {
+   long digits = 5;
+   if(!SymbolInfoInteger(symbol, SYMBOL_DIGITS, digits))
+      digits = 5;
+   return (int)digits;
+  }
+
+//+------------------------------------------------------------------+
+//| Trade events                                                     |
+//+------------------------------------------------------------------+
+void BeginEvent(CJsonWriter &w, const string id, const string kind, const long ts, const string signal_id)
+  {
+   w.BeginObject();
+   w.KeyStr("id", id);
+   w.KeyStr("kind", kind);
+   w.KeyStr("account", g_account);
+   w.KeyInt("ts", ts);
+   if(signal_id != "")
+      w.KeyStr("signalId", signal_id);
+  }
+
+void QueueEvent(CJsonWriter &w, const string id)
+  {
+   w.EndObject();
+   if(!w.Ok())
+     {
+      Print("mtbridge: trade event ", id, " could not be encoded: not sent");
+      return;
+     }
+   g_bridge.QueueEvent(id, w.Text());
+  }
+
+string SideOfDeal(const long deal_type)
+  {
+   return (deal_type == DEAL_TYPE_BUY) ? "buy" : "sell";
+  }
+
+//--- an order the EA refused or the trade server rejected, reported against its signal
+void ReportRejected(CJsonValue *signal, const string symbol, const string reason, const uint retcode)
+  {
+   string signal_id = signal.GetString("id", "");
+   g_bridge.SignalRejected(signal_id);
+   string id = MtbUuidFromName(g_account + "|order-rejected|" + signal_id);
+   CJsonWriter w;
+   BeginEvent(w, id, "order", MtbNowMs(), signal_id);
+   w.KeyStr("state", "rejected");
+   w.KeyStr("symbol", symbol != "" ? symbol : "-");
+   string side = signal.GetString("side", "");
+   if(side == "buy" || side == "sell")
+      w.KeyStr("side", side);
+   string otype = signal.GetString("orderType", "");
+   if(otype == "market" || otype == "limit" || otype == "stop")
+      w.KeyStr("orderType", otype);
+   double volume = signal.GetNumber("volume", 0);
+   if(volume > 0 && volume <= 10000)
+      w.KeyNum("volume", volume, 8);
+   if(Magic >= 0)
+      w.KeyInt("magic", Magic);
+   if(retcode > 0)
+      w.KeyInt("retcode", (long)retcode);
+   w.KeyStr("message", reason);
+   QueueEvent(w, id);
+   Print("mtbridge: signal ", signal_id, " rejected: ", reason);
+  }
+
+void ReportOrder(const ulong ticket)
+  {
+   if(!HistoryOrderSelect(ticket))
+      return;
+   long type = HistoryOrderGetInteger(ticket, ORDER_TYPE);
+   if(type != ORDER_TYPE_BUY && type != ORDER_TYPE_SELL)
+      return;
+   string symbol = HistoryOrderGetString(ticket, ORDER_SYMBOL);
+   int digits = SymbolDigits(symbol);
+   string id = MtbUuidFromName(g_account + "|order|" + IntegerToString((long)ticket) + "|filled");
+   CJsonWriter w;
+   BeginEvent(w, id, "order", HistoryOrderGetInteger(ticket, ORDER_TIME_DONE_MSC), g_bridge.SignalOfOrder((long)ticket));
+   w.KeyStr("state", "filled");
+   w.KeyInt("ticket", (long)ticket);
+   w.KeyStr("symbol", symbol);
+   w.KeyStr("side", type == ORDER_TYPE_BUY ? "buy" : "sell");
+   w.KeyStr("orderType", "market");
+   w.KeyNum("volume", HistoryOrderGetDouble(ticket, ORDER_VOLUME_INITIAL), 8);
+   double price = HistoryOrderGetDouble(ticket, ORDER_PRICE_OPEN);
+   if(price > 0)
+      w.KeyNum("price", price, digits);
+   w.KeyInt("magic", HistoryOrderGetInteger(ticket, ORDER_MAGIC));
+   w.KeyStr("comment", HistoryOrderGetString(ticket, ORDER_COMMENT));
+   QueueEvent(w, id);
+  }
+
+double OpeningPrice(const long position_id)
+  {
+   int total = HistoryDealsTotal();
+   for(int i = 0; i < total; i++)
+     {
+      ulong d = HistoryDealGetTicket(i);
+      if(HistoryDealGetInteger(d, DEAL_POSITION_ID) == position_id && HistoryDealGetInteger(d, DEAL_ENTRY) == DEAL_ENTRY_IN)
+         return HistoryDealGetDouble(d, DEAL_PRICE);
+     }
+   return 0;
+  }
+
+void ReportDeal(const ulong ticket)
+  {
+   if(!HistoryDealSelect(ticket))
+      return;
+   long type = HistoryDealGetInteger(ticket, DEAL_TYPE);
+   if(type != DEAL_TYPE_BUY && type != DEAL_TYPE_SELL)
+      return;
+   long order = HistoryDealGetInteger(ticket, DEAL_ORDER);
+   long position = HistoryDealGetInteger(ticket, DEAL_POSITION_ID);
+   long entry = HistoryDealGetInteger(ticket, DEAL_ENTRY);
+   long ts = HistoryDealGetInteger(ticket, DEAL_TIME_MSC);
+   string symbol = HistoryDealGetString(ticket, DEAL_SYMBOL);
+   string comment = HistoryDealGetString(ticket, DEAL_COMMENT);
+   long magic = HistoryDealGetInteger(ticket, DEAL_MAGIC);
+   double volume = HistoryDealGetDouble(ticket, DEAL_VOLUME);
+   double price = HistoryDealGetDouble(ticket, DEAL_PRICE);
+   double profit = HistoryDealGetDouble(ticket, DEAL_PROFIT);
+   int digits = SymbolDigits(symbol);
+   string signal_id = g_bridge.SignalOfOrder(order);
+   string entry_name = "in";
+   if(entry == DEAL_ENTRY_OUT)
+      entry_name = "out";
+   if(entry == DEAL_ENTRY_INOUT)
+      entry_name = "inout";
+   if(entry == DEAL_ENTRY_OUT_BY)
+      entry_name = "out_by";
+
+   string id = MtbUuidFromName(g_account + "|deal|" + IntegerToString((long)ticket));
+   CJsonWriter w;
+   BeginEvent(w, id, "deal", ts, signal_id);
+   w.KeyInt("ticket", (long)ticket);
+   w.KeyInt("order", order);
+   w.KeyInt("position", position);
+   w.KeyStr("symbol", symbol);
+   w.KeyStr("side", SideOfDeal(type));
+   w.KeyStr("entry", entry_name);
+   w.KeyNum("volume", volume, 8);
+   w.KeyNum("price", price, digits);
+   w.KeyNum("profit", profit, 2);
+   w.KeyNum("commission", HistoryDealGetDouble(ticket, DEAL_COMMISSION), 2);
+   w.KeyNum("swap", HistoryDealGetDouble(ticket, DEAL_SWAP), 2);
+   w.KeyInt("magic", magic);
+   w.KeyStr("comment", comment);
+   QueueEvent(w, id);
+
+   //--- the position this deal opened, changed or closed
+   string state = "opened";
+   string pid_suffix = "|opened";
+   string side = SideOfDeal(type);
+   double pos_volume = volume;
+   double price_open = price;
+   double sl = 0;
+   double tp = 0;
+   if(entry != DEAL_ENTRY_IN)
+     {
+      side = (type == DEAL_TYPE_BUY) ? "sell" : "buy";
+      price_open = OpeningPrice(position);
+      if(PositionSelectByTicket((ulong)position))
+        {
+         state = "modified";
+         pid_suffix = "|modified|" + IntegerToString((long)ticket);
+         pos_volume = PositionGetDouble(POSITION_VOLUME);
+        }
+      else
+        {
+         state = "closed";
+         pid_suffix = "|closed";
+        }
+     }
+   if(state != "closed" && PositionSelectByTicket((ulong)position))
+     {
+      sl = PositionGetDouble(POSITION_SL);
+      tp = PositionGetDouble(POSITION_TP);
+     }
+   string pid = MtbUuidFromName(g_account + "|position|" + IntegerToString(position) + pid_suffix);
+   CJsonWriter p;
+   BeginEvent(p, pid, "position", ts, signal_id);
+   p.KeyInt("ticket", position);
+   p.KeyStr("symbol", symbol);
+   p.KeyStr("side", side);
+   p.KeyStr("state", state);
+   p.KeyNum("volume", pos_volume, 8);
+   p.KeyNum("priceOpen", price_open, digits);
+   if(sl > 0)
+      p.KeyNum("sl", sl, digits);
+   if(tp > 0)
+      p.KeyNum("tp", tp, digits);
+   if(state == "closed")
+      p.KeyNum("profit", profit, 2);
+   p.KeyInt("magic", magic);
+   QueueEvent(p, pid);
+  }
+
+void ReportPositionModified(const ulong ticket)
+  {
+   if(!PositionSelectByTicket(ticket))
+      return;
+   string symbol = PositionGetString(POSITION_SYMBOL);
+   int digits = SymbolDigits(symbol);
+   double sl = PositionGetDouble(POSITION_SL);
+   double tp = PositionGetDouble(POSITION_TP);
+   string id = MtbUuidFromName(g_account + "|position|" + IntegerToString((long)ticket) + "|sltp|" +
+                               DoubleToString(sl, digits) + "|" + DoubleToString(tp, digits));
+   CJsonWriter w;
+   BeginEvent(w, id, "position", MtbNowMs(), "");
+   w.KeyInt("ticket", (long)ticket);
+   w.KeyStr("symbol", symbol);
+   w.KeyStr("side", PositionGetInteger(POSITION_TYPE) == POSITION_TYPE_BUY ? "buy" : "sell");
+   w.KeyStr("state", "modified");
+   w.KeyNum("volume", PositionGetDouble(POSITION_VOLUME), 8);
+   w.KeyNum("priceOpen", PositionGetDouble(POSITION_PRICE_OPEN), digits);
+   if(sl > 0)
+      w.KeyNum("sl", sl, digits);
+   if(tp > 0)
+      w.KeyNum("tp", tp, digits);
+   w.KeyNum("profit", PositionGetDouble(POSITION_PROFIT), 2);
+   w.KeyInt("magic", PositionGetInteger(POSITION_MAGIC));
+   QueueEvent(w, id);
+  }
+
+void ReportSnapshot()
+  {
+   long ts = MtbNowMs();
+   string id = MtbUuidFromName(g_account + "|account|" + IntegerToString(ts));
+   CJsonWriter w;
+   BeginEvent(w, id, "account", ts, "");
+   w.KeyNum("balance", AccountInfoDouble(ACCOUNT_BALANCE), 2);
+   w.KeyNum("equity", AccountInfoDouble(ACCOUNT_EQUITY), 2);
+   w.KeyNum("margin", AccountInfoDouble(ACCOUNT_MARGIN), 2);
+   w.KeyNum("freeMargin", AccountInfoDouble(ACCOUNT_MARGIN_FREE), 2);
+   w.KeyNum("marginLevel", AccountInfoDouble(ACCOUNT_MARGIN_LEVEL), 2);
+   w.KeyStr("currency", AccountInfoString(ACCOUNT_CURRENCY));
+   w.KeyInt("leverage", AccountInfoInteger(ACCOUNT_LEVERAGE));
+   w.Key("positions");
+   w.BeginArray();
+   int total = PositionsTotal();
+   for(int i = 0; i < total && i < 1000; i++)
+     {
+      ulong ticket = PositionGetTicket(i);
+      if(ticket == 0)
+         continue;
+      string symbol = PositionGetString(POSITION_SYMBOL);
+      int digits = SymbolDigits(symbol);
+      w.BeginObject();
+      w.KeyInt("ticket", (long)ticket);
+      w.KeyStr("symbol", symbol);
+      w.KeyStr("side", PositionGetInteger(POSITION_TYPE) == POSITION_TYPE_BUY ? "buy" : "sell");
+      w.KeyNum("volume", PositionGetDouble(POSITION_VOLUME), 8);
+      w.KeyNum("priceOpen", PositionGetDouble(POSITION_PRICE_OPEN), digits);
+      w.KeyNum("profit", PositionGetDouble(POSITION_PROFIT), 2);
+      w.KeyInt("magic", PositionGetInteger(POSITION_MAGIC));
+      w.EndObject();
+     }
+   w.EndArray();
+   QueueEvent(w, id);
+  }
+
+//+------------------------------------------------------------------+
+//| Signal execution within the risk guards                          |
+//+------------------------------------------------------------------+
+//--- positions of this EA on a symbol ("" = any) and side ("" = any)
+int MatchingPositions(const string symbol, const string side, ulong &tickets[])
+  {
+   int n = 0;
+   int total = PositionsTotal();
+   for(int i = 0; i < total; i++)
+     {
+      ulong ticket = PositionGetTicket(i);
+      if(ticket == 0 || PositionGetInteger(POSITION_MAGIC) != Magic)
+         continue;
+      if(symbol != "" && PositionGetString(POSITION_SYMBOL) != symbol)
+         continue;
+      string pside = PositionGetInteger(POSITION_TYPE) == POSITION_TYPE_BUY ? "buy" : "sell";
+      if(side != "" && pside != side)
+         continue;
+      ArrayResize(tickets, n + 1);
+      tickets[n] = ticket;
+      n++;
+     }
+   return n;
+  }
+
+void OpenPosition(CJsonValue *signal, const string id, const string symbol)
+  {
+   string side = signal.GetString("side", "");
+   string otype = signal.GetString("orderType", "market");
+   if(otype != "market")
+     {
+      ReportRejected(signal, symbol, "unsupported_order_type", 0);
+      return;
+     }
+   if(side != "buy" && side != "sell")
+     {
+      ReportRejected(signal, symbol, "invalid_side", 0);
+      return;
+     }
+   double volume = signal.GetNumber("volume", 0);
+   if(volume <= 0 || volume > MaxLot + 1e-9)
+     {
+      ReportRejected(signal, symbol, "max_lot", 0);
+      return;
+     }
+   double vmin = SymbolInfoDouble(symbol, SYMBOL_VOLUME_MIN);
+   double vmax = SymbolInfoDouble(symbol, SYMBOL_VOLUME_MAX);
+   double vstep = SymbolInfoDouble(symbol, SYMBOL_VOLUME_STEP);
+   double steps = (vstep > 0) ? volume / vstep : 0;
+   if(vstep <= 0 || volume < vmin - 1e-9 || volume > vmax + 1e-9 || MathAbs(steps - MathRound(steps)) > 1e-6)
+     {
+      ReportRejected(signal, symbol, "invalid_volume", 0);
+      return;
+     }
+   double point = SymbolInfoDouble(symbol, SYMBOL_POINT);
+   int digits = SymbolDigits(symbol);
+   double market = (side == "buy") ? SymbolInfoDouble(symbol, SYMBOL_ASK) : SymbolInfoDouble(symbol, SYMBOL_BID);
+   long deviation = MaxSlippagePoints;
+   long signal_dev = signal.GetInteger("deviation", -1);
+   if(signal_dev >= 0 && signal_dev < deviation)
+      deviation = signal_dev;
+   double price = signal.GetNumber("price", 0);
+   if(price > 0 && point > 0 && MathAbs(market - price) > deviation * point + point / 2)
+     {
+      ReportRejected(signal, symbol, "slippage", 0);
+      return;
+     }
+   double sl = NormalizeDouble(signal.GetNumber("sl", 0), digits);
+   double tp = NormalizeDouble(signal.GetNumber("tp", 0), digits);
+   //--- at most once: the claim is on disk before the order leaves
+   g_bridge.ClaimSignal(id);
+   g_trade.SetDeviationInPoints((ulong)deviation);
+   bool ok;
+   if(side == "buy")
+      ok = g_trade.Buy(volume, symbol, market, sl, tp, MtbSignalTag(id));
+   else
+      ok = g_trade.Sell(volume, symbol, market, sl, tp, MtbSignalTag(id));
+   if(ok && g_trade.ResultRetcode() == TRADE_RETCODE_DONE)
+     {
+      g_bridge.SignalDone(id, (long)g_trade.ResultOrder());
+      Print("mtbridge: signal ", id, " executed: ", side, " ", DoubleToString(volume, 2), " ", symbol,
+            " order ", IntegerToString((long)g_trade.ResultOrder()));
+      return;
+     }
+   ReportRejected(signal, symbol, "trade_server: " + g_trade.ResultRetcodeDescription(), g_trade.ResultRetcode());
+  }
+
+void ClosePositions(CJsonValue *signal, const string id, const string symbol, const bool all)
+  {
+   ulong tickets[];
+   string side = all ? "" : signal.GetString("side", "");
+   int n = MatchingPositions(symbol, side, tickets);
+   if(n == 0)
+     {
+      ReportRejected(signal, symbol, "no_position", 0);
+      return;
+     }
+   g_bridge.ClaimSignal(id);
+   g_trade.SetDeviationInPoints((ulong)MaxSlippagePoints);
+   int closed = 0;
+   uint last_retcode = 0;
+   for(int i = 0; i < n; i++)
+     {
+      if(g_trade.PositionClose(tickets[i]) && g_trade.ResultRetcode() == TRADE_RETCODE_DONE)
+        {
+         g_bridge.SignalDone(id, (long)g_trade.ResultOrder());
+         closed++;
+        }
+      else
+         last_retcode = g_trade.ResultRetcode();
+     }
+   if(closed == 0)
+      ReportRejected(signal, symbol, "trade_server: " + g_trade.ResultRetcodeDescription(), last_retcode);
+  }
+
+void ModifyPositions(CJsonValue *signal, const string id, const string symbol)
+  {
+   ulong tickets[];
+   int n = MatchingPositions(symbol, signal.GetString("side", ""), tickets);
+   if(n == 0)
+     {
+      ReportRejected(signal, symbol, "no_position", 0);
+      return;
+     }
+   int digits = SymbolDigits(symbol);
+   double sl = NormalizeDouble(signal.GetNumber("sl", 0), digits);
+   double tp = NormalizeDouble(signal.GetNumber("tp", 0), digits);
+   g_bridge.ClaimSignal(id);
+   int done = 0;
+   for(int i = 0; i < n; i++)
+      if(g_trade.PositionModify(tickets[i], sl, tp) && g_trade.ResultRetcode() == TRADE_RETCODE_DONE)
+         done++;
+   if(done == 0)
+      ReportRejected(signal, symbol, "trade_server: " + g_trade.ResultRetcodeDescription(), g_trade.ResultRetcode());
+   else
+      g_bridge.SignalDone(id, 0);
+  }
+
+void ExecuteSignal(CJsonValue *signal, const string strategy)
+  {
+   string id = signal.GetString("id", "");
+   string action = signal.GetString("action", "");
+   string signal_symbol = signal.GetString("symbol", "");
+   string symbol = (signal_symbol != "") ? BrokerSymbol(signal_symbol) : "";
+   if(g_bridge.IsPaused(strategy))
+     {
+      ReportRejected(signal, symbol, "paused", 0);
+      return;
+     }
+   if(!TradingEnabled)
+     {
+      ReportRejected(signal, symbol, "trading_disabled", 0);
+      return;
+     }
+   long now = MtbNowMs();
+   long expires = signal.GetInteger("expiresAt", 0);
+   long created = signal.GetInteger("createdAt", 0);
+   if(expires > 0 && now > expires)
+     {
+      ReportRejected(signal, symbol, "expired", 0);
+      return;
+     }
+   if(created > 0 && now - created > (long)MaxSignalAgeSec * 1000)
+     {
+      ReportRejected(signal, symbol, "stale", 0);
+      return;
+     }
+   if(action == "close_all")
+     {
+      ClosePositions(signal, id, symbol, true);
+      return;
+     }
+   if(signal_symbol == "" || !SymbolAllowed(signal_symbol))
+     {
+      ReportRejected(signal, symbol, "symbol_not_allowed", 0);
+      return;
+     }
+   if(!SymbolSelect(symbol, true))
+     {
+      ReportRejected(signal, symbol, "unknown_symbol", 0);
+      return;
+     }
+   if(action == "open")
+      OpenPosition(signal, id, symbol);
+   else
+      if(action == "close")
+         ClosePositions(signal, id, symbol, false);
+      else
+         if(action == "modify")
+            ModifyPositions(signal, id, symbol);
+         else
+            ReportRejected(signal, symbol, "unsupported_action", 0);
+  }
+
+class CSignalExecutor : public CBridgeHandler
+  {
+public:
+   virtual void      OnSignal(CJsonValue *signal, const string strategy) { ExecuteSignal(signal, strategy); }
+  };
+
+CSignalExecutor g_executor;
+
+//--- after a crash between claiming a signal and recording its order, find the order by its tag
+void Reconcile()
+  {
+   HistorySelect(0, TimeCurrent() + 86400);
+   for(int i = 0; i < g_bridge.SignalCount(); i++)
+     {
+      if(g_bridge.SignalStateAt(i) != "claimed")
+         continue;
+      string id = g_bridge.SignalIdAt(i);
+      string tag = MtbSignalTag(id);
+      bool found = false;
+      int total = HistoryOrdersTotal();
+      for(int k = 0; k < total; k++)
+        {
+         ulong order = HistoryOrderGetTicket(k);
+         if(HistoryOrderGetString(order, ORDER_COMMENT) != tag)
+            continue;
+         found = true;
+         g_bridge.SignalDone(id, (long)order);
+         ReportOrder(order);
+         int deals = HistoryDealsTotal();
+         for(int d = 0; d < deals; d++)
+           {
+            ulong deal = HistoryDealGetTicket(d);
+            if(HistoryDealGetInteger(deal, DEAL_ORDER) == (long)order)
+               ReportDeal(deal);
+           }
+        }
+      if(!found)
+        {
+         //--- the order never reached the server: report it, do not guess and trade twice
+         g_bridge.SignalRejected(id);
+         string eid = MtbUuidFromName(g_account + "|order-rejected|" + id);
+         CJsonWriter w;
+         BeginEvent(w, eid, "order", MtbNowMs(), id);
+         w.KeyStr("state", "rejected");
+         w.KeyStr("symbol", "-");
+         w.KeyStr("message", "interrupted: the terminal stopped while the order was being sent");
+         QueueEvent(w, eid);
+        }
+     }
+  }
+
+//+------------------------------------------------------------------+
+//| Event handlers                                                   |
+//+------------------------------------------------------------------+
+int OnInit()
+  {
+   if(Token == "")
+     {
+      Print("mtbridge: the Token input is empty");
+      return INIT_PARAMETERS_INCORRECT;
+     }
+   if(MaxLot <= 0 || MaxSignalAgeSec <= 0 || MaxSlippagePoints < 0 || TimerMs < 10 || Magic < 0)
+     {
+      Print("mtbridge: MaxLot and MaxSignalAgeSec must be > 0, MaxSlippagePoints and Magic >= 0, TimerMs >= 10");
+      return INIT_PARAMETERS_INCORRECT;
+     }
+   g_account = IntegerToString(AccountInfoInteger(ACCOUNT_LOGIN));
+   ParseInputs();
+   g_trade.SetExpertMagicNumber((ulong)Magic);
+   g_trade.SetDeviationInPoints((ulong)MaxSlippagePoints);
+   g_bridge = new CBridgeClient();
+   if(!g_bridge.Init(HubUrl, Token, g_account, Magic, Strategies, GetPointer(g_executor)))
+     {
+      Print("mtbridge: invalid HubUrl (use ws://host:port/ws or wss://host/ws)");
+      return INIT_PARAMETERS_INCORRECT;
+     }
+   Reconcile();
+   EventSetMillisecondTimer(TimerMs);
+   Print("mtbridge: EA started for account ", g_account, ", ", IntegerToString(g_bridge.OutboxSize()),
+         " trade events waiting in the outbox");
+   return INIT_SUCCEEDED;
+  }
+
+void OnTimer()
+  {
+   if(g_bridge == NULL)
+      return;
+   g_bridge.Poll();
+   ulong now = WsNowMs();
+   if(SnapshotIntervalSec > 0 && g_bridge.IsConnected() &&
+      (g_last_snapshot == 0 || now - g_last_snapshot >= (ulong)SnapshotIntervalSec * 1000))
+     {
+      g_last_snapshot = now;
+      ReportSnapshot();
+     }
+  }
+
+void OnTradeTransaction(const MqlTradeTransaction &trans, const MqlTradeRequest &request, const MqlTradeResult &result)
+  {
+   if(g_bridge == NULL)
+      return;
+   if(trans.type == TRADE_TRANSACTION_DEAL_ADD)
+      ReportDeal(trans.deal);
+   else
+      if(trans.type == TRADE_TRANSACTION_HISTORY_ADD && trans.order_state == ORDER_STATE_FILLED)
+         ReportOrder(trans.order);
+      else
+         if(trans.type == TRADE_TRANSACTION_POSITION)
+            ReportPositionModified(trans.position);
+  }
+
+void OnDeinit(const int reason)
+  {
+   EventKillTimer();
+   if(g_bridge != NULL)
+     {
+      g_bridge.Shutdown();
+      delete g_bridge;
+      g_bridge = NULL;
+     }
+  }
