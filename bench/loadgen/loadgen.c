@@ -635,7 +635,10 @@ static void on_readable(conn_t *c) {
 }
 
 /* ---- publisher ---- */
-typedef struct { const char *text; size_t len; int kind; } piece_t; /* kind 0 text, 1 %T, 2 %S, 3 %U */
+typedef struct { const char *text; size_t len; int kind; } piece_t; /* kind 0 text, 1 %T, 2 %S, 3 %U, 4 %C */
+static const char *cycle[256]; /* --cycle a,b,c: %C is element seq mod count */
+static size_t cycle_len[256];
+static int n_cycle;
 static piece_t pieces[16];
 static int n_pieces;
 static char *pad;
@@ -644,10 +647,11 @@ static char mp_buf[4096];
 static void compile_template(void) {
     const char *s = opt_template, *lit = s;
     while (*s) {
-        if (s[0] == '%' && (s[1] == 'T' || s[1] == 'S' || s[1] == 'U')) {
+        if (s[0] == '%' && (s[1] == 'T' || s[1] == 'S' || s[1] == 'U' || s[1] == 'C')) {
             if (n_pieces + 2 > 16) die("template too complex");
+            if (s[1] == 'C' && n_cycle == 0) die("%%C needs --cycle");
             pieces[n_pieces++] = (piece_t){lit, (size_t)(s - lit), 0};
-            pieces[n_pieces++] = (piece_t){NULL, 0, s[1] == 'T' ? 1 : s[1] == 'S' ? 2 : 3};
+            pieces[n_pieces++] = (piece_t){NULL, 0, s[1] == 'T' ? 1 : s[1] == 'S' ? 2 : s[1] == 'U' ? 3 : 4};
             s += 2;
             lit = s;
         } else {
@@ -704,6 +708,11 @@ static size_t build_message(char *buf, size_t cap, uint64_t t, uint64_t seq, int
             if (o + pieces[i].len > cap) die("message too large");
             memcpy(buf + o, pieces[i].text, pieces[i].len);
             o += pieces[i].len;
+        } else if (pieces[i].kind == 4) {
+            size_t k = (size_t)(seq % (uint64_t)n_cycle);
+            if (o + cycle_len[k] > cap) die("message too large");
+            memcpy(buf + o, cycle[k], cycle_len[k]);
+            o += cycle_len[k];
         } else if (pieces[i].kind == 3) { /* a UUIDv4-shaped id, unique per run and sequence number */
             o += (size_t)snprintf(buf + o, cap - o, "%08x-%04x-4%03x-8%03x-%012llx", run_id,
                                   (unsigned)(seq >> 48) & 0xffff, (unsigned)(seq >> 36) & 0xfff,
@@ -844,7 +853,8 @@ static void usage(void) {
             "       [--pub-init-wait K] [--pub-ready-frames K] [--rate R] [--inflight K]\n"
             "  sub: [--count-contains STR] [--ack-template T]   (%I = delivered \"id\", %S = counter)\n"
             "  pub: [--conns N] [--rate R] [--window W] (--template T | --msgpack-channel C) [--pad BYTES]\n"
-            "       template placeholders: %T send time (ns, CLOCK_MONOTONIC), %S sequence, %U UUID\n",
+            "       template placeholders: %T send time (ns, CLOCK_MONOTONIC), %S sequence, %U UUID,\n"
+            "       %C the (sequence mod count)-th value of --cycle a,b,c\n",
           stderr);
     exit(2);
 }
@@ -873,7 +883,15 @@ int main(int argc, char **argv) {
         else if (ARG("--pub-init-hex")) add_init(&pub_spec, v, 1);
         else if (ARG("--count-contains")) opt_count_contains = v;
         else if (ARG("--ack-template")) opt_ack_template = v;
-        else if (ARG("--ts-key")) opt_ts_key = v; else if (ARG("--rate")) opt_rate = atof(v);
+        else if (ARG("--ts-key")) opt_ts_key = v;
+        else if (ARG("--cycle")) {
+            char *copy = strdup(v), *save = NULL;
+            for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                if (n_cycle == 256) die("--cycle takes at most 256 values");
+                cycle[n_cycle] = tok;
+                cycle_len[n_cycle++] = strlen(tok);
+            }
+        } else if (ARG("--rate")) opt_rate = atof(v);
         else if (ARG("--window")) opt_window = atoi(v);
         else if (ARG("--template")) opt_template = v;
         else if (ARG("--msgpack-channel")) opt_msgpack_channel = v;
