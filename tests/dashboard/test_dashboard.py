@@ -192,6 +192,55 @@ def test_hub_restart_is_recovered_without_reload_or_duplicates(hub: HubProcess, 
     assert dom_ids[0] == third["id"]
 
 
+def publish_many(hub: HubProcess, token: str, signals: list[dict[str, Any]]) -> None:
+    """Pipelined WebSocket publishes (an engine's fast path), then every result."""
+    with connect(hub.ws_url, subprotocols=["mtbridge.v1.json"], open_timeout=WAIT_S) as ws:  # type: ignore[list-item]
+        ws.send(json.dumps({"type": "auth", "requestId": "auth", "payload": {"token": token}}))
+        for i, sig in enumerate(signals):
+            channel = f"signals:{sig['strategy']}"
+            ws.send(json.dumps({"type": "publish", "requestId": str(i), "channel": channel, "payload": sig}))
+        results = 0
+        while results < len(signals):
+            msg = json.loads(ws.recv(timeout=WAIT_S))
+            assert msg["type"] != "error", msg
+            if msg["type"] == "result" and msg.get("requestId") != "auth":
+                results += 1
+
+
+def test_long_outage_is_recovered_by_paging_back_over_rest(hub: HubProcess, page: Any) -> None:
+    """More signals than one REST page are published while the page is cut off from the hub."""
+    gate = {"open": True}
+
+    def route(ws: Any) -> None:
+        if gate["open"]:
+            ws.connect_to_server()
+        else:
+            ws.close(code=4008, reason="test: cut off")
+
+    page.route_web_socket("**/ws", route)
+    login(page, hub, hub.token("dashboard", "wall", "--account", "*"))
+    engine = hub.token("engine", "engine-1", "--publish", "signals:*")
+    page.evaluate("window.__sameDocument = true")
+    first = [make_signal("delta", [ACCOUNT]) for _ in range(20)]
+    publish_many(hub, engine, first)
+    page.wait_for_function("window.mtbDashboard.stats().signals === 20", timeout=WAIT_MS)
+
+    gate["open"] = False
+    hub.stop()
+    page.wait_for_function("window.mtbDashboard.state !== 'open'", timeout=WAIT_MS)
+    hub.start()
+    missed = [make_signal("delta", [ACCOUNT]) for _ in range(700)]
+    publish_many(hub, engine, missed)
+    assert page.evaluate("window.mtbDashboard.stats().signals") == 20
+    gate["open"] = True
+    wait_live(page)
+    page.wait_for_function("window.mtbDashboard.stats().signals === 720", timeout=WAIT_MS)
+    ids = page.evaluate("window.mtbDashboard.signalIds()")
+    assert len(ids) == len(set(ids)) == 720
+    assert set(ids) == {s["id"] for s in [*first, *missed]}
+    assert page.evaluate("window.__sameDocument") is True
+
+
 def test_dashboard_role_sees_no_controls_and_the_hub_refuses_them(
     hub: HubProcess, page: Any, ea_factory: Any
 ) -> None:

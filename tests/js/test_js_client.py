@@ -36,7 +36,13 @@ def test_js_client_against_live_hub() -> None:
     env = dict(os.environ)
     env["MTBRIDGE_BIN"] = str(Path(sys.executable).parent / "mtbridge")
     proc = subprocess.run(
-        ["node", "--test", "--test-reporter=spec", str(HERE / "test_client.mjs")],
+        [
+            "node",
+            "--test",
+            "--test-reporter=spec",
+            str(HERE / "test_model.mjs"),
+            str(HERE / "test_client.mjs"),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,

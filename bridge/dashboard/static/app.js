@@ -251,8 +251,8 @@ function indicator(state, close) {
 async function reloadAll() {
   app.stats.reloads += 1;
   const jobs = [
-    api("GET", `/api/v1/signals?limit=${REST_PAGE}`).then((r) => r.items.forEach((s) => app.signals.upsert(s))),
-    api("GET", `/api/v1/events?limit=${REST_PAGE}`).then((r) => r.items.forEach((e) => app.events.add(e))),
+    reloadSignals(),
+    reloadEvents(),
     api("GET", "/api/v1/health/history").then((r) => r.items.forEach((s) => app.health.add(s))),
     pollAccounts(),
     pollConnections(),
@@ -260,6 +260,64 @@ async function reloadAll() {
   const results = await Promise.allSettled(jobs);
   for (const r of results) if (r.status === "rejected") onRestError(r.reason);
   schedule();
+}
+
+function page(path, cursor) {
+  return api("GET", `${path}${path.includes("?") ? "&" : "?"}limit=${REST_PAGE}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+}
+
+/**
+ * Newest signals first. On the first load one page is enough; after a reconnect, page back until
+ * the pages bring nothing new and reach past the oldest signal still in flight (its status may
+ * have moved while we were away), or until the table's cap.
+ */
+async function reloadSignals() {
+  const book = app.signals;
+  const firstLoad = book.size === 0;
+  let oldestOpen = Infinity;
+  for (const s of book.byId.values()) {
+    for (const d of s.deliveries.values()) {
+      if (d.status !== "executed" && d.status !== "rejected" && d.status !== "expired") {
+        oldestOpen = Math.min(oldestOpen, s.createdAt);
+        break;
+      }
+    }
+  }
+  let cursor = null;
+  let fetched = 0;
+  for (;;) {
+    const r = await page("/api/v1/signals", cursor);
+    let fresh = 0;
+    let oldest = Infinity;
+    for (const item of r.items) {
+      if (!book.byId.has(item.id)) fresh += 1;
+      book.upsert(item);
+      oldest = Math.min(oldest, Number(item.createdAt));
+    }
+    fetched += r.items.length;
+    cursor = r.nextCursor;
+    if (firstLoad || !cursor || !r.items.length || fetched >= book.cap) return;
+    if (fresh === 0 && oldest <= oldestOpen) return;
+  }
+}
+
+/** Newest events first; after a reconnect, page back until a page holds an event already known. */
+async function reloadEvents() {
+  const log = app.events;
+  const firstLoad = log.size === 0;
+  let cursor = null;
+  let fetched = 0;
+  for (;;) {
+    const r = await page("/api/v1/events", cursor);
+    let known = 0;
+    for (const item of r.items) {
+      if (log.byId.has(item.id)) known += 1;
+      else if (log.add(item)) app.accounts.event(item.payload || item);
+    }
+    fetched += r.items.length;
+    cursor = r.nextCursor;
+    if (firstLoad || known || !cursor || !r.items.length || fetched >= log.cap) return;
+  }
 }
 
 async function pollConnections() {
