@@ -1,0 +1,454 @@
+"""A simulated MT5 account and the EA's execution rules, pure and deterministic.
+
+This mirrors ``mql5/Experts/MTBridgeEA.mq5``: the same guards in the same order, the same rejection
+messages, the same trade events with ids derived the same way (a name-based UUID of
+``"mtbridge-event:" + name``, SHA-1, version 5 bits, as ``MtbUuidFromName``). Given the same signals,
+start state and clock, :meth:`SimAccount.execute` returns the same events byte for byte, so a scripted
+scenario can be compared with the real EA. docs/simulator.md lists the sequence per action.
+
+No clock is read here: callers pass ``now_ms``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "CONTRACT_SIZES",
+    "DEFAULT_PRICES",
+    "Position",
+    "RiskGuards",
+    "SimAccount",
+    "event_uuid",
+    "signal_tag",
+]
+
+#: Mid prices of the simulated market; symbols not listed trade at ``DEFAULT_MID``.
+DEFAULT_PRICES: dict[str, float] = {
+    "EURUSD": 1.08500,
+    "GBPUSD": 1.27000,
+    "USDJPY": 150.000,
+    "XAUUSD": 2000.00,
+    "BTCUSD": 60000.0,
+}
+DEFAULT_MID = 100.0
+#: Units per lot, as a broker's contract specification.
+CONTRACT_SIZES: dict[str, float] = {"XAUUSD": 100.0, "BTCUSD": 1.0}
+FX_CONTRACT = 100_000.0
+#: Spread in points and digits per symbol (5-digit FX, 3-digit JPY, 2-digit metals and others).
+SPREAD_POINTS = 10
+VOLUME_MIN = 0.01
+VOLUME_MAX = 100.0
+VOLUME_STEP = 0.01
+#: MT5 ``TRADE_RETCODE_NO_MONEY``.
+RETCODE_NO_MONEY = 10019
+DEFAULT_MAX_SLIPPAGE_POINTS = 20
+DEFAULT_MAGIC = 770001
+
+
+def event_uuid(name: str) -> str:
+    """The MQL5 EA's ``MtbUuidFromName``: a version-5-style UUID of SHA-1("mtbridge-event:" + name)."""
+    digest = bytearray(hashlib.sha1(("mtbridge-event:" + name).encode(), usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def signal_tag(signal_id: str) -> str:
+    """The order comment the EA writes: ``mtb#`` + 12 hex digits (MetaTrader keeps 31 characters)."""
+    return "mtb#" + event_uuid("tag:" + signal_id).replace("-", "")[:12]
+
+
+def digits_of(symbol: str) -> int:
+    if symbol.endswith("JPY"):
+        return 3
+    if len(symbol) == 6 and symbol.isalpha() and not symbol.startswith("X"):
+        return 5
+    return 2
+
+
+def contract_of(symbol: str) -> float:
+    if symbol in CONTRACT_SIZES:
+        return CONTRACT_SIZES[symbol]
+    if len(symbol) == 6 and symbol.isalpha() and not symbol.startswith("X"):
+        return FX_CONTRACT
+    return 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RiskGuards:
+    """The EA's inputs that refuse signals (``MaxLot``, ``AllowedSymbols``, ``MaxSignalAgeSec``, ...)."""
+
+    max_lot: float = 1.0
+    allowed_symbols: frozenset[str] = frozenset()  # empty: every symbol
+    max_signal_age_s: int = 30
+    max_slippage_points: int = DEFAULT_MAX_SLIPPAGE_POINTS
+    trading_enabled: bool = True
+    magic: int = DEFAULT_MAGIC
+
+
+@dataclass
+class Position:
+    ticket: int
+    symbol: str
+    side: str
+    volume: float
+    price_open: float
+    sl: float = 0.0
+    tp: float = 0.0
+    signal_id: str = ""
+
+
+@dataclass
+class SimAccount:
+    """Balance, positions and tickets of one simulated login; serialisable with :meth:`to_dict`."""
+
+    login: str
+    balance: float = 10_000.0
+    currency: str = "USD"
+    leverage: int = 100
+    next_ticket: int = 1
+    positions: list[Position] = field(default_factory=list)
+    prices: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+
+    # -- market --------------------------------------------------------------------------------------
+
+    def quote(self, symbol: str) -> tuple[float, float]:
+        """(bid, ask) of the simulated market."""
+        digits = digits_of(symbol)
+        mid = self.prices.get(symbol, DEFAULT_MID)
+        half = SPREAD_POINTS * 10.0**-digits / 2
+        return round(mid - half, digits), round(mid + half, digits)
+
+    def profit(self, p: Position) -> float:
+        bid, ask = self.quote(p.symbol)
+        close = bid if p.side == "buy" else ask
+        sign = 1.0 if p.side == "buy" else -1.0
+        return round(sign * (close - p.price_open) * p.volume * contract_of(p.symbol), 2)
+
+    def margin(self) -> float:
+        return round(
+            sum(p.volume * contract_of(p.symbol) * p.price_open / self.leverage for p in self.positions), 2
+        )
+
+    def equity(self) -> float:
+        return round(self.balance + sum(self.profit(p) for p in self.positions), 2)
+
+    def _ticket(self) -> int:
+        ticket = self.next_ticket
+        self.next_ticket += 1
+        return ticket
+
+    # -- execution -----------------------------------------------------------------------------------
+
+    def execute(
+        self, signal: dict[str, Any], now_ms: int, guards: RiskGuards, *, paused: bool = False
+    ) -> list[dict[str, Any]]:
+        """Apply one signal; returns the trade events it causes, in the order the EA reports them."""
+        sid = str(signal.get("id", ""))
+        action = signal.get("action")
+        symbol = str(signal.get("symbol") or "")
+        if paused:
+            return [self._rejected(signal, symbol, "paused", now_ms, guards)]
+        if not guards.trading_enabled:
+            return [self._rejected(signal, symbol, "trading_disabled", now_ms, guards)]
+        expires = _int(signal.get("expiresAt"))
+        created = _int(signal.get("createdAt"))
+        if expires > 0 and now_ms > expires:
+            return [self._rejected(signal, symbol, "expired", now_ms, guards)]
+        if created > 0 and now_ms - created > guards.max_signal_age_s * 1000:
+            return [self._rejected(signal, symbol, "stale", now_ms, guards)]
+        if action == "close_all":
+            return self._close(signal, sid, "", "", now_ms, guards)
+        if not symbol or (guards.allowed_symbols and symbol not in guards.allowed_symbols):
+            return [self._rejected(signal, symbol, "symbol_not_allowed", now_ms, guards)]
+        if action == "open":
+            return self._open(signal, sid, symbol, now_ms, guards)
+        if action == "close":
+            return self._close(signal, sid, symbol, str(signal.get("side") or ""), now_ms, guards)
+        if action == "modify":
+            return self._modify(signal, sid, symbol, now_ms, guards)
+        return [self._rejected(signal, symbol, "unsupported_action", now_ms, guards)]
+
+    def _open(
+        self, signal: dict[str, Any], sid: str, symbol: str, now_ms: int, guards: RiskGuards
+    ) -> list[dict[str, Any]]:
+        side = signal.get("side")
+        if signal.get("orderType", "market") != "market":
+            return [self._rejected(signal, symbol, "unsupported_order_type", now_ms, guards)]
+        if side not in ("buy", "sell"):
+            return [self._rejected(signal, symbol, "invalid_side", now_ms, guards)]
+        volume = _num(signal.get("volume"))
+        if volume <= 0 or volume > guards.max_lot + 1e-9:
+            return [self._rejected(signal, symbol, "max_lot", now_ms, guards)]
+        steps = volume / VOLUME_STEP
+        if volume < VOLUME_MIN - 1e-9 or volume > VOLUME_MAX + 1e-9 or abs(steps - round(steps)) > 1e-6:
+            return [self._rejected(signal, symbol, "invalid_volume", now_ms, guards)]
+        digits = digits_of(symbol)
+        point = 10.0**-digits
+        bid, ask = self.quote(symbol)
+        market = ask if side == "buy" else bid
+        deviation = guards.max_slippage_points
+        signal_dev = signal.get("deviation")
+        if isinstance(signal_dev, int) and 0 <= signal_dev < deviation:
+            deviation = signal_dev
+        price = _num(signal.get("price"))
+        if price > 0 and abs(market - price) > deviation * point + point / 2:
+            return [self._rejected(signal, symbol, "slippage", now_ms, guards)]
+        required = volume * contract_of(symbol) * market / self.leverage
+        if required > self.equity() - self.margin():
+            return [
+                self._rejected(
+                    signal, symbol, "trade_server: not enough money", now_ms, guards, retcode=RETCODE_NO_MONEY
+                )
+            ]
+        order = self._ticket()
+        deal = self._ticket()
+        position = Position(
+            order,
+            symbol,
+            str(side),
+            volume,
+            market,
+            round(_num(signal.get("sl")), digits),
+            round(_num(signal.get("tp")), digits),
+            sid,
+        )
+        self.positions.append(position)
+        tag = signal_tag(sid)
+        return [
+            self._deal(sid, deal, order, position, str(side), "in", volume, market, 0.0, now_ms, guards, tag),
+            self._position_event(sid, position, "opened", volume, now_ms, guards, suffix="|opened"),
+            self._order_filled(sid, order, symbol, str(side), volume, market, now_ms, guards, tag),
+        ]
+
+    def _close(
+        self, signal: dict[str, Any], sid: str, symbol: str, side: str, now_ms: int, guards: RiskGuards
+    ) -> list[dict[str, Any]]:
+        matching = [
+            p for p in self.positions if (not symbol or p.symbol == symbol) and (not side or p.side == side)
+        ]
+        if not matching:
+            return [self._rejected(signal, symbol, "no_position", now_ms, guards)]
+        events: list[dict[str, Any]] = []
+        for p in matching:
+            bid, ask = self.quote(p.symbol)
+            close_side = "sell" if p.side == "buy" else "buy"
+            price = bid if p.side == "buy" else ask
+            profit = self.profit(p)
+            order = self._ticket()
+            deal = self._ticket()
+            self.positions.remove(p)
+            self.balance = round(self.balance + profit, 2)
+            events.append(
+                self._deal(
+                    sid, deal, order, p, close_side, "out", p.volume, price, profit, now_ms, guards, ""
+                )
+            )
+            closed = self._position_event(sid, p, "closed", p.volume, now_ms, guards, suffix="|closed")
+            closed["profit"] = profit
+            closed.pop("sl", None)
+            closed.pop("tp", None)
+            events.append(closed)
+            events.append(
+                self._order_filled(sid, order, p.symbol, close_side, p.volume, price, now_ms, guards, "")
+            )
+        return events
+
+    def _modify(
+        self, signal: dict[str, Any], sid: str, symbol: str, now_ms: int, guards: RiskGuards
+    ) -> list[dict[str, Any]]:
+        side = str(signal.get("side") or "")
+        matching = [p for p in self.positions if p.symbol == symbol and (not side or p.side == side)]
+        if not matching:
+            return [self._rejected(signal, symbol, "no_position", now_ms, guards)]
+        digits = digits_of(symbol)
+        sl = round(_num(signal.get("sl")), digits)
+        tp = round(_num(signal.get("tp")), digits)
+        events = []
+        for p in matching:
+            p.sl, p.tp = sl, tp
+            suffix = f"|sltp|{sl:.{digits}f}|{tp:.{digits}f}"
+            event = self._position_event(sid, p, "modified", p.volume, now_ms, guards, suffix=suffix)
+            event["profit"] = self.profit(p)
+            events.append(event)
+        return events
+
+    def snapshot(self, now_ms: int) -> dict[str, Any]:
+        """The periodic ``account`` event."""
+        margin = self.margin()
+        equity = self.equity()
+        event: dict[str, Any] = {
+            "id": event_uuid(f"{self.login}|account|{now_ms}"),
+            "kind": "account",
+            "account": self.login,
+            "ts": now_ms,
+            "balance": round(self.balance, 2),
+            "equity": equity,
+            "margin": margin,
+            "freeMargin": round(equity - margin, 2),
+            "currency": self.currency,
+            "leverage": self.leverage,
+            "positions": [
+                {
+                    "ticket": p.ticket,
+                    "symbol": p.symbol,
+                    "side": p.side,
+                    "volume": p.volume,
+                    "priceOpen": p.price_open,
+                    "profit": self.profit(p),
+                    "magic": DEFAULT_MAGIC,
+                }
+                for p in self.positions[:1000]
+            ],
+        }
+        if margin > 0:
+            event["marginLevel"] = round(equity / margin * 100, 2)
+        return event
+
+    # -- events --------------------------------------------------------------------------------------
+
+    def _base(self, name: str, kind: str, ts: int, sid: str) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "id": event_uuid(f"{self.login}|{name}"),
+            "kind": kind,
+            "account": self.login,
+            "ts": ts,
+        }
+        if sid:
+            event["signalId"] = sid
+        return event
+
+    def _rejected(
+        self,
+        signal: dict[str, Any],
+        symbol: str,
+        reason: str,
+        now_ms: int,
+        guards: RiskGuards,
+        *,
+        retcode: int = 0,
+    ) -> dict[str, Any]:
+        sid = str(signal.get("id", ""))
+        event = self._base(f"order-rejected|{sid}", "order", now_ms, sid)
+        event["state"] = "rejected"
+        event["symbol"] = symbol or "-"
+        if signal.get("side") in ("buy", "sell"):
+            event["side"] = signal["side"]
+        if signal.get("orderType") in ("market", "limit", "stop"):
+            event["orderType"] = signal["orderType"]
+        volume = _num(signal.get("volume"))
+        if 0 < volume <= 10_000:
+            event["volume"] = volume
+        event["magic"] = guards.magic
+        if retcode > 0:
+            event["retcode"] = retcode
+        event["message"] = reason
+        return event
+
+    def _order_filled(
+        self,
+        sid: str,
+        ticket: int,
+        symbol: str,
+        side: str,
+        volume: float,
+        price: float,
+        now_ms: int,
+        guards: RiskGuards,
+        comment: str,
+    ) -> dict[str, Any]:
+        event = self._base(f"order|{ticket}|filled", "order", now_ms, sid)
+        event.update(
+            state="filled",
+            ticket=ticket,
+            symbol=symbol,
+            side=side,
+            orderType="market",
+            volume=volume,
+            price=price,
+            magic=guards.magic,
+            comment=comment,
+        )
+        return event
+
+    def _deal(
+        self,
+        sid: str,
+        ticket: int,
+        order: int,
+        p: Position,
+        side: str,
+        entry: str,
+        volume: float,
+        price: float,
+        profit: float,
+        now_ms: int,
+        guards: RiskGuards,
+        comment: str,
+    ) -> dict[str, Any]:
+        event = self._base(f"deal|{ticket}", "deal", now_ms, sid)
+        event.update(
+            ticket=ticket,
+            order=order,
+            position=p.ticket,
+            symbol=p.symbol,
+            side=side,
+            entry=entry,
+            volume=volume,
+            price=price,
+            profit=profit,
+            commission=0.0,
+            swap=0.0,
+            magic=guards.magic,
+            comment=comment,
+        )
+        return event
+
+    def _position_event(
+        self,
+        sid: str,
+        p: Position,
+        state: str,
+        volume: float,
+        now_ms: int,
+        guards: RiskGuards,
+        *,
+        suffix: str,
+    ) -> dict[str, Any]:
+        event = self._base(f"position|{p.ticket}{suffix}", "position", now_ms, sid)
+        event.update(
+            ticket=p.ticket, symbol=p.symbol, side=p.side, state=state, volume=volume, priceOpen=p.price_open
+        )
+        if p.sl > 0:
+            event["sl"] = p.sl
+        if p.tp > 0:
+            event["tp"] = p.tp
+        event["magic"] = guards.magic
+        return event
+
+    # -- persistence ---------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SimAccount:
+        positions = [Position(**p) for p in data.get("positions", [])]
+        fields = {k: v for k, v in data.items() if k != "positions"}
+        return cls(**fields, positions=positions)
+
+
+def _num(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value)
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+    return value
