@@ -259,7 +259,7 @@ class _Translator:
                 while j < n and self.stext(j) != ";":
                     j += 1
                 replace[k] = "const"
-                replace[k + 3] = f'= ::mql::input<{typ}>(u"{name}", '
+                replace[k + 3] = f'= ::mql::input<{typ}>(u"{name}",'
                 replace[j] = ");"
                 k += 1
                 continue
