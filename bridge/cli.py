@@ -71,9 +71,33 @@ def cmd_token(args: argparse.Namespace) -> int:
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
         algorithm=settings.jwt_algorithms[0],
+        jti=args.jti,
     )
     print(token)
     return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    """Persist a revocation in the hub's database; running hubs close its connections within a second."""
+    from bridge.store.sql import SQLStore
+
+    settings = _settings(args, database_url=args.database_url)
+    kind, value = ("jti", args.jti) if args.jti else ("sub", args.sub)
+    now_ms = int(time.time() * 1000)
+    expires_ms = now_ms + int(args.days * 86400 * 1000)
+
+    async def go() -> int:
+        store = SQLStore(settings.db_url)
+        await store.start()
+        try:
+            await store.migrate()
+            await store.revoke(kind, value, revoked_at_ms=now_ms, expires_at_ms=expires_ms, reason=args.reason)
+        finally:
+            await store.close()
+        print(f"revoked {kind} {value}")
+        return 0
+
+    return run_async(go())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--subscribe", action="append", default=[], help="channel pattern, e.g. 'signals:*'")
     token.add_argument("--publish", action="append", default=[], help="channel pattern, e.g. 'signals:alpha'")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument("--jti", help="token id (default: random); revoke it later with `mtbridge revoke --jti`")
     token.set_defaults(func=cmd_token)
+
+    revoke = sub.add_parser("revoke", help="revoke a token id or a whole subject (persisted)")
+    _common(revoke)
+    who = revoke.add_mutually_exclusive_group(required=True)
+    who.add_argument("--jti", help="the token id to revoke")
+    who.add_argument("--sub", help="the subject whose tokens (issued until now) are revoked")
+    revoke.add_argument("--database-url", help="the hub's database (default: SQLite in --data-dir)")
+    revoke.add_argument("--days", type=float, default=365.0, help="how long the revocation is kept (default 365)")
+    revoke.add_argument("--reason", help="why, for the audit trail")
+    revoke.set_defaults(func=cmd_revoke)
 
     for register in _plugins():
         register(sub)

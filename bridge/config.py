@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     pong_timeout: float = L.DEFAULT_PONG_TIMEOUT
     token_warning: float = L.DEFAULT_TOKEN_WARNING
     token_grace: float = L.DEFAULT_TOKEN_GRACE
+    close_timeout: float = L.DEFAULT_CLOSE_TIMEOUT
     max_connections_per_ip: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_IP
     max_connections_per_subject: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_SUBJECT
 
@@ -114,6 +115,7 @@ class Settings(BaseSettings):
             pong_timeout=self.pong_timeout,
             token_warning=self.token_warning,
             token_grace=self.token_grace,
+            close_timeout=self.close_timeout,
             max_connections_per_ip=self.max_connections_per_ip,
             max_connections_per_subject=self.max_connections_per_subject,
         )

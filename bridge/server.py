@@ -9,6 +9,7 @@ import uvicorn
 
 from bridge.api.app import create_app
 from bridge.config import Settings
+from bridge.hub.http import HubHttpProtocol
 from bridge.hub.websocket import HubWebSocketProtocol
 from bridge.redact import RedactingFilter
 
@@ -56,6 +57,7 @@ def uvicorn_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
         "host": settings.host,
         "port": settings.port,
         "ws": HubWebSocketProtocol,
+        "http": HubHttpProtocol,
         "lifespan": "on",
         "log_config": log_config(settings.log_level),
         "timeout_graceful_shutdown": settings.shutdown_timeout,

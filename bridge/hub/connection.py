@@ -12,6 +12,7 @@ The I/O side is behind :class:`Sink`, so tests can drive a connection without so
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -22,8 +23,6 @@ from bridge.protocol.channels import Role
 from bridge.protocol.envelope import Encoding
 
 if TYPE_CHECKING:
-    import asyncio
-
     from bridge.hub.hub import Hub
 
 __all__ = ["Connection", "Sink"]
@@ -68,6 +67,7 @@ class Connection:
         "coalesce",
         "connected_at",
         "dirty",
+        "drain_waiter",
         "encoding",
         "hub",
         "id",
@@ -108,6 +108,7 @@ class Connection:
         self.dirty = False
         self.paused = False
         self.closing = False
+        self.drain_waiter: asyncio.Future[None] | None = None
         self.backlog: deque[_Entry] | None = None
         self.backlog_bytes = 0
         self.coalesce: dict[str, _Entry] | None = None
@@ -141,7 +142,9 @@ class Connection:
         """Queue a frame for the next flush (the fan-out loop inlines the fast path of this)."""
         if self.closing:
             return
-        if self.paused or self.out_bytes + len(frame) > self.max_queue:
+        if self.out_bytes + len(frame) > self.max_queue // 2 and not self.paused:
+            self.flush()  # a burst larger than the queue goes to the socket now
+        if self.paused:
             self.send_backlogged(frame, lossy, key)
             return
         self.out.append(frame)
@@ -183,9 +186,11 @@ class Connection:
             if not lossy:
                 self.hub.slow_consumer(self)
                 return
-            if not self._drop_oldest_lossy(size, buffered, max_bytes, max_msgs):
+            if not self._drop_oldest_lossy(size, buffered, max_bytes, max_msgs) and key is None:
                 self.hub.metrics.drops.labels("queue_full").inc()
                 return
+            # With a key, the latest value is kept even past the bound: at most one entry per key
+            # (channel), and a subscriber that catches up must end on the newest value.
         entry = _Entry(frame, lossy, key)
         self.backlog.append(entry)
         self.backlog_bytes += size
@@ -246,8 +251,23 @@ class Connection:
     def pause_writing(self) -> None:
         self.paused = True
 
+    async def writable(self) -> None:
+        """Wait until the socket takes data again (or the connection ends): flow control for
+        long replays, so a recovering client is never closed as a slow consumer by its own replay."""
+        while self.paused and not self.closing:
+            if self.drain_waiter is None:
+
+                self.drain_waiter = asyncio.get_running_loop().create_future()
+            await self.drain_waiter
+
+    def _wake_drain(self) -> None:
+        waiter, self.drain_waiter = self.drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def resume_writing(self) -> None:
         self.paused = False
+        self._wake_drain()
         if (self.out or self.backlog) and not self.dirty:
             self.dirty = True
             self.hub.mark_dirty(self)
@@ -268,4 +288,5 @@ class Connection:
         self.out_bytes += len(frame)
         self.paused = False  # the close frame goes out now; the transport buffers it
         self.flush()
+        self._wake_drain()
         self.sink.finish(flush)

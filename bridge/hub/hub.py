@@ -213,6 +213,7 @@ class Hub:
         conn.out_bytes = 0
         conn.backlog = None
         conn.coalesce = None
+        conn._wake_drain()
 
     def slow_consumer(self, conn: Connection) -> None:
         self.metrics.slow_closes.inc()
@@ -585,16 +586,24 @@ class Hub:
                 if ch.empty:
                     self.channels.pop(name, None)
             raise
-        buffered = ch.recovering.pop(conn, None)
-        conn.recovering.discard(name)
+        buffered = ch.recovering.get(conn)
         if buffered is None or conn.closing:
+            ch.recovering.pop(conn, None)
+            conn.recovering.discard(name)
             return
         self.reply(conn, request_id, result, channel=name)
         enc = conn.encoding
         sent: list[dict[str, Any]] = []
         for offset, payload in replay:
+            if conn.paused:
+                await conn.writable()
+                if conn.closing:
+                    ch.recovering.pop(conn, None)
+                    return
             conn.send(frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc))
             sent.append(payload)
+        # Live publications that arrived while we replayed (including while waiting for the socket).
+        buffered = ch.recovering.pop(conn, buffered)
         claims = conn.claims
         for offset, payload, targets in buffered:
             if offset <= last:
@@ -604,6 +613,7 @@ class Hub:
                     continue
             conn.send(frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc))
             sent.append(payload)
+        conn.recovering.discard(name)
         ch.subs_for(conn)[conn] = None
         conn.subscriptions.add(name)
         if sent:
@@ -689,7 +699,9 @@ class Hub:
             waiting.append((offset, payload, targets))
         lossy = ch.policy.lossy
         key = name if ch.policy.coalesce else None
-        max_q = self.limits.max_queue_bytes
+        # Frames ready in one loop iteration are written together, but never more than half the
+        # queue bound at once: a burst goes to the socket, and the other half absorbs a pause.
+        half_q = self.limits.max_queue_bytes // 2
         dirty = self._dirty
         delivered = 0
         for subs, op, encoder in (
@@ -705,7 +717,9 @@ class Hub:
                     if not targets.accepts(c.claims.accounts, c.claims.groups):
                         continue
                 delivered += 1
-                if c.paused or c.closing or c.out_bytes + size > max_q:
+                if c.out_bytes + size > half_q and not c.paused:
+                    c.flush()  # a burst larger than the queue goes to the socket now, not to the limit
+                if c.paused or c.closing:
                     c.send_backlogged(frame, lossy, key)
                     continue
                 c.out.append(frame)

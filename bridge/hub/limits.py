@@ -7,6 +7,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_AUTH_TIMEOUT",
+    "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PONG_TIMEOUT",
