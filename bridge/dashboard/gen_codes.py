@@ -30,9 +30,7 @@ def registry() -> dict[str, Any]:
             str(d.code): {"reason": d.reason, "reconnect": d.reconnect, "advice": d.advice}
             for d in sorted(codes.CLOSE_CODES.values(), key=lambda d: int(d.code))
         },
-        "errors": {
-            e.code: {"retryable": e.retryable, "advice": e.advice} for e in codes.ERRORS.values()
-        },
+        "errors": {e.code: {"retryable": e.retryable, "advice": e.advice} for e in codes.ERRORS.values()},
     }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
@@ -32,6 +33,7 @@ CHROMIUM_ARGS = [
 FACTOR = float(os.environ.get("MTBRIDGE_TESTS_TIMEOUT_FACTOR", "1"))
 WAIT_S = 30.0 * FACTOR
 WAIT_MS = int(WAIT_S * 1000)
+SUBPROTOCOLS = [Subprotocol("mtbridge.v1.json")]
 BIN = str(Path(sys.executable).parent / "mtbridge")
 
 
@@ -159,7 +161,7 @@ class SimulatedEA:
     def __init__(self, hub: HubProcess, token: str) -> None:
         self._stack = contextlib.ExitStack()
         self.ws: ClientConnection = self._stack.enter_context(
-            connect(hub.ws_url, subprotocols=["mtbridge.v1.json"], open_timeout=WAIT_S)  # type: ignore[list-item]
+            connect(hub.ws_url, subprotocols=SUBPROTOCOLS, open_timeout=WAIT_S)
         )
         self.next_id = 0
         self.inbox: list[dict[str, Any]] = []

@@ -13,6 +13,7 @@ from websockets.sync.client import connect
 
 from .conftest import (
     ARTIFACTS,
+    SUBPROTOCOLS,
     WAIT_MS,
     WAIT_S,
     HubProcess,
@@ -194,7 +195,7 @@ def test_hub_restart_is_recovered_without_reload_or_duplicates(hub: HubProcess, 
 
 def publish_many(hub: HubProcess, token: str, signals: list[dict[str, Any]]) -> None:
     """Pipelined WebSocket publishes (an engine's fast path), then every result."""
-    with connect(hub.ws_url, subprotocols=["mtbridge.v1.json"], open_timeout=WAIT_S) as ws:  # type: ignore[list-item]
+    with connect(hub.ws_url, subprotocols=SUBPROTOCOLS, open_timeout=WAIT_S) as ws:
         ws.send(json.dumps({"type": "auth", "requestId": "auth", "payload": {"token": token}}))
         for i, sig in enumerate(signals):
             channel = f"signals:{sig['strategy']}"
@@ -341,7 +342,7 @@ def test_admin_controls_pause_close_and_revoke(hub: HubProcess, page: Any, ea_fa
     page.wait_for_function(
         "document.querySelector('#ops-status').textContent.startsWith('revoked')", timeout=WAIT_MS
     )
-    with connect(hub.ws_url, subprotocols=["mtbridge.v1.json"], open_timeout=WAIT_S) as ws:  # type: ignore[list-item]
+    with connect(hub.ws_url, subprotocols=SUBPROTOCOLS, open_timeout=WAIT_S) as ws:
         ws.send(json.dumps({"type": "auth", "requestId": "1", "payload": {"token": ea_token}}))
         replies = []
         try:
@@ -400,8 +401,8 @@ def test_page_keeps_up_with_1000_signals_per_second(hub: HubProcess, page: Any, 
         try:
             with connect(
                 hub.ws_url,
-                subprotocols=["mtbridge.v1.json"],
-                open_timeout=WAIT_S,  # type: ignore[list-item]
+                subprotocols=SUBPROTOCOLS,
+                open_timeout=WAIT_S,
                 max_size=2**20,
             ) as ws:
                 ws.send(json.dumps({"type": "auth", "requestId": "a", "payload": {"token": engine}}))
@@ -483,3 +484,192 @@ def test_page_keeps_up_with_1000_signals_per_second(hub: HubProcess, page: Any, 
     assert frames["frames"] > 0
     # The only timing bound: very generous, it catches a frozen page, not a slow machine.
     assert frames["longest"] < 10_000
+
+
+class EAWorker(threading.Thread):
+    """An EA in a thread: acks every signal for its account, then executes or rejects it."""
+
+    def __init__(self, hub: HubProcess, account: str, strategy: str, expect: int, reject_every: int) -> None:
+        super().__init__(daemon=True)
+        self.hub = hub
+        self.account = account
+        self.strategy = strategy
+        self.expect = expect
+        self.reject_every = reject_every
+        self.token = hub.token("ea", f"ea-{account}", "--account", account, "--subscribe", "signals:*")
+        self.handled = 0
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:
+            self.errors.append(repr(exc))
+
+    def _run(self) -> None:
+        acc = self.account
+        with connect(self.hub.ws_url, subprotocols=SUBPROTOCOLS, open_timeout=WAIT_S, max_size=2**20) as ws:
+            rid = 0
+
+            def send(mtype: str, **fields: Any) -> None:
+                nonlocal rid
+                rid += 1
+                ws.send(json.dumps({"type": mtype, "requestId": f"r{rid}", **fields}))
+
+            send("auth", payload={"token": self.token})
+            send("subscribe", channel=f"signals:{self.strategy}", payload={"since": 0})
+            equity = 10_000.0
+            answers = 0
+            while self.handled < self.expect:
+                msg = json.loads(ws.recv(timeout=WAIT_S * 4))
+                if msg["type"] == "error":
+                    self.errors.append(json.dumps(msg)[:300])
+                if str(msg.get("requestId", "")).startswith("r"):
+                    answers += 1
+                if msg["type"] != "message":
+                    continue
+                sig = msg["payload"]
+                self.handled += 1
+                send("signal.ack", payload={"signalId": sig["id"], "account": acc})
+                now = int(time.time() * 1000)
+                base = {"id": str(uuid.uuid4()), "account": acc, "ts": now, "signalId": sig["id"]}
+                if self.handled % self.reject_every == 0:
+                    event = {
+                        **base,
+                        "kind": "order",
+                        "state": "rejected",
+                        "symbol": sig["symbol"],
+                        "side": sig["side"],
+                        "orderType": "market",
+                        "volume": sig["volume"],
+                        "retcode": 10019,
+                        "message": "no money",
+                    }
+                else:
+                    event = {
+                        **base,
+                        "kind": "deal",
+                        "ticket": 1000 + self.handled,
+                        "symbol": sig["symbol"],
+                        "side": sig["side"],
+                        "entry": "in",
+                        "volume": sig["volume"],
+                        "price": 1.08,
+                        "profit": round((self.handled % 7 - 3) * 1.25, 2),
+                    }
+                send("trade.event", payload=event)
+                if self.handled % 50 == 0:
+                    equity += (self.handled % 3 - 1) * 12.5
+                    send(
+                        "trade.event",
+                        payload={
+                            "id": str(uuid.uuid4()),
+                            "kind": "account",
+                            "account": acc,
+                            "ts": now,
+                            "balance": 10_000.0,
+                            "equity": equity,
+                            "margin": 120.0,
+                            "freeMargin": equity - 120.0,
+                            "positions": [
+                                {
+                                    "ticket": 1000 + self.handled,
+                                    "symbol": "EURUSD",
+                                    "side": "buy",
+                                    "volume": 0.1,
+                                    "priceOpen": 1.08,
+                                }
+                            ],
+                        },
+                    )
+            # Drain the answers to what was sent, so every event is committed before we leave.
+            deadline = time.monotonic() + WAIT_S * 4
+            answered = rid
+            while answers < answered and time.monotonic() < deadline:
+                msg = json.loads(ws.recv(timeout=WAIT_S * 4))
+                if msg["type"] == "error":
+                    self.errors.append(json.dumps(msg)[:300])
+                if str(msg.get("requestId", "")).startswith("r"):
+                    answers += 1
+
+
+def test_page_agrees_with_the_ledger_after_a_mixed_live_load(hub: HubProcess, browser: Any) -> None:
+    """Engines publish, two EAs ack and execute or reject, a third account never connects; then
+    every status on the page equals the hub's ledger. Screenshots for docs/dashboard.md."""
+    engine = hub.token("engine", "engine-mix", "--publish", "signals:*")
+    admin = hub.token("admin", "ops", "--account", "*")
+    total = 600
+    eas = [EAWorker(hub, "50123", "mixed", total, 9), EAWorker(hub, "50124", "mixed", total, 4)]
+    for ea in eas:
+        ea.start()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shots = []
+    for name, viewport, scheme in (
+        ("laptop-dark", (1440, 1000), "dark"),
+        ("wall-light", (2560, 1440), "light"),
+    ):
+        context = browser.new_context(
+            viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=scheme
+        )
+        shots.append((name, context, context.new_page()))
+    try:
+        for _, _, pg in shots:
+            login(pg, hub, admin)
+        signals = [make_signal("mixed", ["50123", "50124", "50125"]) for _ in range(total)]
+        for i in range(0, total, 100):  # about 200 signals/s, in slices
+            publish_many(hub, engine, signals[i : i + 100])
+            time.sleep(0.5)
+            if i == 300:
+                for name, _, pg in shots:
+                    pg.screenshot(path=str(ARTIFACTS / f"live-{name}.png"))
+        for ea in eas:
+            ea.join(timeout=WAIT_S * 4)
+            assert not ea.is_alive() and not ea.errors, ea.errors[:3]
+
+        def ledger() -> dict[tuple[str, str], str]:
+            out: dict[tuple[str, str], str] = {}
+            cursor = None
+            while True:
+                q = "/api/v1/signals?strategy=mixed&limit=1000" + (f"&cursor={cursor}" if cursor else "")
+                body = hub.rest("GET", q, admin).json()
+                for item in body["items"]:
+                    for d in item["deliveries"]:
+                        out[(item["id"], d["account"])] = d["status"]
+                cursor = body["nextCursor"]
+                if not cursor:
+                    return out
+
+        def settled() -> dict[tuple[str, str], str] | None:
+            state = ledger()
+            done = all(s in ("executed", "rejected") for (_, acc), s in state.items() if acc != "50125")
+            return state if done and len(state) == total * 3 else None
+
+        truth = wait_until(settled, "every EA delivery to reach a final status", timeout=WAIT_S * 4)
+        expected = {"executed": 0, "rejected": 0, "pending": 0}
+        for status in truth.values():
+            expected[status] = expected.get(status, 0) + 1
+        assert expected["pending"] == total  # 50125 never connected
+        for _, _, pg in shots:
+            pg.wait_for_function(
+                """(ids) => ids.every((id) => {
+                     const s = window.mtbDashboard.signal(id);
+                     const done = (a) => ['executed', 'rejected'].includes(s.deliveries[a].status);
+                     return s && done('50123') && done('50124');
+                   })""",
+                arg=[s["id"] for s in signals],
+                timeout=WAIT_MS * 2,
+            )
+            on_page = pg.evaluate(
+                """(ids) => Object.fromEntries(ids.flatMap((id) => {
+                     const s = window.mtbDashboard.signal(id);
+                     return Object.entries(s.deliveries).map(([acc, d]) => [id + '/' + acc, d.status]);
+                   }))""",
+                [s["id"] for s in signals],
+            )
+            assert on_page == {f"{sid}/{acc}": status for (sid, acc), status in truth.items()}
+        for name, _, pg in shots:
+            pg.wait_for_timeout(1500)  # let the health charts take one more sample
+            pg.screenshot(path=str(ARTIFACTS / f"settled-{name}.png"))
+    finally:
+        for _, context, _ in shots:
+            context.close()

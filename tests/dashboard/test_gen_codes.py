@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from bridge.dashboard import gen_codes
 from bridge.protocol import codes
@@ -19,7 +20,7 @@ def test_codes_json_reconnect_flags_follow_is_reconnect() -> None:
     assert set(data["errors"]) == set(codes.ERRORS)
 
 
-def test_check_mode_flags_a_stale_file(tmp_path) -> None:
+def test_check_mode_flags_a_stale_file(tmp_path: Path) -> None:
     stale = tmp_path / "codes.json"
     stale.write_text("{}\n", encoding="utf-8")
     assert gen_codes.main(["--check", "--output", str(stale)]) == 1

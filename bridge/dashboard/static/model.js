@@ -10,33 +10,37 @@ function rank(status) {
   return STATUS_RANK[status] ?? -1;
 }
 
-/** An array kept sorted by `key(item)` then id, where new items are nearly always the newest. */
+/** Ids kept sorted by `(key, tie, id)`, where new items are nearly always the newest. */
 class SortedIds {
-  constructor(keyOf) {
+  constructor(keyOf, tieOf = () => 0) {
     this.keyOf = keyOf;
+    this.tieOf = tieOf;
     this.ids = [];
   }
   insert(id) {
     const ids = this.ids;
-    const k = this.keyOf(id);
     let lo = ids.length;
-    // Walk back from the end: live items land last; REST pages of older items land near the front.
-    if (lo && this._cmp(ids[lo - 1], k, id) > 0) {
+    // Live items land last; REST pages of older items land further in, by binary search.
+    if (lo && this._cmp(ids[lo - 1], id) > 0) {
       let a = 0;
       let b = lo;
       while (a < b) {
         const m = (a + b) >>> 1;
-        if (this._cmp(ids[m], k, id) > 0) b = m;
+        if (this._cmp(ids[m], id) > 0) b = m;
         else a = m + 1;
       }
       lo = a;
     }
     ids.splice(lo, 0, id);
   }
-  _cmp(otherId, k, id) {
-    const ok = this.keyOf(otherId);
-    if (ok !== k) return ok < k ? -1 : 1;
-    return otherId < id ? -1 : otherId > id ? 1 : 0;
+  _cmp(x, y) {
+    const kx = this.keyOf(x);
+    const ky = this.keyOf(y);
+    if (kx !== ky) return kx < ky ? -1 : 1;
+    const tx = this.tieOf(x);
+    const ty = this.tieOf(y);
+    if (tx !== ty) return tx < ty ? -1 : 1;
+    return x < y ? -1 : x > y ? 1 : 0;
   }
   dropOldest(n) {
     return this.ids.splice(0, n);
@@ -51,7 +55,11 @@ export class SignalBook {
   constructor(cap = 5000) {
     this.cap = cap;
     this.byId = new Map();
-    this.order = new SortedIds((id) => this.byId.get(id).createdAt);
+    // Same millisecond: the channel offset keeps publication order.
+    this.order = new SortedIds(
+      (id) => this.byId.get(id).createdAt,
+      (id) => this.byId.get(id).offset ?? -1,
+    );
     this.orphans = new Map(); // signalId -> status updates that arrived before the signal
     this.version = 0;
     this.seen = 0; // distinct signals ever added
@@ -168,7 +176,10 @@ export class EventLog {
   constructor(cap = 5000) {
     this.cap = cap;
     this.byId = new Map();
-    this.order = new SortedIds((id) => this.byId.get(id).ts);
+    this.order = new SortedIds(
+      (id) => this.byId.get(id).ts,
+      (id) => this.byId.get(id).seq,
+    );
     this.version = 0;
     this.filter = { account: "", kind: "", signalId: "" };
     this._view = null;
@@ -189,6 +200,7 @@ export class EventLog {
       account: String(raw.account ?? p.account ?? ""),
       signalId: raw.signalId ?? p.signalId ?? null,
       ts: Number(raw.ts ?? p.ts ?? Date.now()),
+      seq: Number.isFinite(raw.seq) ? raw.seq : -1,
       payload: p,
     };
     this.byId.set(ev.id, ev);
