@@ -673,3 +673,34 @@ def test_page_agrees_with_the_ledger_after_a_mixed_live_load(hub: HubProcess, br
     finally:
         for _, context, _ in shots:
             context.close()
+
+
+def test_token_refresh_banner_and_revocation_back_to_login(hub: HubProcess, page: Any) -> None:
+    # A token inside the hub's 60 s warning window: the banner asks for a new one at once.
+    short = hub.token("dashboard", "night-shift", "--account", "*", "--ttl", "62")
+    fresh = hub.token("dashboard", "night-shift", "--account", "*", "--ttl", "3600")
+    login(page, hub, short)
+    page.wait_for_selector("#banner:not([hidden]) #refresh-form:not([hidden])", timeout=WAIT_MS)
+    page.fill("#refresh-input", fresh)
+    page.click("#refresh-form button")
+    page.wait_for_selector("#banner", state="hidden", timeout=WAIT_MS)
+    assert page.evaluate("sessionStorage.getItem('mtbridge.token')") == fresh
+    assert page.evaluate("window.mtbDashboard.state") == "open"
+    # The theme toggle flips and is remembered.
+    before = page.evaluate("document.documentElement.dataset.theme")
+    page.click("#theme")
+    after = page.evaluate("document.documentElement.dataset.theme")
+    assert {before, after} == {"dark", "light"}
+    assert page.evaluate("localStorage.getItem('mtbridge.theme')") == after
+
+    # Revoking the subject closes the page's connection with 4501: back to the login form.
+    admin = hub.token("admin", "ops", "--account", "*")
+    r = hub.rest("POST", "/api/v1/tokens/revoke", admin, {"kind": "sub", "value": "night-shift"})
+    assert r.status_code == 200
+    page.wait_for_function("document.body.dataset.view === 'login'", timeout=WAIT_MS)
+    assert "4501" in page.text_content("#login-error")
+    assert page.get_attribute("#conn-state", "data-state") == "closed"
+    assert page.evaluate("sessionStorage.getItem('mtbridge.token')") is None
+    # Logging in again with another token starts a fresh session.
+    login(page, hub, hub.token("dashboard", "day-shift", "--account", "*"))
+    assert page.text_content("#who") == "day-shift · dashboard"

@@ -145,6 +145,11 @@ async function onLoginSubmit(ev) {
   try {
     await login(token);
     $("#token-input").value = "";
+    if (app.client) {
+      // A session ended for good (revoked, invalid): start afresh with the new token.
+      location.reload();
+      return;
+    }
     start();
   } catch (err) {
     app.token = null;
@@ -172,7 +177,14 @@ function start() {
   const client = new MTBridgeClient(url, { token: app.token, refreshToken: askForToken });
   app.client = client;
   client.on("state", ({ state }) => indicator(state));
-  client.on("close", (c) => indicator(client.state, c));
+  client.on("close", (c) => {
+    indicator(client.state, c);
+    if (!c.reconnect && c.code >= 4500 && c.code <= 4999) {
+      // Terminal (invalid, revoked, forbidden): this token will not work again.
+      sessionStorage.removeItem(TOKEN_KEY);
+      showLogin(`The hub closed the session: ${closeText(c.code, c.reason)}. Log in with another token.`);
+    }
+  });
   client.on("open", () => reloadAll());
   client.on("warning", (w) => {
     if (w.code === "token_expiring") banner(`Token expires at ${clock(w.expiresAt * 1000)}: paste a new one.`, true);
@@ -187,12 +199,7 @@ function start() {
   client.subscribe("system:events", push("events")).catch(reportError);
   client.subscribe("system:connections", push("connections")).catch(reportError);
   client.subscribe("system:health", push("health")).catch(reportError);
-  client.connect().catch((err) => {
-    if (err.payload && (err.payload.code === 4500 || err.payload.code === 4501)) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      showLogin(`The hub closed the session: ${closeText(err.payload.code, err.payload.reason)}`);
-    }
-  });
+  client.connect().catch(reportError); // a terminal close is handled by the close listener
   app.timers.push(setInterval(pollConnections, CONNECTIONS_POLL_MS));
   app.timers.push(setInterval(pollAccounts, ACCOUNTS_POLL_MS));
   // rAF does not run in hidden tabs: drain there on a timer so the inbox cannot grow without bound.
