@@ -23,6 +23,7 @@ from websockets.exceptions import InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
 from bridge.client._exceptions import ConnectError
+from bridge.redact import redact
 
 __all__ = ["ABNORMAL_CLOSURE", "Link", "Transport", "TransportClosed", "WebSocketTransport"]
 
@@ -119,7 +120,8 @@ class WebSocketTransport(Transport):
                 **self.options,
             )
         except (TimeoutError, OSError, InvalidHandshake, InvalidURI) as exc:
-            raise ConnectError(f"cannot connect to {_safe_url(url)}: {type(exc).__name__}: {exc}") from exc
+            detail = redact(str(exc)).replace(url, _safe_url(url))
+            raise ConnectError(f"cannot connect to {_safe_url(url)}: {type(exc).__name__}: {detail}") from exc
         return _WebSocketLink(ws)
 
 
