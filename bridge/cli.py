@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bridge.config import Settings, load_settings
 
@@ -82,7 +82,8 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     from bridge.store.sql import SQLStore
 
     settings = _settings(args, database_url=args.database_url)
-    kind, value = ("jti", args.jti) if args.jti else ("sub", args.sub)
+    kind: Literal["jti", "sub"] = "jti" if args.jti else "sub"
+    value: str = args.jti or args.sub
     now_ms = int(time.time() * 1000)
     expires_ms = now_ms + int(args.days * 86400 * 1000)
 
@@ -91,7 +92,9 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         await store.start()
         try:
             await store.migrate()
-            await store.revoke(kind, value, revoked_at_ms=now_ms, expires_at_ms=expires_ms, reason=args.reason)
+            await store.revoke(
+                kind, value, revoked_at_ms=now_ms, expires_at_ms=expires_ms, reason=args.reason
+            )
         finally:
             await store.close()
         print(f"revoked {kind} {value}")
@@ -110,9 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port for HTTP and /ws (default 8765)")
     serve.add_argument("--database-url", help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db")
     serve.add_argument("--broker", help="'memory' (default) or a redis:// URL")
-    serve.add_argument("--allowed-origin", action="append", default=[], help="browser Origin allowed (repeat)")
+    serve.add_argument(
+        "--allowed-origin", action="append", default=[], help="browser Origin allowed (repeat)"
+    )
     serve.add_argument("--log-level", help="debug, info, warning, error")
-    serve.add_argument("--test-mode", action="store_true", help="enable the /echo route (conformance tests only)")
+    serve.add_argument(
+        "--test-mode", action="store_true", help="enable the /echo route (conformance tests only)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     token = sub.add_parser("token", help="print a JWT signed with the hub's secret")
@@ -124,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--subscribe", action="append", default=[], help="channel pattern, e.g. 'signals:*'")
     token.add_argument("--publish", action="append", default=[], help="channel pattern, e.g. 'signals:alpha'")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
-    token.add_argument("--jti", help="token id (default: random); revoke it later with `mtbridge revoke --jti`")
+    token.add_argument(
+        "--jti", help="token id (default: random); revoke it later with `mtbridge revoke --jti`"
+    )
     token.set_defaults(func=cmd_token)
 
     revoke = sub.add_parser("revoke", help="revoke a token id or a whole subject (persisted)")
@@ -133,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--jti", help="the token id to revoke")
     who.add_argument("--sub", help="the subject whose tokens (issued until now) are revoked")
     revoke.add_argument("--database-url", help="the hub's database (default: SQLite in --data-dir)")
-    revoke.add_argument("--days", type=float, default=365.0, help="how long the revocation is kept (default 365)")
+    revoke.add_argument(
+        "--days", type=float, default=365.0, help="how long the revocation is kept (default 365)"
+    )
     revoke.add_argument("--reason", help="why, for the audit trail")
     revoke.set_defaults(func=cmd_revoke)
 

@@ -99,7 +99,9 @@ class Settings(BaseSettings):
     def origins(self) -> list[str]:
         if self.allowed_origins:
             return self.allowed_origins
-        hosts = {self.host, "127.0.0.1", "localhost"} if self.host in ("127.0.0.1", "localhost") else {self.host}
+        hosts = (
+            {self.host, "127.0.0.1", "localhost"} if self.host in ("127.0.0.1", "localhost") else {self.host}
+        )
         return [f"{scheme}://{h}:{self.port}" for h in sorted(hosts) for scheme in ("http", "https")]
 
     def hub_limits(self) -> L.HubLimits:

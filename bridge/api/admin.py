@@ -42,7 +42,9 @@ async def issue_token(body: TokenRequest, request: Request, hub: HubDep, _: Admi
     """Issue a token signed with the hub's HMAC secret (admin only)."""
     secret: bytes | None = getattr(request.state, "hmac_secret", None)
     if secret is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, "tokens are issued by your identity provider (RS/ES keys)")
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "tokens are issued by your identity provider (RS/ES keys)"
+        )
     now = hub.clock()
     token = issue(
         secret,

@@ -58,7 +58,9 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield {
                 "hub": services.hub,
-                "ws_options": WebSocketOptions(allowed_origins=settings.origins, test_mode=settings.test_mode),
+                "ws_options": WebSocketOptions(
+                    allowed_origins=settings.origins, test_mode=settings.test_mode
+                ),
                 "hmac_secret": services.hmac_secret,
                 "ready_check": services.ready_check,
                 "services": services,
@@ -80,4 +82,3 @@ def create_app(settings: Settings) -> FastAPI:
     if STATIC_DIR.is_dir():
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")
     return app
-

@@ -48,10 +48,14 @@ def bearer_claims(
         claims = hub.verifier.verify(creds.credentials, hub.clock())
     except AuthError as exc:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, {"code": exc.code, "message": str(exc)}, headers={"WWW-Authenticate": "Bearer"}
+            status.HTTP_401_UNAUTHORIZED,
+            {"code": exc.code, "message": str(exc)},
+            headers={"WWW-Authenticate": "Bearer"},
         ) from exc
     if hub.revocations.is_revoked(claims, hub.clock()):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, {"code": "token_revoked", "message": "token revoked"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, {"code": "token_revoked", "message": "token revoked"}
+        )
     return claims
 
 
@@ -61,7 +65,9 @@ BearerClaims = Annotated[Claims, Depends(bearer_claims)]
 def require_roles(*roles: Role) -> Any:
     def check(claims: BearerClaims) -> Claims:
         if claims.role not in roles:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": "role not allowed"})
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": "role not allowed"}
+            )
         return claims
 
     return Depends(check)

@@ -34,11 +34,21 @@ def event_json(e: StoredEvent) -> dict[str, Any]:
 
 
 def _filters(
-    claims: Any, account: str | None, kind: EventKind | None, signal_id: str | None, since: int | None, until: int | None
+    claims: Any,
+    account: str | None,
+    kind: EventKind | None,
+    signal_id: str | None,
+    since: int | None,
+    until: int | None,
 ) -> EventFilter:
-    if claims.role in (Role.EA, Role.ENGINE) and (account is None or not holds_account(claims.accounts, account)):
-        if not (account is None and "*" in claims.accounts):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": "name an account you hold"})
+    if (
+        claims.role in (Role.EA, Role.ENGINE)
+        and (account is None or not holds_account(claims.accounts, account))
+        and not (account is None and "*" in claims.accounts)
+    ):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": "name an account you hold"}
+        )
     return EventFilter(account=account, kind=kind, signal_id=signal_id, since_ms=since, until_ms=until)
 
 
@@ -86,5 +96,7 @@ async def export_events(
         yield buf.getvalue()
 
     return StreamingResponse(
-        rows(), media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="trade-events.csv"'}
+        rows(),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="trade-events.csv"'},
     )

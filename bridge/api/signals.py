@@ -63,10 +63,17 @@ async def publish_signal(
     try:
         policy = hub.policy_for(channel)
     except HubError as exc:
-        raise hub_error(HubError("validation_failed", "bad strategy", details=[
-            {"field": "strategy", "code": "invalid", "message": "must be [A-Za-z0-9_.-]{1,64}"}])) from exc
+        raise hub_error(
+            HubError(
+                "validation_failed",
+                "bad strategy",
+                details=[{"field": "strategy", "code": "invalid", "message": "must be [A-Za-z0-9_.-]{1,64}"}],
+            )
+        ) from exc
     if not can_publish(policy, claims.role, claims.accounts, claims.publish, channel):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": f"may not publish to {channel}"})
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": f"may not publish to {channel}"}
+        )
     try:
         return await services.ledger.publish_signal(signal, claims.sub, channel)  # type: ignore[no-any-return]
     except HubError as exc:
@@ -86,9 +93,10 @@ async def list_signals(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
     """Signals, newest first; pass ``nextCursor`` back as ``cursor`` for the next page."""
-    if claims.role is Role.EA:
-        if account is None or not holds_account(claims.accounts, account):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": "EAs list their own account"})
+    if claims.role is Role.EA and (account is None or not holds_account(claims.accounts, account)):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": "EAs list their own account"}
+        )
     page = await services.store.list_signals(
         SignalFilter(strategy=strategy, account=account, status=status_, since_ms=since, until_ms=until),
         cursor=cursor,

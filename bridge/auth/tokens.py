@@ -190,7 +190,7 @@ class Verifier:
         if not isinstance(sub, str) or not 0 < len(sub) <= 128:
             raise TokenInvalid("claim 'sub' must be a non-empty string")
         try:
-            role = Role(payload.get("role"))
+            role = Role(str(payload.get("role")))
         except ValueError as exc:
             raise TokenInvalid("claim 'role' must be engine, ea, dashboard or admin") from exc
         jti = payload.get("jti")
@@ -238,7 +238,12 @@ def issue(
         payload["aud"] = audience
     if issuer:
         payload["iss"] = issuer
-    for name, values in (("accounts", accounts), ("groups", groups), ("subscribe", subscribe), ("publish", publish)):
+    for name, values in (
+        ("accounts", accounts),
+        ("groups", groups),
+        ("subscribe", subscribe),
+        ("publish", publish),
+    ):
         items = list(values)
         if items:
             payload[name] = items

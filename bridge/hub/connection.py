@@ -89,9 +89,7 @@ class Connection:
         "token_warned",
     )
 
-    def __init__(
-        self, hub: Hub, conn_id: str, sink: Sink, encoding: Encoding, ip: str, now: float
-    ) -> None:
+    def __init__(self, hub: Hub, conn_id: str, sink: Sink, encoding: Encoding, ip: str, now: float) -> None:
         self.hub = hub
         self.id = conn_id
         self.sink = sink
@@ -227,7 +225,7 @@ class Connection:
     def flush(self) -> None:
         """Write everything ready as one write. Called by the hub once per loop iteration."""
         self.dirty = False
-        if self.paused or self.closing and not self.out and not self.backlog:
+        if self.paused or (self.closing and not self.out and not self.backlog):
             return
         if self.backlog:
             frames = [e.frame for e in self.backlog]
@@ -256,7 +254,6 @@ class Connection:
         long replays, so a recovering client is never closed as a slow consumer by its own replay."""
         while self.paused and not self.closing:
             if self.drain_waiter is None:
-
                 self.drain_waiter = asyncio.get_running_loop().create_future()
             await self.drain_waiter
 

@@ -8,6 +8,7 @@ queue; a single flush per loop iteration then writes each dirty connection once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -15,7 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from bridge.auth.exceptions import AuthError, TokenExpired, TokenRevoked
+from bridge.auth.exceptions import AuthError, TokenRevoked
 from bridge.auth.revocation import Revocation, RevocationList
 from bridge.auth.tokens import Claims, Verifier
 from bridge.hub.connection import Connection, Sink
@@ -139,21 +140,25 @@ class Hub:
         """Close every connection with 1001 and a reconnect hint, then wait for them to drain."""
         self.accepting = False
         for conn in list(self.connections.values()):
-            self.send_event(
-                conn,
-                {"type": "reconnect", "payload": {"afterMs": 500 + secrets.randbelow(4_500), "reason": "shutdown"}},
-            )
-            conn.close(codes.GOING_AWAY)
+            self.going_away(conn)
         deadline = self.clock() + drain_timeout
-        while self.connections and self.clock() < deadline:
+        while self.connections and self.clock() < deadline:  # noqa: ASYNC110 - bounded drain poll
             await asyncio.sleep(0.05)
         if self._housekeeping is not None:
             self._housekeeping.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
-            except asyncio.CancelledError:
-                pass
             self._housekeeping = None
+
+    def going_away(self, conn: Connection) -> None:
+        """Graceful shutdown of one connection: a reconnect hint with a random delay (so clients
+        do not all come back at once), then close 1001 after everything queued."""
+        self.accepting = False
+        if conn.closing:
+            return
+        after = 500 + secrets.randbelow(4_500)
+        self.send_event(conn, {"type": "reconnect", "payload": {"afterMs": after, "reason": "shutdown"}})
+        self.close(conn, codes.GOING_AWAY)
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -250,7 +255,9 @@ class Hub:
             return
         conn.send(frame_for(message, conn.encoding))
 
-    def reply(self, conn: Connection, request_id: str | None, payload: dict[str, Any], channel: str | None = None) -> None:
+    def reply(
+        self, conn: Connection, request_id: str | None, payload: dict[str, Any], channel: str | None = None
+    ) -> None:
         message: dict[str, Any] = {"type": "result"}
         if request_id is not None:
             message["requestId"] = request_id
@@ -311,7 +318,8 @@ class Hub:
         try:
             if binary != expected_binary:
                 raise EnvelopeError(
-                    "bad_request", f"{'binary' if binary else 'text'} frames do not match the negotiated encoding"
+                    "bad_request",
+                    f"{'binary' if binary else 'text'} frames do not match the negotiated encoding",
                 )
             env = decode(data, conn.encoding)
         except EnvelopeError as exc:
@@ -348,7 +356,9 @@ class Hub:
         if conn.in_flight >= self.limits.max_in_flight:
             if asyncio.iscoroutine(coro):
                 coro.close()
-            self.reply_error(conn, env.request_id, "rate_limited", "too many requests in flight", retryAfterMs=100)
+            self.reply_error(
+                conn, env.request_id, "rate_limited", "too many requests in flight", retryAfterMs=100
+            )
             return
         conn.in_flight += 1
         task = asyncio.ensure_future(self._guard(conn, env, coro))
@@ -520,7 +530,9 @@ class Hub:
             result: dict[str, Any] = {"offset": ch.seq, "epoch": self.epoch, "durable": False}
             if since is not None:
                 # Ephemeral channels keep no history: say so rather than pretend.
-                result.update(recovered=False, reason="no_history", advice="ephemeral channel; live data only")
+                result.update(
+                    recovered=False, reason="no_history", advice="ephemeral channel; live data only"
+                )
             self.reply(conn, env.request_id, result, channel=name)
             return None
         if self.log is None:
@@ -600,7 +612,9 @@ class Hub:
                 if conn.closing:
                     ch.recovering.pop(conn, None)
                     return
-            conn.send(frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc))
+            conn.send(
+                frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc)
+            )
             sent.append(payload)
         # Live publications that arrived while we replayed (including while waiting for the socket).
         buffered = ch.recovering.pop(conn, buffered)
@@ -608,10 +622,16 @@ class Hub:
         for offset, payload, targets in buffered:
             if offset <= last:
                 continue
-            if targets is not None and conn.role is Role.EA and claims is not None:
-                if not targets.accepts(claims.accounts, claims.groups):
-                    continue
-            conn.send(frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc))
+            if (
+                targets is not None
+                and claims is not None
+                and claims.role is Role.EA
+                and not targets.accepts(claims.accounts, claims.groups)
+            ):
+                continue
+            conn.send(
+                frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc)
+            )
             sent.append(payload)
         conn.recovering.discard(name)
         ch.subs_for(conn)[conn] = None
@@ -658,7 +678,9 @@ class Hub:
         result = await self.publish(name, prepared, policy)
         self.reply(conn, env.request_id, result)
 
-    async def publish(self, name: str, prepared: Prepared, policy: NamespacePolicy | None = None) -> dict[str, Any]:
+    async def publish(
+        self, name: str, prepared: Prepared, policy: NamespacePolicy | None = None
+    ) -> dict[str, Any]:
         """Persist (durable channels) then fan out; the entry point for WebSocket and REST alike."""
         started = time.perf_counter()
         policy = policy or self.policy_for(name)
@@ -670,7 +692,9 @@ class Hub:
         if prepared.signal is not None:
             appended = await self.log.publish_signal(prepared.signal)
         else:
-            appended = await self.log.append(name, prepared.message_id, prepared.payload, prepared.expires_at_ms)
+            appended = await self.log.append(
+                name, prepared.message_id, prepared.payload, prepared.expires_at_ms
+            )
         if not appended.duplicate:
             self.fanout(name, appended.offset, prepared.payload, prepared.targets)
             for callback in self.after_publish:
@@ -713,9 +737,13 @@ class Hub:
             frame = data_frame(encoder(message), op)
             size = len(frame)
             for c in subs:
-                if targets is not None and c.claims is not None and c.claims.role is Role.EA:
-                    if not targets.accepts(c.claims.accounts, c.claims.groups):
-                        continue
+                if (
+                    targets is not None
+                    and c.claims is not None
+                    and c.claims.role is Role.EA
+                    and not targets.accepts(c.claims.accounts, c.claims.groups)
+                ):
+                    continue
                 delivered += 1
                 if c.out_bytes + size > half_q and not c.paused:
                     c.flush()  # a burst larger than the queue goes to the socket now, not to the limit

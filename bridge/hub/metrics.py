@@ -12,7 +12,9 @@ class HubMetrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.connections = Gauge("mtbridge_connections", "Open connections by role", ["role"], registry=r)
         self.connections_total = Counter(
-            "mtbridge_connections_opened", "Connections accepted (the reconnect rate is its rate())", registry=r
+            "mtbridge_connections_opened",
+            "Connections accepted (the reconnect rate is its rate())",
+            registry=r,
         )
         self.messages_in = Counter("mtbridge_messages_in", "Messages received", ["type"], registry=r)
         self.messages_out = Counter("mtbridge_messages_out", "Messages delivered to subscribers", registry=r)
@@ -25,7 +27,9 @@ class HubMetrics:
         self.drops = Counter("mtbridge_drops", "Lossy messages dropped or coalesced", ["reason"], registry=r)
         self.slow_closes = Counter("mtbridge_slow_consumer_closes", "Slow consumers closed", registry=r)
         self.auth_failures = Counter("mtbridge_auth_failures", "Failed authentications", ["code"], registry=r)
-        self.disconnects = Counter("mtbridge_disconnects", "Connections closed by the hub", ["code"], registry=r)
+        self.disconnects = Counter(
+            "mtbridge_disconnects", "Connections closed by the hub", ["code"], registry=r
+        )
         self.errors = Counter("mtbridge_errors", "Error replies sent", ["code"], registry=r)
         self.connection_age = Histogram(
             "mtbridge_connection_age_seconds",

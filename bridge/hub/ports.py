@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from bridge.protocol.signals import Signal
 from bridge.store.base import Appended, Position, Stored
 
-__all__ = ["DurableLog", "PublishHook", "Prepared", "Targets"]
+__all__ = ["DurableLog", "Prepared", "PublishHook", "Targets"]
 
 
 class DurableLog(Protocol):

@@ -46,7 +46,9 @@ ECHO_MAX_QUEUE_BYTES = 128 * 1024 * 1024
 class WebSocketOptions:
     """What the shell needs besides the hub (set on ``app.state.ws_options`` by the app)."""
 
-    def __init__(self, *, allowed_origins: Sequence[str] = (), test_mode: bool = False, path: str = "/ws") -> None:
+    def __init__(
+        self, *, allowed_origins: Sequence[str] = (), test_mode: bool = False, path: str = "/ws"
+    ) -> None:
         self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
         self.test_mode = test_mode
         self.path = path
@@ -109,7 +111,7 @@ class HubWebSocketProtocol(asyncio.Protocol):
         if self.options.test_mode:
             max_size = max(max_size, ECHO_MAX_MESSAGE_BYTES)  # lowered to the hub's limit for /ws below
         self.ws = _ServerProtocol(
-            subprotocols=list(SUBPROTOCOLS),
+            subprotocols=[Subprotocol(name) for name in SUBPROTOCOLS],
             select_subprotocol=_select_subprotocol,
             max_size=max_size,
             logger=logger,
@@ -129,7 +131,7 @@ class HubWebSocketProtocol(asyncio.Protocol):
         for event in ws.events_received():
             if isinstance(event, Request):
                 self._handshake(event)
-            else:
+            elif isinstance(event, Frame):
                 self._frame(event)
         self._pump()
 
@@ -163,8 +165,10 @@ class HubWebSocketProtocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """uvicorn calls this on SIGTERM: the hub's own stop() sends 1001 with a reconnect hint."""
-        if self.conn is not None and self.hub is not None:
-            self.hub.close(self.conn, codes.GOING_AWAY)
+        if self.conn is not None and self.hub is not None and not self.echo:
+            self.hub.going_away(self.conn)
+        elif self.conn is not None:
+            self.conn.close(codes.GOING_AWAY)
         elif self.transport is not None:
             self.transport.close()
 
@@ -206,27 +210,27 @@ class HubWebSocketProtocol(asyncio.Protocol):
         self._pump()
         self.conn = conn = hub.connect(self, encoding, self.ip)
         token = parse_qs(split.query).get("token")
-        if token:
-            if not hub.authenticate(conn, token[0], None):
-                return
+        if token and not hub.authenticate(conn, token[0], None):
+            return
         hub.welcome(conn)
 
     # -- frames -----------------------------------------------------------------------------------
 
     def _frame(self, frame: Frame) -> None:
         op = frame.opcode
+        data = bytes(frame.data)
         ws = self.ws
         assert ws is not None
         if op is Opcode.TEXT or op is Opcode.BINARY:
             self._binary = op is Opcode.BINARY
-            self._parts = [frame.data] if not frame.fin else []
+            self._parts = [data] if not frame.fin else []
             self._decoder = None if self._binary else codecs.getincrementaldecoder("utf-8")()
             if not self._check_utf8(frame):
                 return
             if frame.fin:
-                self._message(frame.data)
+                self._message(data)
         elif op is Opcode.CONT:
-            self._parts.append(frame.data)
+            self._parts.append(data)
             if not self._check_utf8(frame):
                 return
             if frame.fin:
@@ -343,4 +347,3 @@ class HubWebSocketProtocol(asyncio.Protocol):
             self._arm_abort()
             return
         self._arm_abort()
-

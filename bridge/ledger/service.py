@@ -71,7 +71,9 @@ class Ledger:
 
     # -- signals --------------------------------------------------------------------------------
 
-    async def _prepare_signal(self, conn: Connection | None, channel: str, payload: dict[str, Any]) -> Prepared:
+    async def _prepare_signal(
+        self, conn: Connection | None, channel: str, payload: dict[str, Any]
+    ) -> Prepared:
         try:
             signal = parse_signal(payload, self.hub.clock())
         except SignalInvalid as exc:
@@ -82,7 +84,9 @@ class Ledger:
             raise HubError(
                 "validation_failed",
                 "signal failed validation",
-                details=[{"field": "strategy", "code": "channel", "message": f"must match the channel {channel}"}],
+                details=[
+                    {"field": "strategy", "code": "channel", "message": f"must match the channel {channel}"}
+                ],
             )
         if signal.strategy in self.paused_strategies:
             raise HubError("paused", f"strategy {signal.strategy} is paused by an operator")
@@ -96,7 +100,9 @@ class Ledger:
             signal=signal,
         )
 
-    async def publish_signal(self, payload: dict[str, Any], publisher: str, channel: str | None = None) -> dict[str, Any]:
+    async def publish_signal(
+        self, payload: dict[str, Any], publisher: str, channel: str | None = None
+    ) -> dict[str, Any]:
         """The REST path: same validation, channel and offsets as a WebSocket publish."""
         strategy = payload.get("strategy")
         name = channel or (f"signals:{strategy}" if isinstance(strategy, str) else "signals:_")
@@ -116,7 +122,8 @@ class Ledger:
             return
         signal = prepared.signal
         self.hub.publish_ephemeral(
-            "system:signals", {"event": "signal", "signal": {**prepared.payload, "offset": offset, "channel": channel}}
+            "system:signals",
+            {"event": "signal", "signal": {**prepared.payload, "offset": offset, "channel": channel}},
         )
         ch = self.hub.channels.get(channel)
         if ch is None:
@@ -198,7 +205,9 @@ class Ledger:
             event = parse_event(env.payload or {}, self.hub.clock())
         except EventInvalid as exc:
             raise HubError(
-                "validation_failed", "trade event failed validation", details=[e.as_dict() for e in exc.errors]
+                "validation_failed",
+                "trade event failed validation",
+                details=[e.as_dict() for e in exc.errors],
             ) from exc
         claims = conn.claims
         assert claims is not None
@@ -222,7 +231,13 @@ class Ledger:
             if status is not None and event.signal_id is not None:
                 detail = payload.get("message") if status is DeliveryStatus.REJECTED else None
                 self._queue_status(
-                    StatusUpdate(event.signal_id, event.account, status, event.ts, detail if isinstance(detail, str) else None)
+                    StatusUpdate(
+                        event.signal_id,
+                        event.account,
+                        status,
+                        event.ts,
+                        detail if isinstance(detail, str) else None,
+                    )
                 )
         return {"id": event.id, "duplicate": not new}
 
@@ -292,11 +307,15 @@ class Ledger:
             if key in self._seen_revocations:
                 continue
             self._seen_revocations.add(key)
-            self.hub.apply_revocation(Revocation(rev.kind, rev.value, rev.revoked_at_ms / 1000, rev.expires_at_ms / 1000))
+            self.hub.apply_revocation(
+                Revocation(rev.kind, rev.value, rev.revoked_at_ms / 1000, rev.expires_at_ms / 1000)
+            )
 
     async def persist_revocation(self, rev: Any) -> None:
         revoked_ms = int(rev.revoked_at * 1000)
-        await self.store.revoke(rev.kind, rev.value, revoked_at_ms=revoked_ms, expires_at_ms=int(rev.expires_at * 1000))
+        await self.store.revoke(
+            rev.kind, rev.value, revoked_at_ms=revoked_ms, expires_at_ms=int(rev.expires_at * 1000)
+        )
         self._seen_revocations.add((rev.kind, rev.value, revoked_ms))
 
     # -- presence -------------------------------------------------------------------------------
@@ -377,4 +396,3 @@ class Ledger:
 
     def control_state(self) -> dict[str, Any]:
         return {"accounts": sorted(self.paused_accounts), "strategies": sorted(self.paused_strategies)}
-

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from functools import lru_cache
 
 __all__ = [
@@ -34,14 +34,14 @@ CHANNEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}:[A-Za-z0-9:._-]{1,200}$")
 ACCOUNT_RE = re.compile(r"^account:([A-Za-z0-9_-]{1,32}):[A-Za-z0-9:._-]+$")
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     ENGINE = "engine"
     EA = "ea"
     DASHBOARD = "dashboard"
     ADMIN = "admin"
 
 
-class Grant(str, Enum):
+class Grant(StrEnum):
     """How a role gets a right in a namespace: always, or only through a matching token pattern."""
 
     IMPLICIT = "implicit"

@@ -29,6 +29,7 @@ __all__ = [
     "GOING_AWAY",
     "HEARTBEAT_TIMEOUT",
     "INTERNAL_ERROR",
+    "INVALID_PAYLOAD",
     "MESSAGE_TOO_BIG",
     "NORMAL",
     "OPERATOR_CLOSED",
@@ -42,7 +43,6 @@ __all__ = [
     "TOO_MANY_CONNECTIONS",
     "UNAUTHORIZED",
     "UNSUPPORTED_PROTOCOL",
-    "INVALID_PAYLOAD",
     "Disconnect",
     "ErrorCode",
     "is_reconnect",
@@ -73,7 +73,10 @@ GOING_AWAY = Disconnect(
     CloseCode.GOING_AWAY, "hub shutting down", True, "Reconnect with backoff and jitter; recover by offset."
 )
 PROTOCOL_ERROR = Disconnect(
-    CloseCode.PROTOCOL_ERROR, "protocol error", True, "A WebSocket framing error; fix the client, then reconnect."
+    CloseCode.PROTOCOL_ERROR,
+    "protocol error",
+    True,
+    "A WebSocket framing error; fix the client, then reconnect.",
 )
 INVALID_PAYLOAD = Disconnect(
     CloseCode.INVALID_DATA, "invalid utf-8", True, "A text frame was not valid UTF-8; fix the client."
@@ -87,17 +90,27 @@ MESSAGE_TOO_BIG = Disconnect(
 
 # Reconnect range: transient, reconnect with backoff and recover by offset.
 SLOW_CONSUMER = Disconnect(
-    4001, "slow consumer", True, "Outbound queue overflowed on a lossless channel; reconnect and recover by offset."
+    4001,
+    "slow consumer",
+    True,
+    "Outbound queue overflowed on a lossless channel; reconnect and recover by offset.",
 )
 HEARTBEAT_TIMEOUT = Disconnect(4002, "heartbeat timeout", True, "No pong in time; reconnect.")
-RATE_LIMITED = Disconnect(4003, "rate limited", True, "Sustained flood past the rate limit; back off, reconnect.")
+RATE_LIMITED = Disconnect(
+    4003, "rate limited", True, "Sustained flood past the rate limit; back off, reconnect."
+)
 TOKEN_EXPIRED = Disconnect(
     4004, "token expired", True, "The token expired without auth.refresh; get a fresh token, then reconnect."
 )
 AUTH_TIMEOUT = Disconnect(4005, "auth timeout", True, "Send auth as the first message; reconnect.")
-OPERATOR_CLOSED = Disconnect(4006, "closed by operator", True, "An operator closed this connection; reconnect.")
+OPERATOR_CLOSED = Disconnect(
+    4006, "closed by operator", True, "An operator closed this connection; reconnect."
+)
 TOO_MANY_CONNECTIONS = Disconnect(
-    4007, "too many connections", True, "Per-subject or per-IP limit reached; back off longer, then reconnect."
+    4007,
+    "too many connections",
+    True,
+    "Per-subject or per-IP limit reached; back off longer, then reconnect.",
 )
 INTERNAL_ERROR = Disconnect(4008, "internal error", True, "Hub fault; reconnect with backoff.")
 
@@ -142,9 +155,7 @@ def is_reconnect(code: int) -> bool:
     """Whether a client should reconnect after a close with ``code``."""
     if code in CLOSE_CODES:
         return CLOSE_CODES[code].reconnect
-    if code in TERMINAL_RANGE:
-        return False
-    return True
+    return code not in TERMINAL_RANGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +168,9 @@ class ErrorCode:
 
 
 _ERRORS = (
-    ErrorCode("bad_request", False, "The envelope's shape is wrong (unknown field, wrong type); fix the request."),
+    ErrorCode(
+        "bad_request", False, "The envelope's shape is wrong (unknown field, wrong type); fix the request."
+    ),
     ErrorCode("invalid_json", False, "The text frame is not a JSON object; fix the encoder."),
     ErrorCode("invalid_msgpack", False, "The binary frame is not a MessagePack map; fix the encoder."),
     ErrorCode("unknown_type", False, "The `type` is not part of protocol v1."),
@@ -168,7 +181,9 @@ _ERRORS = (
     ErrorCode("token_revoked", False, "The token or its subject was revoked."),
     ErrorCode("subject_mismatch", False, "auth.refresh must keep the same `sub` and `role`."),
     ErrorCode("forbidden", False, "The token's claims do not allow this channel or command."),
-    ErrorCode("invalid_channel", False, "Channel names are `namespace:rest`, 1-200 chars of [A-Za-z0-9:._-]."),
+    ErrorCode(
+        "invalid_channel", False, "Channel names are `namespace:rest`, 1-200 chars of [A-Za-z0-9:._-]."
+    ),
     ErrorCode("unknown_namespace", False, "Use signals:, account:<login>:, instrument: or system:."),
     ErrorCode("already_subscribed", False, "The connection already holds this subscription."),
     ErrorCode("not_subscribed", False, "There is no such subscription to remove."),
@@ -178,7 +193,9 @@ _ERRORS = (
     ErrorCode("not_found", False, "No such object."),
     ErrorCode("bad_offset", False, "`since` must be an integer offset >= 0 for this channel."),
     ErrorCode("paused", True, "An operator paused this strategy or account; retry after resume."),
-    ErrorCode("unavailable", True, "The hub cannot serve this now (store or broker down); retry with backoff."),
+    ErrorCode(
+        "unavailable", True, "The hub cannot serve this now (store or broker down); retry with backoff."
+    ),
     ErrorCode("internal", True, "Hub fault; retry with backoff."),
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import msgpack
@@ -39,7 +39,7 @@ INT64_MIN = -(2**63)
 UINT64_MAX = 2**64 - 1
 
 
-class Encoding(str, Enum):
+class Encoding(StrEnum):
     """Wire encodings, chosen by WebSocket subprotocol."""
 
     JSON = "json"
@@ -119,7 +119,9 @@ def from_object(obj: object, *, check_values: bool) -> Envelope:
         raise EnvelopeError("bad_request", f"`requestId` must be a string of 1-{MAX_REQUEST_ID_LENGTH} chars")
     channel = obj.get("channel")
     if channel is not None and (not isinstance(channel, str) or not 0 < len(channel) <= MAX_CHANNEL_LENGTH):
-        raise EnvelopeError("invalid_channel", f"`channel` must be a string of 1-{MAX_CHANNEL_LENGTH} chars", rid)
+        raise EnvelopeError(
+            "invalid_channel", f"`channel` must be a string of 1-{MAX_CHANNEL_LENGTH} chars", rid
+        )
     payload = obj.get("payload")
     if payload is not None:
         if not isinstance(payload, dict):

@@ -45,7 +45,9 @@ class TestHmac:
             self.v.verify(f"{header}.{body}.", NOW)
 
     def test_verifier_rejects_wrong_key(self) -> None:
-        forged = jwt.encode({"sub": "x", "role": "admin", "exp": NOW + 60, "aud": "mtbridge", "iss": "mtbridge"}, b"k" * 64)
+        forged = jwt.encode(
+            {"sub": "x", "role": "admin", "exp": NOW + 60, "aud": "mtbridge", "iss": "mtbridge"}, b"k" * 64
+        )
         with pytest.raises(TokenInvalid):
             self.v.verify(forged, NOW)
 

@@ -43,7 +43,7 @@ class TestDocumentedFlow:
             welcome = json.loads(await ws.recv())
             assert welcome["type"] == "welcome"
             assert welcome["payload"]["limits"]["maxMessageBytes"] == 65536
-            await ws.send('{"type":"auth","requestId":"1","payload":{"token":"%s"}}' % ea_token)
+            await ws.send(f'{{"type":"auth","requestId":"1","payload":{{"token":"{ea_token}"}}}}')
             assert json.loads(await ws.recv())["type"] == "result"
             await ws.send('{"type":"subscribe","requestId":"2","channel":"signals:alpha"}')
             res = json.loads(await ws.recv())
@@ -68,12 +68,19 @@ class TestDocumentedFlow:
             assert welcome["payload"]["encoding"] == "msgpack"
             await ws.send(msgpack.packb({"type": "auth", "requestId": "1", "payload": {"token": token}}))
             assert msgpack.unpackb(await ws.recv())["type"] == "result"
-            await ws.send(msgpack.packb({"type": "subscribe", "requestId": "2", "channel": "instrument:EURUSD"}))
+            await ws.send(
+                msgpack.packb({"type": "subscribe", "requestId": "2", "channel": "instrument:EURUSD"})
+            )
             assert msgpack.unpackb(await ws.recv())["type"] == "result"
             js = await h.connect(token)
             await js.request("publish", "instrument:EURUSD", {"bid": 1.1, "ask": 1.2})
             msg = msgpack.unpackb(await ws.recv())
-            assert msg == {"type": "message", "channel": "instrument:EURUSD", "offset": 1, "payload": {"bid": 1.1, "ask": 1.2}}
+            assert msg == {
+                "type": "message",
+                "channel": "instrument:EURUSD",
+                "offset": 1,
+                "payload": {"bid": 1.1, "ask": 1.2},
+            }
             # A text frame on a msgpack connection is refused, the connection stays.
             await ws.send("{}")
             err = msgpack.unpackb(await ws.recv())
@@ -82,7 +89,9 @@ class TestDocumentedFlow:
             await js.close()
             await h.wait_clean()
 
-    async def test_token_in_url_authenticates_and_is_not_logged(self, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def test_token_in_url_authenticates_and_is_not_logged(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
         async with running_hub(tmp_path) as h:
             token = h.token("dashboard", "dash", accounts=["*"])
             caplog.set_level("INFO")
@@ -179,7 +188,13 @@ class TestBadInput:
     async def test_malformed_json_and_msgpack_get_structured_errors(self, tmp_path: Path) -> None:
         async with running_hub(tmp_path) as h:
             c = await h.connect(h.token("admin", "ops"))
-            for raw in ["not json", "[1,2]", '{"type": 5}', '{"type":"heartbeat","extra":1}', '{"type":"x","requestId":7}']:
+            for raw in [
+                "not json",
+                "[1,2]",
+                '{"type": 5}',
+                '{"type":"heartbeat","extra":1}',
+                '{"type":"x","requestId":7}',
+            ]:
                 await c.ws.send(raw)
                 err = await c.recv()
                 assert err["type"] == "error"
@@ -273,7 +288,9 @@ class TestLimits:
             c = await h.connect(tok)
             assert (await c.request("subscribe", "instrument:A"))["type"] == "result"
             assert (await c.request("subscribe", "instrument:B"))["type"] == "result"
-            assert (await c.request("subscribe", "instrument:C"))["payload"]["code"] == "too_many_subscriptions"
+            assert (await c.request("subscribe", "instrument:C"))["payload"][
+                "code"
+            ] == "too_many_subscriptions"
             second = await Client.open(h.url)
             res = await second.request("auth", payload={"token": tok})
             assert res["type"] == "error"
@@ -304,7 +321,8 @@ class TestLimits:
             reader, writer = await asyncio.open_connection("127.0.0.1", h.settings.port)
             writer.write(
                 b"GET /ws?token=" + h.token("admin", "silent").encode() + b" HTTP/1.1\r\nHost: x\r\n"
-                b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                 b"Sec-WebSocket-Version: 13\r\n\r\n"
             )
             await writer.drain()

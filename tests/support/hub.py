@@ -191,7 +191,9 @@ class Client:
 class HubProcess:
     """`mtbridge serve` as a subprocess, for restarts, SIGTERM and SIGKILL."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, *extra: str, env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.extra = extra
@@ -209,7 +211,17 @@ class HubProcess:
 
     def start(self) -> HubProcess:
         env = {**os.environ, **self.env}
-        cmd = [sys.executable, "-m", "bridge.cli", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), *self.extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bridge.cli",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            *self.extra,
+        ]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
@@ -218,7 +230,7 @@ class HubProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"hub exited: {self.log.read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(self.http + "/readyz", timeout=1) as r:  # noqa: S310
+                with urllib.request.urlopen(self.http + "/readyz", timeout=1) as r:
                     if r.status == 200:
                         return self
             except OSError:

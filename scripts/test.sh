@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs (system packages, the virtualenv, the Node test
+# dependencies), then runs ruff, mypy and pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing system packages: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev]'
+if [ -f tests/js/package-lock.json ]; then
+  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+.venv/bin/ruff check .
+.venv/bin/mypy
+set +e
+.venv/bin/pytest "$@"
+rc=$?
+set -e
+# pytest's 5 means "no tests collected": a selection that ran nothing is not a pass.
+exit $rc
