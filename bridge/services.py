@@ -38,6 +38,7 @@ class HealthSampler:
 
     def sample(self) -> dict[str, Any]:
         hub = self.hub
+        hub.sync_metrics()
         m = hub.metrics
         now = hub.clock()
         msgs_in = self._total(m.messages_in)

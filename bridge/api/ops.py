@@ -38,4 +38,6 @@ async def readyz(request: Request, response: Response) -> dict[str, object]:
 
 @router.get("/metrics")
 async def metrics(hub: HubDep) -> Response:
+    """Prometheus exposition of this hub's metrics."""
+    hub.sync_metrics()
     return Response(generate_latest(hub.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -243,7 +243,7 @@ class Connection:
         if not frames:
             return
         self.msgs_out += len(frames)
-        self.hub.metrics.bytes_out.inc(size)
+        self.hub.tally.bytes_out += size
         self.sink.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def pause_writing(self) -> None:

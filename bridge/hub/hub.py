@@ -19,9 +19,11 @@ from typing import Any
 from bridge.auth.exceptions import AuthError, TokenRevoked
 from bridge.auth.revocation import Revocation, RevocationList
 from bridge.auth.tokens import Claims, Verifier
+from bridge.broker.base import Broker
+from bridge.broker.memory import MemoryBroker
 from bridge.hub.connection import Connection, Sink
 from bridge.hub.limits import HubLimits
-from bridge.hub.metrics import HubMetrics
+from bridge.hub.metrics import HubMetrics, Tally
 from bridge.hub.ports import DurableLog, Prepared, PublishHook, Targets
 from bridge.hub.ratelimit import TokenBucket
 from bridge.protocol import codes
@@ -101,6 +103,7 @@ class Hub:
         clock: Callable[[], float] = time.time,
         revocations: RevocationList | None = None,
         persist_revocation: Callable[[Revocation], Awaitable[None]] | None = None,
+        broker: Broker | None = None,
     ) -> None:
         self.verifier = verifier
         self.limits = limits or HubLimits()
@@ -109,7 +112,9 @@ class Hub:
         self.clock = clock
         self.revocations = revocations or RevocationList()
         self.persist_revocation = persist_revocation
+        self.broker: Broker = broker or MemoryBroker()
         self.metrics = HubMetrics()
+        self.tally = Tally()
         self.epoch = uuid.uuid4().hex[:12]  # epoch of ephemeral channels: changes with every hub start
         self.connections: dict[str, Connection] = {}
         self.channels: dict[str, Channel] = {}
@@ -132,6 +137,7 @@ class Hub:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        await self.broker.start(self.fanout)
         for warning in self.limits.warnings():
             logger.warning("limits: %s", warning)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="mtbridge-housekeeping")
@@ -149,6 +155,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
             self._housekeeping = None
+        await self.broker.close()
 
     def going_away(self, conn: Connection) -> None:
         """Graceful shutdown of one connection: a reconnect hint with a random delay (so clients
@@ -298,7 +305,8 @@ class Hub:
             return
         now = self.clock()
         conn.msgs_in += 1
-        self.metrics.bytes_in.inc(len(data))
+        tally = self.tally
+        tally.bytes_in += len(data)
         if conn.bucket is not None and not conn.bucket.take(now):
             conn.rate_strikes += 1
             if conn.rate_strikes >= self.limits.rate_strikes_before_close:
@@ -325,7 +333,8 @@ class Hub:
         except EnvelopeError as exc:
             self._bad_message(conn, exc.request_id, exc.code, exc.message)
             return
-        self.metrics.messages_in.labels(env.type if env.type in self.handlers else "unknown").inc()
+        mtype = env.type if env.type in self.handlers else "unknown"
+        tally.messages_in[mtype] = tally.messages_in.get(mtype, 0) + 1
         entry = self.handlers.get(env.type)
         if entry is None:
             self._bad_message(conn, env.request_id, "unknown_type", f"unknown type {env.type[:32]!r}")
@@ -696,7 +705,7 @@ class Hub:
                 name, prepared.message_id, prepared.payload, prepared.expires_at_ms
             )
         if not appended.duplicate:
-            self.fanout(name, appended.offset, prepared.payload, prepared.targets)
+            self.broker.publish(name, appended.offset, prepared.payload, prepared.targets)
             for callback in self.after_publish:
                 callback(name, appended.offset, prepared)
         elapsed = time.perf_counter() - started
@@ -710,7 +719,7 @@ class Hub:
         if ch is None:
             return 0  # nobody listens; ephemeral offsets count deliveries to live subscribers only
         ch.seq += 1
-        self.fanout(name, ch.seq, payload, targets)
+        self.broker.publish(name, ch.seq, payload, targets)
         return ch.seq
 
     def fanout(self, name: str, offset: int, payload: dict[str, Any], targets: Targets | None = None) -> int:
@@ -757,7 +766,7 @@ class Hub:
                     dirty.append(c)
         if dirty and not self._flush_scheduled:
             self._schedule_flush()
-        self.metrics.messages_out.inc(delivered)
+        self.tally.messages_out += delivered
         return delivered
 
     # -- housekeeping ---------------------------------------------------------------------------
@@ -808,9 +817,15 @@ class Hub:
                         },
                     },
                 )
+        self.sync_metrics()
         self.metrics.queue_bytes.set(total_q)
         self.metrics.queue_max_bytes.set(deepest)
         self.revocations.prune(now)
+
+    def sync_metrics(self) -> None:
+        """Move the hot-path tallies into the Prometheus counters (a lock per ``inc`` is too
+        dear per message; this runs every housekeeping pass and before every scrape)."""
+        self.tally.drain_into(self.metrics)
 
     # -- introspection --------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["HubMetrics"]
+__all__ = ["HubMetrics", "Tally"]
 
 
 class HubMetrics:
@@ -43,3 +43,30 @@ class HubMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, float("inf")),
             registry=r,
         )
+
+
+class Tally:
+    """Plain-integer counts kept on the hot path, drained into :class:`HubMetrics` periodically."""
+
+    __slots__ = ("bytes_in", "bytes_out", "messages_in", "messages_out")
+
+    def __init__(self) -> None:
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.messages_out = 0
+        self.messages_in: dict[str, int] = {}
+
+    def drain_into(self, m: HubMetrics) -> None:
+        if self.bytes_in:
+            m.bytes_in.inc(self.bytes_in)
+            self.bytes_in = 0
+        if self.bytes_out:
+            m.bytes_out.inc(self.bytes_out)
+            self.bytes_out = 0
+        if self.messages_out:
+            m.messages_out.inc(self.messages_out)
+            self.messages_out = 0
+        if self.messages_in:
+            counts, self.messages_in = self.messages_in, {}
+            for mtype, n in counts.items():
+                m.messages_in.labels(mtype).inc(n)

@@ -33,7 +33,6 @@ __all__ = [
     "MESSAGE_TOO_BIG",
     "NORMAL",
     "OPERATOR_CLOSED",
-    "POLICY_VIOLATION",
     "PROTOCOL_ERROR",
     "RATE_LIMITED",
     "SLOW_CONSUMER",
@@ -80,9 +79,6 @@ PROTOCOL_ERROR = Disconnect(
 )
 INVALID_PAYLOAD = Disconnect(
     CloseCode.INVALID_DATA, "invalid utf-8", True, "A text frame was not valid UTF-8; fix the client."
-)
-POLICY_VIOLATION = Disconnect(
-    CloseCode.POLICY_VIOLATION, "policy violation", True, "Wrong frame type for the negotiated encoding."
 )
 MESSAGE_TOO_BIG = Disconnect(
     CloseCode.MESSAGE_TOO_BIG, "message too big", True, "Keep messages under welcome.limits.maxMessageBytes."
@@ -132,7 +128,6 @@ CLOSE_CODES: dict[int, Disconnect] = {
         GOING_AWAY,
         PROTOCOL_ERROR,
         INVALID_PAYLOAD,
-        POLICY_VIOLATION,
         MESSAGE_TOO_BIG,
         SLOW_CONSUMER,
         HEARTBEAT_TIMEOUT,

@@ -1,0 +1,1 @@
+"""Brokers carry publications between the hub's fan-out and (later) other hub instances."""
