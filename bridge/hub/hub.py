@@ -114,6 +114,7 @@ class Hub:
         self.persist_revocation = persist_revocation
         self.broker: Broker = broker or MemoryBroker()
         self.metrics = HubMetrics()
+        self._public_limits = self.limits.public()
         self.tally = Tally()
         self.epoch = uuid.uuid4().hex[:12]  # epoch of ephemeral channels: changes with every hub start
         self.connections: dict[str, Connection] = {}
@@ -190,7 +191,7 @@ class Hub:
             "protocol": "mtbridge.v1",
             "encoding": conn.encoding.value,
             "authenticated": conn.authenticated,
-            "limits": self.limits.public(),
+            "limits": self._public_limits,
         }
         if conn.claims is not None:
             payload.update(self._auth_result(conn.claims))
