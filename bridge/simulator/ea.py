@@ -59,6 +59,7 @@ class SimulatedEA:
         transport: Transport | None = None,
         sink: EventSink | None = None,
         client_options: dict[str, Any] | None = None,
+        on_queued: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.url = url
         self.token = token
@@ -72,6 +73,7 @@ class SimulatedEA:
         self.transport = transport
         self.sink = sink
         self.client_options = client_options or {}
+        self.on_queued = on_queued
         self.state: EAState = load_state(self.path, account, balance=balance)
         self.client: Client | None = None
         self.confirmed = 0
@@ -184,7 +186,7 @@ class SimulatedEA:
         rejected = len(events) == 1 and events[0].get("state") == "rejected"
         outcome = "rejected" if rejected else "executed"
         self.state.remember(sid, outcome)
-        self.state.outbox.extend(events)
+        self._queue(events)
         self._advance(message)
         save_state(self.path, self.state)
         self._outbox_ready.set()
@@ -271,11 +273,18 @@ class SimulatedEA:
     async def _snapshot_loop(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            self.state.outbox.append(self.state.account.snapshot(int(self.clock() * 1000)))
+            self._queue([self.state.account.snapshot(int(self.clock() * 1000))])
             save_state(self.path, self.state)
             self._outbox_ready.set()
 
     # -- helpers --------------------------------------------------------------------------------------
+
+    def _queue(self, events: list[dict[str, Any]]) -> None:
+        """Into the outbox (saved by the caller); ``on_queued`` sees them in the order they happened."""
+        self.state.outbox.extend(events)
+        if self.on_queued is not None:
+            for event in events:
+                self.on_queued(event)
 
     def _emit(self, kind: str, data: dict[str, Any]) -> None:
         if self.sink is not None:

@@ -1,0 +1,248 @@
+"""The two terminals of the protocol-sync test, behind one interface, and the hub they talk to.
+
+- :class:`MQL5Terminal`: the shipped ``MTBridgeEA.mq5`` compiled by the harness (tests/mql5/harness),
+  trading on the runtime's simulated trade server, configured with the simulator's market;
+- :class:`PythonTerminal`: :class:`bridge.simulator.SimulatedEA` in this process.
+
+Both report the order in which they produced their trade events (the EA's ``outbox.jnl``, the
+simulator's outbox) and whether their outbox is drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from bridge.simulator import RiskGuards, SimAccount, SimulatedEA
+from bridge.simulator.account import VOLUME_MAX, VOLUME_MIN, VOLUME_STEP, contract_of, digits_of
+
+__all__ = ["ACCOUNT", "MAGIC", "SYMBOLS", "HubRest", "MQL5Terminal", "PythonTerminal", "Terminal", "until"]
+
+REPO = Path(__file__).resolve().parents[2]
+HARNESS = REPO / "tests" / "mql5" / "harness"
+ACCOUNT = "50123"
+MAGIC = 770001
+#: Symbols the broker (both terminals) knows; the EA's AllowedSymbols is a subset of them.
+SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY")
+WAIT = 90.0
+
+
+async def until(what: str, predicate: Callable[[], Awaitable[Any]], timeout: float = WAIT) -> Any:
+    """Poll ``predicate`` until it returns something truthy; generous timeouts, no timing asserted."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+class HubRest:
+    """The hub's REST side: publish signals, pause/resume, read stored events and delivery status."""
+
+    def __init__(self, http_url: str, engine: str, admin: str) -> None:
+        self.http = httpx.AsyncClient(base_url=http_url, timeout=10)
+        self.engine = {"Authorization": f"Bearer {engine}"}
+        self.admin = {"Authorization": f"Bearer {admin}"}
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def publish(self, signal: dict[str, Any]) -> None:
+        r = await self.http.post("/api/v1/signals", json=signal, headers=self.engine)
+        assert r.status_code == 201, r.text
+
+    async def control(self, command: str) -> None:
+        body = {"scope": "account", "command": command, "account": ACCOUNT}
+        r = await self.http.post("/api/v1/control", json=body, headers=self.admin)
+        assert r.status_code == 200, r.text
+
+    async def events(self) -> list[dict[str, Any]]:
+        """Every stored event of the account (any order: the caller orders them)."""
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"account": ACCOUNT, "limit": 500}
+            if cursor:
+                params["cursor"] = cursor
+            r = await self.http.get("/api/v1/events", params=params, headers=self.admin)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            items += body["items"]
+            cursor = body.get("nextCursor")
+            if not cursor:
+                return items
+
+    async def status(self, signal_id: str) -> str | None:
+        r = await self.http.get(f"/api/v1/signals/{signal_id}", headers=self.admin)
+        if r.status_code != 200:
+            return None
+        for d in r.json().get("deliveries", []):
+            if d["account"] == ACCOUNT:
+                return str(d["status"])
+        return None
+
+
+class Terminal(Protocol):
+    """What the scenario needs from a terminal."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def produced(self) -> list[str]:
+        """Ids of the trade events the terminal produced, in the order it produced them."""
+        ...
+
+    def outbox_empty(self) -> bool: ...
+
+
+def market() -> dict[str, tuple[float, float]]:
+    """The simulator's quotes: the EA's trade server is configured with exactly these."""
+    account = SimAccount(ACCOUNT)
+    return {s: account.quote(s) for s in SYMBOLS}
+
+
+class MQL5Terminal:
+    """The compiled EA as a terminal runs it; its files live under ``root``."""
+
+    name = "mql5"
+
+    def __init__(self, binary: Path, root: Path, hub_ws: str, token: str, allowed: list[str]) -> None:
+        self.binary = binary
+        self.root = root
+        self.quotes = market()
+        self.inputs = {
+            "HubUrl": hub_ws, "Token": token, "Strategies": "alpha", "AllowedSymbols": ",".join(allowed),
+            "MaxLot": "1.0", "MaxSignalAgeSec": "30", "MaxSlippagePoints": "20", "SnapshotIntervalSec": "0",
+            "TimerMs": "20", "Magic": str(MAGIC),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = root / "ea.log"
+        self.state_dir = root / "common" / "MTBridge" / f"{ACCOUNT}-{MAGIC}"
+        (root / "common").mkdir(parents=True, exist_ok=True)
+        (root / "files").mkdir(exist_ok=True)
+        self._write_config()
+        # same start state as a fresh simulated account: balance 10,000 and tickets counted from 1
+        (root / "trade.state").write_text("next 1\nbalance 10000\n")
+
+    def _write_config(self) -> None:
+        lines = ["account login=50123 balance=10000 currency=USD leverage=100"]
+        for s, (bid, ask) in self.quotes.items():
+            d = digits_of(s)
+            lines.append(f"symbol {s} bid={bid:.{d}f} ask={ask:.{d}f} digits={d} vol_min={VOLUME_MIN} "
+                         f"vol_max={VOLUME_MAX} vol_step={VOLUME_STEP} contract={contract_of(s):g}")
+        tmp = self.root / "trade.cfg.tmp"
+        tmp.write_text("\n".join(lines) + "\n")
+        os.replace(tmp, self.root / "trade.cfg")
+
+    async def start(self) -> None:
+        env = dict(os.environ)
+        env.update({
+            "MQL_COMMON_DIR": str(self.root / "common"),
+            "MQL_FILES_DIR": str(self.root / "files"),
+            "MQL_TRADE_CONFIG": str(self.root / "trade.cfg"),
+            "MQL_TRADE_STATE": str(self.root / "trade.state"),
+            "MQL_TIMER_MIN_MS": "10",
+            "ASAN_OPTIONS": "detect_leaks=1",
+        })
+        env.update({f"MQL_INPUT_{k}": v for k, v in self.inputs.items()})
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([str(self.binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        state = self.state_dir / "state.txt"
+
+        async def subscribed() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the EA exited: {self.log.read_text()[-3000:]}")
+            return state.exists() and "offset signals:alpha " in state.read_text()
+
+        await until("the EA's first subscription", subscribed)
+
+    async def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            rc = await asyncio.to_thread(proc.wait, 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = await asyncio.to_thread(proc.wait)
+        text = self.log.read_text()
+        assert rc == 0, text[-5000:]
+        assert "ERROR: AddressSanitizer" not in text and "runtime error" not in text, text[-5000:]
+
+    def _journal(self) -> list[str]:
+        path = self.state_dir / "outbox.jnl"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def produced(self) -> list[str]:
+        ids = []
+        for line in self._journal():
+            if line.startswith("+"):
+                try:
+                    ids.append(str(json.loads(line[1:])["id"]))
+                except (ValueError, KeyError):
+                    continue
+        return ids
+
+    def outbox_empty(self) -> bool:
+        added, acked = set(), set()
+        for line in self._journal():
+            if line.startswith("+"):
+                try:
+                    added.add(str(json.loads(line[1:])["id"]))
+                except (ValueError, KeyError):
+                    continue
+            elif line.startswith("-"):
+                acked.add(line[1:].strip())
+        return added <= acked
+
+
+class PythonTerminal:
+    """``bridge.simulator.SimulatedEA`` with the same inputs as the EA."""
+
+    name = "python"
+
+    def __init__(self, root: Path, hub_ws: str, token: str, allowed: list[str]) -> None:
+        self._produced: list[str] = []
+        guards = RiskGuards(max_lot=1.0, allowed_symbols=frozenset(allowed), max_signal_age_s=30,
+                            max_slippage_points=20, magic=MAGIC)
+        self.ea = SimulatedEA(hub_ws, token, ACCOUNT, ["alpha"], root, guards=guards, snapshot_interval=None,
+                              on_queued=self._on_queued)
+
+    def _on_queued(self, event: dict[str, Any]) -> None:
+        self._produced.append(str(event["id"]))
+
+    async def start(self) -> None:
+        await self.ea.start()
+
+    async def stop(self) -> None:
+        await self.ea.stop()
+
+    def produced(self) -> list[str]:
+        return list(self._produced)
+
+    def outbox_empty(self) -> bool:
+        return not self.ea.state.outbox
+
+
+def python_path_for_harness() -> None:
+    if str(HARNESS) not in sys.path:
+        sys.path.insert(0, str(HARNESS))

@@ -1,0 +1,211 @@
+"""Protocol sync: the MQL5 EA and the Python simulator give the same trade events for one scenario.
+
+The scenario (a fixed list of signals and operator commands, :data:`SCENARIO`) runs twice against a
+fresh ``mtbridge serve``: once with ``MTBridgeEA.mq5`` compiled by the harness, once with
+``bridge.simulator.SimulatedEA``. Both start from the same account (balance 10,000, tickets from 1,
+the same quotes). Per step the test waits for the hub to hold the step's events, then reads them back
+from the hub's database over REST. The two runs must agree on every step: the events in the order the
+terminal produced them (ids, kinds, signal ids, every payload field except the wall-clock ``ts``) and
+the delivery status the hub derived for the signal. docs/simulator.md ("Protocol sync") says exactly
+what is compared.
+"""
+
+from __future__ import annotations
+
+import signal as signals
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from client.hubproc import HubProcess
+
+from sync.terminals import (
+    ACCOUNT,
+    HARNESS,
+    REPO,
+    HubRest,
+    MQL5Terminal,
+    PythonTerminal,
+    Terminal,
+    python_path_for_harness,
+    until,
+)
+
+pytestmark = [pytest.mark.mql5, pytest.mark.slow]
+
+ALLOWED = ["EURUSD", "GBPUSD"]
+#: Fields that differ by nature between two runs: the wall clock.
+NORMALISED = ("ts",)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One scripted step: publish a signal (``signal``) or send an operator command (``control``);
+    ``events`` is how many trade events the step causes, ``status`` the signal's final delivery status."""
+
+    name: str
+    signal: dict[str, Any] = field(default_factory=dict)
+    control: str = ""
+    events: int = 0
+    status: str = ""
+
+    @property
+    def signal_id(self) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"mtbridge-sync/{self.name}"))
+
+
+def open_(name: str, symbol: str, side: str, volume: float, events: int = 3, status: str = "executed",
+          **extra: Any) -> Step:
+    body = {"symbol": symbol, "action": "open", "side": side, "orderType": "market", "volume": volume,
+            **extra}
+    return Step(name, signal=body, events=events, status=status)
+
+
+def rejected(name: str, body: dict[str, Any]) -> Step:
+    return Step(name, signal=body, events=1, status="rejected")
+
+
+SCENARIO: list[Step] = [
+    open_("open-buy-eurusd", "EURUSD", "buy", 0.1, sl=1.07, tp=1.1),
+    open_("open-sell-gbpusd", "GBPUSD", "sell", 0.2),
+    open_("open-buy-eurusd-2", "EURUSD", "buy", 0.3),
+    Step("modify-eurusd", signal={"symbol": "EURUSD", "action": "modify", "sl": 1.06, "tp": 1.12},
+         events=2, status="executed"),
+    Step("close-gbpusd", signal={"symbol": "GBPUSD", "action": "close"}, events=3, status="executed"),
+    rejected("oversize-lot", {"symbol": "EURUSD", "action": "open", "side": "buy", "orderType": "market",
+                              "volume": 5}),
+    rejected("disallowed-symbol", {"symbol": "USDJPY", "action": "open", "side": "sell",
+                                   "orderType": "market", "volume": 0.1}),
+    rejected("stale-signal", {"symbol": "EURUSD", "action": "open", "side": "buy", "orderType": "market",
+                              "volume": 0.1, "createdAt": "stale"}),
+    Step("pause", control="pause"),
+    rejected("while-paused", {"symbol": "EURUSD", "action": "open", "side": "sell", "orderType": "market",
+                              "volume": 0.2}),
+    Step("resume", control="resume"),
+    open_("open-sell-gbpusd-after-resume", "GBPUSD", "sell", 0.1),
+    Step("close-all", signal={"action": "close_all"}, events=9, status="executed"),
+    rejected("close-all-nothing-left", {"action": "close_all"}),
+]
+
+
+def signal_body(step: Step) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": step.signal_id, "strategy": "alpha", "accounts": [ACCOUNT], "ttl": 600,
+                            **step.signal}
+    if body.get("createdAt") == "stale":
+        body["createdAt"] = int(time.time() * 1000) - 120_000  # past MaxSignalAgeSec (30 s)
+    return body
+
+
+def normalise(event: dict[str, Any]) -> dict[str, Any]:
+    """What is compared of one stored event: id, kind, signalId and the payload without ``ts``."""
+    payload = {k: v for k, v in event["payload"].items() if k not in NORMALISED}
+    return {"id": event["id"], "kind": event["kind"], "signalId": event["signalId"], "payload": payload}
+
+
+async def run_scenario(terminal: Terminal, rest: HubRest) -> list[dict[str, Any]]:
+    """Play :data:`SCENARIO`; per step, the new events (in the terminal's order) and the signal's status."""
+    seen: set[str] = set()
+    record: list[dict[str, Any]] = []
+    await terminal.start()
+    try:
+        for step in SCENARIO:
+            if step.control:
+                await rest.control(step.control)
+            else:
+                await rest.publish(signal_body(step))
+
+            async def arrived(step: Step = step) -> tuple[list[dict[str, Any]]] | None:
+                new = [e for e in await rest.events() if e["id"] not in seen]
+                return (new,) if len(new) >= step.events else None
+
+            (new,) = await until(f"{terminal.name}: {step.events} events of step {step.name}", arrived)
+            status = None
+            if step.status:
+                async def final(step: Step = step) -> str | None:
+                    s = await rest.status(step.signal_id)
+                    return s if s in ("executed", "rejected") else None
+
+                try:
+                    status = await until(f"{terminal.name}: final status of {step.name}", final, timeout=30)
+                except AssertionError:
+                    status = await rest.status(step.signal_id)
+            order = {eid: i for i, eid in enumerate(terminal.produced())}
+            new.sort(key=lambda e: order.get(e["id"], len(order)))
+            seen.update(e["id"] for e in new)
+            record.append({"step": step.name, "status": status, "events": [normalise(e) for e in new]})
+
+        async def drained() -> bool:
+            return terminal.outbox_empty()
+
+        await until(f"{terminal.name}: outbox drained", drained)
+        extra = [normalise(e) for e in await rest.events() if e["id"] not in seen]
+        record.append({"step": "after the scenario", "status": None, "events": extra})
+    finally:
+        await terminal.stop()
+    return record
+
+
+@pytest.fixture
+def hub_factory(tmp_path: Path) -> Iterator[Any]:
+    hubs: list[HubProcess] = []
+
+    def make(name: str) -> tuple[HubProcess, HubRest, str]:
+        hub = HubProcess(tmp_path / f"hub-{name}")
+        hub.data_dir.mkdir()
+        hub.start()
+        hubs.append(hub)
+        engine = hub.token("--role", "engine", "--sub", "engine-1", "--publish", "signals:*")
+        admin = hub.token("--role", "admin", "--sub", "ops")
+        ea = hub.token("--role", "ea", "--sub", f"ea-{ACCOUNT}", "--account", ACCOUNT,
+                       "--subscribe", "signals:*")
+        return hub, HubRest(f"http://127.0.0.1:{hub.port}", engine, admin), ea
+
+    yield make
+    for hub in hubs:
+        hub.stop(signals.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def ea_binary() -> Path:
+    python_path_for_harness()
+    from build import build  # type: ignore[import-not-found]  # tests/mql5/harness/build.py
+
+    assert HARNESS.is_dir()
+    return Path(build(REPO / "mql5" / "Experts" / "MTBridgeEA.mq5"))
+
+
+def describe(record: list[dict[str, Any]]) -> str:
+    lines = []
+    for r in record:
+        lines.append(f"{r['step']}: status={r['status']}")
+        lines += [f"    {e['kind']} {e['payload'].get('state', e['payload'].get('entry', ''))} {e}"
+                  for e in r["events"]]
+    return "\n".join(lines)
+
+
+async def test_mql5_ea_and_python_simulator_agree(hub_factory: Any, ea_binary: Path, tmp_path: Path) -> None:
+    hub, rest, token = hub_factory("python")
+    try:
+        python = await run_scenario(PythonTerminal(tmp_path / "sim", hub.url, token, ALLOWED), rest)
+    finally:
+        await rest.close()
+    hub, rest, token = hub_factory("mql5")
+    try:
+        terminal = MQL5Terminal(ea_binary, tmp_path / "terminal", hub.url, token, ALLOWED)
+        mql5 = await run_scenario(terminal, rest)
+    finally:
+        await rest.close()
+
+    # the reference run did what the scenario says, so the comparison below is not vacuous
+    for step, r in zip(SCENARIO, python, strict=False):
+        assert len(r["events"]) == step.events, (step.name, describe(python))
+        assert r["status"] == (step.status or None), (step.name, describe(python))
+    assert python[-1]["events"] == []
+
+    diffs = [f"step {a['step']} differs\n--- python\n{describe([a])}\n--- mql5\n{describe([b])}"
+             for a, b in zip(python, mql5, strict=True) if a != b]
+    assert not diffs, "\n\n".join(diffs)
