@@ -32,7 +32,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         database_url=args.database_url,
-        broker=args.broker,
         test_mode=True if args.test_mode else None,
         log_level=args.log_level,
         allowed_origins=args.allowed_origin or None,
@@ -112,7 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port for HTTP and /ws (default 8765)")
     serve.add_argument("--database-url", help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db")
-    serve.add_argument("--broker", help="'memory' (default) or a redis:// URL")
     serve.add_argument(
         "--allowed-origin", action="append", default=[], help="browser Origin allowed (repeat)"
     )

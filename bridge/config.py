@@ -32,8 +32,6 @@ class Settings(BaseSettings):
     port: int = Field(8765, ge=0, le=65535)
     data_dir: Path = Path("./mtbridge-data")
     database_url: str | None = None
-    broker: str = "memory"
-    redis_url: str = "redis://127.0.0.1:6379/0"
     jwt_algorithms: Annotated[list[str], NoDecode] = ["HS256"]
     jwt_secret_file: Path | None = None
     jwt_public_key_file: Path | None = None
