@@ -93,6 +93,7 @@ class Services:
     ledger: Ledger
     health: HealthSampler
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    marketdata_sink: Any = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -110,12 +111,30 @@ class Services:
         services = cls(settings, hub, secret, store, ledger, health)
         services.tasks.append(asyncio.create_task(health.run(), name="mtbridge-health"))
         services.tasks.append(asyncio.create_task(services._retention(), name="mtbridge-retention"))
+        if settings.marketdata:
+            services.tasks.append(asyncio.create_task(services._marketdata(), name="mtbridge-marketdata"))
         logger.info("hub ready: store %s, epoch %s", store.dialect, hub.epoch)
         return services
 
     async def ready_check(self) -> None:
         """The store answers a read."""
         await self.store.list_revocations(0)
+
+    async def _marketdata(self) -> None:
+        """Exchange adapters configured to run inside the hub (``marketdata`` settings)."""
+        from bridge.marketdata.local import HubLocalSink
+        from bridge.marketdata.runner import config_from_mapping, run_adapters
+
+        configs = [config_from_mapping(raw) for raw in self.settings.marketdata]
+        self.marketdata_sink = HubLocalSink(self.hub)
+        stop = asyncio.Event()
+        try:
+            await run_adapters(configs, self.marketdata_sink, stop)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        except Exception:
+            logger.exception("market-data adapters stopped")
 
     async def _retention(self) -> None:
         keep_ms = int(self.settings.retention_days * 86400 * 1000)
