@@ -287,7 +287,43 @@ void ReportDeal(const ulong ticket)
    QueueEvent(p, pid);
   }
 
-void ReportPositionModified(const ulong ticket)
+//--- ids of SL/TP events the EA reported itself for a signal; OnTradeTransaction skips them
+string         g_own_sltp[];
+int            g_own_sltp_next = 0;
+#define MTB_OWN_SLTP_KEEP 256
+
+bool OwnSltpEvent(const string id)
+  {
+   int n = ArraySize(g_own_sltp);
+   for(int i = 0; i < n; i++)
+      if(g_own_sltp[i] == id)
+         return true;
+   return false;
+  }
+
+void RememberOwnSltpEvent(const string id)
+  {
+   if(ArraySize(g_own_sltp) < MTB_OWN_SLTP_KEEP)
+     {
+      int n = ArraySize(g_own_sltp);
+      ArrayResize(g_own_sltp, n + 1);
+      g_own_sltp[n] = id;
+      return;
+     }
+   g_own_sltp[g_own_sltp_next] = id;
+   g_own_sltp_next = (g_own_sltp_next + 1) % MTB_OWN_SLTP_KEEP;
+  }
+
+//--- the id of an SL/TP change: the same change always has the same id, whoever reports it
+string SltpEventId(const ulong ticket, const double sl, const double tp, const int digits)
+  {
+   return MtbUuidFromName(g_account + "|position|" + IntegerToString((long)ticket) + "|sltp|" +
+                          DoubleToString(sl, digits) + "|" + DoubleToString(tp, digits));
+  }
+
+//--- a position's SL/TP changed: by a signal (signal_id set, reported when the change is done) or
+//--- by someone else (reported from OnTradeTransaction, without a signal)
+void ReportPositionModified(const ulong ticket, const string signal_id)
   {
    if(!PositionSelectByTicket(ticket))
       return;
@@ -295,10 +331,11 @@ void ReportPositionModified(const ulong ticket)
    int digits = SymbolDigits(symbol);
    double sl = PositionGetDouble(POSITION_SL);
    double tp = PositionGetDouble(POSITION_TP);
-   string id = MtbUuidFromName(g_account + "|position|" + IntegerToString((long)ticket) + "|sltp|" +
-                               DoubleToString(sl, digits) + "|" + DoubleToString(tp, digits));
+   string id = SltpEventId(ticket, sl, tp, digits);
+   if(signal_id == "" && OwnSltpEvent(id))
+      return;
    CJsonWriter w;
-   BeginEvent(w, id, "position", MtbNowMs(), "");
+   BeginEvent(w, id, "position", MtbNowMs(), signal_id);
    w.KeyInt("ticket", (long)ticket);
    w.KeyStr("symbol", symbol);
    w.KeyStr("side", PositionGetInteger(POSITION_TYPE) == POSITION_TYPE_BUY ? "buy" : "sell");
@@ -311,6 +348,8 @@ void ReportPositionModified(const ulong ticket)
       w.KeyNum("tp", tp, digits);
    w.KeyNum("profit", PositionGetDouble(POSITION_PROFIT), 2);
    w.KeyInt("magic", PositionGetInteger(POSITION_MAGIC));
+   if(signal_id != "")
+      RememberOwnSltpEvent(id);
    QueueEvent(w, id);
   }
 
@@ -480,11 +519,20 @@ void ModifyPositions(CJsonValue *signal, const string id, const string symbol)
    double tp = NormalizeDouble(signal.GetNumber("tp", 0), digits);
    g_bridge.ClaimSignal(id);
    int done = 0;
+   uint last_retcode = 0;
    for(int i = 0; i < n; i++)
+     {
       if(g_trade.PositionModify(tickets[i], sl, tp) && g_trade.ResultRetcode() == TRADE_RETCODE_DONE)
+        {
+         //--- reported here, with the signal, so that the hub marks the signal executed
+         ReportPositionModified(tickets[i], id);
          done++;
+        }
+      else
+         last_retcode = g_trade.ResultRetcode();
+     }
    if(done == 0)
-      ReportRejected(signal, symbol, "trade_server: " + g_trade.ResultRetcodeDescription(), g_trade.ResultRetcode());
+      ReportRejected(signal, symbol, "trade_server: " + g_trade.ResultRetcodeDescription(), last_retcode);
    else
       g_bridge.SignalDone(id, 0);
   }
@@ -653,7 +701,7 @@ void OnTradeTransaction(const MqlTradeTransaction &trans, const MqlTradeRequest 
          ReportOrder(trans.order);
       else
          if(trans.type == TRADE_TRANSACTION_POSITION)
-            ReportPositionModified(trans.position);
+            ReportPositionModified(trans.position, "");
   }
 
 void OnDeinit(const int reason)

@@ -281,6 +281,13 @@ def test_ea_executes_reports_and_guards(hub: Hub, ea_binary: Path, tmp_path: Pat
         assert (deal["symbol"], deal["side"], deal["entry"], deal["volume"], deal["price"]) == (
             "EURUSD", "buy", "in", 0.1, 1.1002)
 
+        # a modify is reported with its signal, so the hub marks it executed
+        modify = bridge.publish(symbol="EURUSD", action="modify", sl=1.06, tp=1.18)
+        bridge.wait_status(modify, "executed")
+        modified = [e["payload"] for e in bridge.events(modify)]
+        assert [(m["kind"], m["state"], m["ticket"], m["sl"], m["tp"], m["signalId"]) for m in modified] == [
+            ("position", "modified", deal["position"], 1.06, 1.18, modify)]
+
         oversize = bridge.publish(symbol="EURUSD", action="open", side="buy", orderType="market", volume=5)
         disallowed = bridge.publish(symbol="USDJPY", action="open", side="sell", orderType="market",
                                     volume=0.1)

@@ -180,12 +180,15 @@ private:
    string            m_out_req[];
    ulong             m_out_sent[];
    int               m_out_count;
-   //--- handled signals: id, state ("claimed", "done", "rejected"), unix seconds, order ticket
+   //--- handled signals: id, state ("claimed", "done", "rejected"), unix seconds
    string            m_sig_ids[];
    string            m_sig_state[];
    long              m_sig_time[];
-   long              m_sig_order[];
    int               m_sig_count;
+   //--- every order a signal sent (a close of several positions sends several): ticket -> signal
+   long              m_ord_ticket[];
+   int               m_ord_signal[];
+   int               m_ord_count;
    //--- heartbeats
    ulong             m_last_heartbeat_sent;
    ulong             m_last_heartbeat_answer;
@@ -406,16 +409,30 @@ private:
          RecordSignal(parts[0], parts[1], StringToInteger(parts[2]), StringToInteger(parts[3]), false);
         }
       long cutoff = (long)TimeGMT() - MTB_SIGNAL_KEEP_SEC;
+      //--- one line per (signal, order), all with the signal's last state, so nothing is forgotten
       string keep[];
       int k = 0;
-      ArrayResize(keep, m_sig_count);
       for(int i = 0; i < m_sig_count; i++)
         {
          if(m_sig_time[i] < cutoff)
             continue;
-         keep[k] = m_sig_ids[i] + " " + m_sig_state[i] + " " + IntegerToString(m_sig_time[i]) + " " +
-                   IntegerToString(m_sig_order[i]);
-         k++;
+         string head = m_sig_ids[i] + " " + m_sig_state[i] + " " + IntegerToString(m_sig_time[i]) + " ";
+         bool any = false;
+         for(int o = 0; o < m_ord_count; o++)
+           {
+            if(m_ord_signal[o] != i)
+               continue;
+            ArrayResize(keep, k + 1, 64);
+            keep[k] = head + IntegerToString(m_ord_ticket[o]);
+            k++;
+            any = true;
+           }
+         if(!any)
+           {
+            ArrayResize(keep, k + 1, 64);
+            keep[k] = head + "0";
+            k++;
+           }
         }
       if(!MtbWriteLines(SignalsFile(), keep, k))
          Print("mtbridge: cannot compact ", SignalsFile(), ", error ", GetLastError());
@@ -428,22 +445,33 @@ private:
          ArrayResize(m_sig_ids, m_sig_count + 1, 64);
          ArrayResize(m_sig_state, m_sig_count + 1, 64);
          ArrayResize(m_sig_time, m_sig_count + 1, 64);
-         ArrayResize(m_sig_order, m_sig_count + 1, 64);
          i = m_sig_count;
          m_sig_count++;
          m_sig_ids[i] = id;
-         m_sig_order[i] = 0;
         }
       m_sig_state[i] = state;
       m_sig_time[i] = when;
-      if(order > 0)
-         m_sig_order[i] = order;
+      if(order > 0 && OrderIndex(order) < 0)
+        {
+         ArrayResize(m_ord_ticket, m_ord_count + 1, 64);
+         ArrayResize(m_ord_signal, m_ord_count + 1, 64);
+         m_ord_ticket[m_ord_count] = order;
+         m_ord_signal[m_ord_count] = i;
+         m_ord_count++;
+        }
       if(persist)
         {
          string line = id + " " + state + " " + IntegerToString(when) + " " + IntegerToString(order);
          if(!MtbAppendLine(SignalsFile(), line))
             Print("mtbridge: cannot write ", SignalsFile(), ", error ", GetLastError());
         }
+     }
+   int               OrderIndex(const long order)
+     {
+      for(int o = m_ord_count - 1; o >= 0; o--)
+         if(m_ord_ticket[o] == order)
+            return o;
+      return -1;
      }
 
    void              Subscribe(const int i)
@@ -724,6 +752,7 @@ public:
       m_paused_count = 0;
       m_out_count = 0;
       m_sig_count = 0;
+      m_ord_count = 0;
       m_last_heartbeat_sent = 0;
       m_last_heartbeat_answer = 0;
       m_reconnect_after_ms = 0;
@@ -849,10 +878,8 @@ public:
      {
       if(order <= 0)
          return "";
-      for(int i = m_sig_count - 1; i >= 0; i--)
-         if(m_sig_order[i] == order)
-            return m_sig_ids[i];
-      return "";
+      int o = OrderIndex(order);
+      return (o >= 0) ? m_sig_ids[m_ord_signal[o]] : "";
      }
    int               SignalCount() const { return m_sig_count; }
    string            SignalIdAt(const int i) const { return m_sig_ids[i]; }

@@ -755,8 +755,7 @@ inline bool OrderSend(const MqlTradeRequest &req, MqlTradeResult &res) {
         if (!closing) return fail(TRADE_RETCODE_POSITION_CLOSED, "position not found");
         closing->sl = req.sl;
         closing->tp = req.tp;
-        s.next_ticket++;
-        sim::save_state(s);
+        sim::save_state(s);  // an SL/TP change creates no order: no ticket is used
         MqlTradeTransaction tx;
         tx.type = TRADE_TRANSACTION_POSITION;
         tx.symbol = from_std(closing->symbol);
