@@ -37,6 +37,8 @@ __all__ = [
     "Appended",
     "Delivery",
     "EventFilter",
+    "EventRecord",
+    "EventWrite",
     "Page",
     "Position",
     "RetentionResult",
@@ -133,6 +135,28 @@ class StatusUpdate:
     status: DeliveryStatus
     at_ms: int
     detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventWrite:
+    """A trade event to record (:meth:`Store.record_events`): stored once per id, appended on ``channel``
+    with the event id as message id, and ``status`` applied only if the event is new, all in one
+    transaction, so a crash can never leave one of the three without the others."""
+
+    event: TradeEvent
+    channel: str
+    status: StatusUpdate | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """Outcome of one :class:`EventWrite`: ``new`` is false for an id already stored; ``appended`` is where
+    the event sits on its channel (``duplicate`` when it was there already); ``status_moved`` whether the
+    status transition was applied."""
+
+    new: bool
+    appended: Appended
+    status_moved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +294,15 @@ class Store(Protocol):
     async def insert_events(self, events: Sequence[TradeEvent]) -> list[bool]:
         """Store trade events once per id; ``True`` where the event was new. Returns after COMMIT.
         ``account`` events also update the account's last snapshot when newer."""
+
+    async def record_events(self, writes: Sequence[EventWrite]) -> list[EventRecord]:
+        """Record trade events as :class:`EventWrite` says, in one transaction; returns after COMMIT.
+
+        Idempotent: an event id already stored is not stored again and its status is not applied; its
+        payload is appended on the channel only if the channel does not hold that message id yet. Within one
+        call (and one batch) writes are applied in order, so the first of two writes with the same id wins.
+        The channel payload is ``event.to_payload()``; ``channel`` is checked like :meth:`append`'s.
+        """
 
     async def list_events(
         self,

@@ -10,7 +10,9 @@ Each scenario runs ``--concurrency`` coroutines that await one call at a time, a
 - ``append``: ``append(channel, message_id, payload)``;
 - ``signals``: ``publish_signal(signal)`` (log append + ledger row + one pending delivery per account);
 - ``events``: ``insert_events([event])``, one event per call (one ``trade.event`` message each);
-- ``events-batch``: ``insert_events`` with ``--event-batch`` events per call.
+- ``events-batch``: ``insert_events`` with ``--event-batch`` events per call;
+- ``record``: ``record_events([EventWrite(event, "account:<login>:events")])``, one event per call: what the
+  hub does per ``trade.event`` (store it, append it on the account channel, one transaction).
 
 Every figure counts only writes whose call returned, i.e. committed.
 """
@@ -26,7 +28,7 @@ from typing import Any
 
 from bridge.protocol.events import TradeEvent, parse_event
 from bridge.protocol.signals import Signal, parse_signal
-from bridge.store import Store, open_store
+from bridge.store import EventWrite, Store, open_store
 
 __all__ = ["main", "run"]
 
@@ -125,6 +127,10 @@ async def run(
             events = _events(count)
             elapsed = await _drive(count, concurrency, lambda i: store.insert_events([events[i]]))
             rates["events"] = count / elapsed
+        if "record" in scenarios:
+            writes = [EventWrite(e, f"account:{e.account}:events") for e in _events(count)]
+            elapsed = await _drive(count, concurrency, lambda i: store.record_events([writes[i]]))
+            rates["record"] = count / elapsed
         if "events-batch" in scenarios:
             batches = max(1, count // event_batch)
             events = _events(batches * event_batch)
@@ -150,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=["append", "signals", "events", "events-batch"],
+        choices=["append", "signals", "events", "events-batch", "record"],
         help="repeat to choose several (default: all)",
     )
     args = parser.parse_args(argv)
@@ -159,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         options["sqlite_synchronous"] = args.sqlite_synchronous
     if args.schema:
         options["schema"] = args.schema
-    scenarios = args.scenario or ["append", "signals", "events", "events-batch"]
+    scenarios = args.scenario or ["append", "signals", "events", "events-batch", "record"]
     rates = asyncio.run(
         run(
             args.url,

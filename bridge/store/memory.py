@@ -23,6 +23,8 @@ from bridge.store.base import (
     Appended,
     Delivery,
     EventFilter,
+    EventRecord,
+    EventWrite,
     Page,
     Position,
     RetentionResult,
@@ -195,35 +197,46 @@ class MemoryStore:
     async def insert_events(self, events: Sequence[TradeEvent]) -> list[bool]:
         self._check()
         prepared = [(e, orjson.dumps(e.to_payload())) for e in events]
-        now = self._now_ms()
-        flags: list[bool] = []
-        for event, payload in prepared:
-            if event.id in self._events:
-                flags.append(False)
-                continue
-            self._event_seq += 1
-            stored = StoredEvent(
-                self._event_seq,
-                event.id,
-                event.kind,
-                event.account,
-                event.signal_id,
-                event.ts,
-                now,
-                orjson.loads(payload),
-            )
-            self._events[event.id] = _Event(stored)
-            flags.append(True)
-            if event.kind == "account":
-                account = self._accounts.get(event.account) or Account(event.account, None, None, None)
-                if account.snapshot_ts_ms is None or account.snapshot_ts_ms < event.ts:
-                    self._accounts[event.account] = Account(
-                        event.account,
-                        account.last_seen_ms,
-                        orjson.loads(payload),
-                        event.ts,
-                    )
-        return flags
+        return [self._insert_event(event, payload) for event, payload in prepared]
+
+    async def record_events(self, writes: Sequence[EventWrite]) -> list[EventRecord]:
+        self._check()
+        for write in writes:
+            check_append(write.channel, write.event.id)
+        prepared = [(w, orjson.dumps(w.event.to_payload())) for w in writes]
+        records: list[EventRecord] = []
+        for write, payload in prepared:
+            new = self._insert_event(write.event, payload)
+            appended, _ = self._append(write.channel, write.event.id, payload, None)
+            moved = new and write.status is not None and self._transition(write.status)
+            records.append(EventRecord(new, appended, moved))
+        return records
+
+    def _insert_event(self, event: TradeEvent, payload: bytes) -> bool:
+        if event.id in self._events:
+            return False
+        self._event_seq += 1
+        stored = StoredEvent(
+            self._event_seq,
+            event.id,
+            event.kind,
+            event.account,
+            event.signal_id,
+            event.ts,
+            self._now_ms(),
+            orjson.loads(payload),
+        )
+        self._events[event.id] = _Event(stored)
+        if event.kind == "account":
+            account = self._accounts.get(event.account) or Account(event.account, None, None, None)
+            if account.snapshot_ts_ms is None or account.snapshot_ts_ms < event.ts:
+                self._accounts[event.account] = Account(
+                    event.account,
+                    account.last_seen_ms,
+                    orjson.loads(payload),
+                    event.ts,
+                )
+        return True
 
     def _matching_events(self, filters: EventFilter) -> list[StoredEvent]:
         result: list[StoredEvent] = []

@@ -33,6 +33,7 @@ __all__ = [
     "INSERT_PENDING",
     "INSERT_SIGNAL",
     "LOG_COLUMNS",
+    "SELECT_LOG_PAIRS_PG",
     "SIGNAL_COLUMNS",
     "delete_deliveries_of",
     "delete_events",
@@ -115,6 +116,15 @@ INSERT_PENDING = (
 INSERT_EVENTS = (
     "INSERT INTO trade_events (id, kind, account, signal_id, ts, received_at_ms, payload) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+
+#: PostgreSQL: the log entries of (channel, message id) pairs passed as two arrays. Joining the pairs is one
+#: probe of the (channel, message_id) index each; ``channel = ANY(..) AND message_id = ANY(..)`` is planned
+#: as a scan of the channels' whole logs, which grows with the log.
+SELECT_LOG_PAIRS_PG = (
+    "SELECT l.channel, l.message_id, l.log_offset "
+    "FROM unnest($1::varchar[], $2::varchar[]) AS k(channel, message_id) "
+    "JOIN channel_log AS l ON l.channel = k.channel AND l.message_id = k.message_id"
 )
 
 

@@ -52,6 +52,8 @@ from bridge.store.base import (
     Appended,
     Delivery,
     EventFilter,
+    EventRecord,
+    EventWrite,
     Page,
     Position,
     RetentionResult,
@@ -97,6 +99,8 @@ MAX_BATCH_ITEMS = 5000
 MAX_QUEUE = 100_000
 #: Rows per ``IN (...)`` list, below SQLite's and asyncpg's bind-parameter limits.
 IN_CHUNK: Final = 900
+#: Rows per array parameter on PostgreSQL (arrays have no bind-parameter limit).
+PG_ARRAY_CHUNK: Final = 10_000
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
 DEFAULT_POOL_SIZE = 4
 _SQLITE_SYNCHRONOUS: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -181,14 +185,124 @@ class _AppendRequest:
 
 
 @dataclass(slots=True)
+class _EventRequest:
+    event: TradeEvent
+    payload: str
+    channel: str | None  # record_events: where to append it; insert_events: None
+    status: StatusUpdate | None
+
+
+@dataclass(slots=True)
 class _Op:
-    kind: str  # "append" | "events" | "status" | "call"
+    kind: str  # "append" | "events" | "record" | "status" | "call"
     data: Any
     size: int
     future: asyncio.Future[Any]
 
 
 _Call = Callable[[sa.Connection], Any]
+
+
+class _LogWriter:
+    """Channel-log writes of one segment: channel rows locked, signal and message ids looked up once each,
+    offsets allocated in call order, one INSERT per table at the end."""
+
+    def __init__(
+        self,
+        store: SQLStore,
+        conn: sa.Connection,
+        appends: Sequence[_AppendRequest],
+        events: Sequence[_EventRequest],
+    ) -> None:
+        self.store, self.conn, self.now = store, conn, store._now_ms()
+        names = sorted({r.channel for r in appends} | {e.channel for e in events if e.channel is not None})
+        self.state = store._lock_channels(conn, names) if names else {}
+        self.before = {name: value[1] for name, value in self.state.items()}
+        self.known_signals: dict[str, tuple[str, int]] = {}
+        signal_ids = [r.signal.id for r in appends if r.signal is not None]
+        for chunk in _chunks(signal_ids):
+            for row in conn.execute(q.select_signal_ids(chunk, store.dialect)):
+                self.known_signals[row.id] = (row.channel, row.log_offset)
+        self.known_messages: dict[tuple[str, str], int] = {}
+        pairs = sorted(
+            {(r.channel, r.message_id) for r in appends if r.message_id is not None}
+            | {(e.channel, e.event.id) for e in events if e.channel is not None}
+        )
+        if store.dialect == "postgresql":
+            for chunk in _chunks(pairs, PG_ARRAY_CHUNK):
+                params = ([c for c, _ in chunk], [m for _, m in chunk])
+                for row in conn.exec_driver_sql(q.SELECT_LOG_PAIRS_PG, params):
+                    self.known_messages[(row.channel, row.message_id)] = row.log_offset
+        else:
+            for chunk in _chunks(sorted({m for _, m in pairs})):
+                for row in conn.execute(q.select_log_message_ids(names, chunk, store.dialect)):
+                    self.known_messages[(row.channel, row.message_id)] = row.log_offset
+        self.log_rows: list[tuple[Any, ...]] = []
+        self.signal_rows: list[tuple[Any, ...]] = []
+        self.delivery_rows: list[tuple[Any, ...]] = []
+        self.duplicates_on: set[str] = set()
+
+    def append(self, request: _AppendRequest) -> Appended | tuple[str, int]:
+        """Allocate the next offset, or return (channel, original offset) for a duplicate."""
+        signal = request.signal
+        if signal is not None and signal.id in self.known_signals:
+            original = self.known_signals[signal.id]
+            self.duplicates_on.add(original[0])
+            return original
+        if request.message_id is not None:
+            known = self.known_messages.get((request.channel, request.message_id))
+            if known is not None:
+                self.duplicates_on.add(request.channel)
+                return (request.channel, known)
+        channel_state = self.state[request.channel]
+        channel_state[1] += 1
+        offset: int = channel_state[1]
+        self.log_rows.append(  # q.LOG_COLUMNS
+            (request.channel, offset, request.message_id, request.payload, request.expires_at_ms, self.now)
+        )
+        if request.message_id is not None:
+            self.known_messages[(request.channel, request.message_id)] = offset
+        if signal is not None:
+            self.known_signals[signal.id] = (request.channel, offset)
+            self.signal_rows.append(  # q.SIGNAL_COLUMNS
+                (
+                    signal.id,
+                    signal.strategy,
+                    request.channel,
+                    offset,
+                    _dumps(list(signal.accounts)),
+                    _dumps(list(signal.groups)),
+                    request.payload,
+                    signal.created_at,
+                    signal.expires_at,
+                )
+            )
+            self.delivery_rows.extend(  # q.DELIVERY_COLUMNS
+                (signal.id, account, "pending", self.now, self.now) for account in signal.accounts
+            )
+        return Appended(request.channel, offset, channel_state[0], False)
+
+    def flush(self) -> None:
+        """Write the rows; load the epochs of channels that only duplicates point to."""
+        conn, sql = self.conn, self.store._sql
+        if self.log_rows:
+            conn.exec_driver_sql(sql[q.INSERT_LOG], self.log_rows)
+            moved = [
+                {"b_name": n, "b_last": v[1]} for n, v in self.state.items() if v[1] != self.before.get(n)
+            ]
+            conn.execute(q.update_channel_offset(), moved)
+        if self.signal_rows:
+            conn.exec_driver_sql(sql[q.INSERT_SIGNAL], self.signal_rows)
+        if self.delivery_rows:
+            conn.exec_driver_sql(sql[q.INSERT_PENDING], self.delivery_rows)
+        other = sorted(self.duplicates_on - set(self.state))
+        if other:
+            self.state.update(self.store._lock_channels(conn, other))
+
+    def resolve(self, result: Appended | tuple[str, int]) -> Appended:
+        if isinstance(result, Appended):
+            return result
+        return Appended(result[0], result[1], self.state[result[0]][0], True)
 
 
 class SQLStore:
@@ -381,7 +495,11 @@ class SQLStore:
     async def _submit(self, kind: str, data: Any, size: int = 1) -> Any:
         self._reader()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Op(kind, data, size, future))
+        op = _Op(kind, data, size, future)
+        try:
+            self._queue.put_nowait(op)
+        except asyncio.QueueFull:
+            await self._queue.put(op)
         return await future
 
     async def _run_writer(self) -> None:
@@ -436,24 +554,107 @@ class SQLStore:
                 op.future.set_result(result)
 
     def _execute(self, conn: sa.Connection, batch: list[_Op]) -> list[Any]:
+        """Run a batch: ``call`` ops one by one, everything between two calls as one segment."""
         results: list[Any] = []
         start = 0
         while start < len(batch):
-            kind = batch[start].kind
+            if batch[start].kind == "call":
+                results.append(batch[start].data(conn))
+                start += 1
+                continue
             end = start
-            while end < len(batch) and batch[end].kind == kind:
+            while end < len(batch) and batch[end].kind != "call":
                 end += 1
-            run = [op.data for op in batch[start:end]]
-            if kind == "append":
-                results.extend(self._do_appends(conn, run))
-            elif kind == "events":
-                results.extend(self._do_events(conn, run))
-            elif kind == "status":
-                results.extend(self._do_statuses(conn, run))
-            else:
-                results.extend(call(conn) for call in run)
+            results.extend(self._execute_segment(conn, batch[start:end]))
             start = end
         return results
+
+    def _execute_segment(self, conn: sa.Connection, ops: list[_Op]) -> list[Any]:
+        """Appends, events and status changes of many calls with one statement per table.
+
+        Offsets are allocated and event ids deduplicated in queue order; the status changes of the
+        segment (``status`` calls, and those of newly recorded events) are applied afterwards, in
+        queue order, so they see the signals published in the same segment.
+        """
+        appends: list[_AppendRequest] = []
+        event_reqs: list[_EventRequest] = []
+        for op in ops:
+            if op.kind == "append":
+                appends.append(op.data)
+            elif op.kind in ("events", "record"):
+                event_reqs.extend(op.data)
+        log = _LogWriter(self, conn, appends, event_reqs) if appends or event_reqs else None
+        seen = self._stored_event_ids(conn, event_reqs) if event_reqs else set()
+
+        new_events: list[tuple[Any, ...]] = []
+        snapshots: dict[str, dict[str, Any]] = {}
+        statuses: list[StatusUpdate] = []
+        # Per op: its provisional result, and where its status changes start in ``statuses``.
+        staged: list[tuple[Any, int]] = []
+        now = self._now_ms()
+        for op in ops:
+            first_status = len(statuses)
+            if op.kind == "append":
+                assert log is not None
+                staged.append((log.append(op.data), first_status))
+            elif op.kind == "status":
+                statuses.extend(op.data)
+                staged.append((None, first_status))
+            else:
+                assert log is not None
+                out: list[Any] = []
+                for req in op.data:
+                    new = req.event.id not in seen
+                    if new:
+                        seen.add(req.event.id)
+                        new_events.append(_event_row(req, now))
+                        if req.event.kind == "account":
+                            _keep_snapshot(snapshots, req)
+                    if req.channel is None:
+                        out.append(new)
+                        continue
+                    appended = log.append(_AppendRequest(req.channel, req.event.id, req.payload, None, None))
+                    if new and req.status is not None:
+                        statuses.append(req.status)
+                    out.append((new, appended, new and req.status is not None))
+                staged.append((out, first_status))
+
+        if new_events:
+            conn.exec_driver_sql(self._sql[q.INSERT_EVENTS], new_events)
+        if snapshots:
+            conn.execute(q.upsert_snapshot(self.dialect), list(snapshots.values()))
+        if log is not None:
+            log.flush()
+        moved = self._apply_statuses(conn, statuses) if statuses else []
+
+        results: list[Any] = []
+        for op, (value, first_status) in zip(ops, staged, strict=True):
+            if op.kind == "append":
+                assert log is not None
+                results.append(log.resolve(value))
+            elif op.kind == "status":
+                results.append(moved[first_status : first_status + len(op.data)])
+            elif op.kind == "events":
+                results.append(value)
+            else:
+                assert log is not None
+                records: list[EventRecord] = []
+                index = first_status
+                for new, appended, has_status in value:
+                    status_moved = False
+                    if has_status:
+                        status_moved = moved[index]
+                        index += 1
+                    records.append(EventRecord(new, log.resolve(appended), status_moved))
+                results.append(records)
+        return results
+
+    def _stored_event_ids(self, conn: sa.Connection, requests: Sequence[_EventRequest]) -> set[str]:
+        ids = sorted({r.event.id for r in requests})
+        seen: set[str] = set()
+        for chunk in _chunks(ids):
+            seen.update(row.id for row in conn.execute(q.select_event_ids(chunk, self.dialect)))
+        return seen
 
     # --- channel log ---
 
@@ -473,78 +674,6 @@ class SQLStore:
             for row in conn.execute(q.select_channels(missing, for_update=pg, dialect=self.dialect)):
                 state[row.name] = [row.epoch, row.last_offset]
         return state
-
-    def _do_appends(self, conn: sa.Connection, requests: list[_AppendRequest]) -> list[Appended]:
-        now = self._now_ms()
-        names = sorted({r.channel for r in requests})
-        state = self._lock_channels(conn, names)
-        before = {name: value[1] for name, value in state.items()}
-
-        known_signals: dict[str, tuple[str, int]] = {}
-        signal_ids = [r.signal.id for r in requests if r.signal is not None]
-        for chunk in _chunks(signal_ids):
-            for row in conn.execute(q.select_signal_ids(chunk, self.dialect)):
-                known_signals[row.id] = (row.channel, row.log_offset)
-        known_messages: dict[tuple[str, str], int] = {}
-        message_ids = sorted({r.message_id for r in requests if r.message_id is not None})
-        for chunk in _chunks(message_ids):
-            for row in conn.execute(q.select_log_message_ids(names, chunk, self.dialect)):
-                known_messages[(row.channel, row.message_id)] = row.log_offset
-
-        results: list[Appended | tuple[str, int]] = []
-        log_rows: list[tuple[Any, ...]] = []
-        signal_rows: list[tuple[Any, ...]] = []
-        delivery_rows: list[tuple[Any, ...]] = []
-        for request in requests:
-            signal = request.signal
-            if signal is not None and signal.id in known_signals:
-                results.append(known_signals[signal.id])
-                continue
-            if request.message_id is not None and (request.channel, request.message_id) in known_messages:
-                results.append((request.channel, known_messages[(request.channel, request.message_id)]))
-                continue
-            channel_state = state[request.channel]
-            channel_state[1] += 1
-            offset = channel_state[1]
-            log_rows.append(  # q.LOG_COLUMNS
-                (request.channel, offset, request.message_id, request.payload, request.expires_at_ms, now)
-            )
-            if request.message_id is not None:
-                known_messages[(request.channel, request.message_id)] = offset
-            if signal is not None:
-                known_signals[signal.id] = (request.channel, offset)
-                signal_rows.append(  # q.SIGNAL_COLUMNS
-                    (
-                        signal.id,
-                        signal.strategy,
-                        request.channel,
-                        offset,
-                        _dumps(list(signal.accounts)),
-                        _dumps(list(signal.groups)),
-                        request.payload,
-                        signal.created_at,
-                        signal.expires_at,
-                    )
-                )
-                delivery_rows.extend(  # q.DELIVERY_COLUMNS
-                    (signal.id, account, "pending", now, now) for account in signal.accounts
-                )
-            results.append(Appended(request.channel, offset, channel_state[0], False))
-
-        if log_rows:
-            conn.exec_driver_sql(self._sql[q.INSERT_LOG], log_rows)
-            moved = [{"b_name": n, "b_last": v[1]} for n, v in state.items() if v[1] != before.get(n)]
-            conn.execute(q.update_channel_offset(), moved)
-        if signal_rows:
-            conn.exec_driver_sql(self._sql[q.INSERT_SIGNAL], signal_rows)
-        if delivery_rows:
-            conn.exec_driver_sql(self._sql[q.INSERT_PENDING], delivery_rows)
-
-        # Duplicates answer with their original channel's epoch.
-        other = sorted({r[0] for r in results if isinstance(r, tuple) and r[0] not in state})
-        if other:
-            state.update(self._lock_channels(conn, other))
-        return [r if isinstance(r, Appended) else Appended(r[0], r[1], state[r[0]][0], True) for r in results]
 
     async def append(
         self,
@@ -613,48 +742,19 @@ class SQLStore:
     async def insert_events(self, events: Sequence[TradeEvent]) -> list[bool]:
         if not events:
             return []
-        rows = [(e, _dumps(e.to_payload())) for e in events]
+        rows = [_EventRequest(e, _dumps(e.to_payload()), None, None) for e in events]
         result: list[bool] = await self._submit("events", rows, size=len(rows))
         return result
 
-    def _do_events(
-        self,
-        conn: sa.Connection,
-        requests: list[list[tuple[TradeEvent, str]]],
-    ) -> list[list[bool]]:
-        now = self._now_ms()
-        ids = sorted({e.id for request in requests for e, _ in request})
-        seen: set[str] = set()
-        for chunk in _chunks(ids):
-            seen.update(row.id for row in conn.execute(q.select_event_ids(chunk, self.dialect)))
-        new_rows: list[tuple[Any, ...]] = []
-        snapshots: dict[str, dict[str, Any]] = {}
-        results: list[list[bool]] = []
-        for request in requests:
-            flags: list[bool] = []
-            for event_, payload in request:
-                if event_.id in seen:
-                    flags.append(False)
-                    continue
-                seen.add(event_.id)
-                flags.append(True)
-                new_rows.append(  # q.EVENT_COLUMNS
-                    (event_.id, event_.kind, event_.account, event_.signal_id, event_.ts, now, payload)
-                )
-                if event_.kind == "account":
-                    current = snapshots.get(event_.account)
-                    if current is None or current["snapshot_ts_ms"] < event_.ts:
-                        snapshots[event_.account] = {
-                            "login": event_.account,
-                            "snapshot": payload,
-                            "snapshot_ts_ms": event_.ts,
-                        }
-            results.append(flags)
-        if new_rows:
-            conn.exec_driver_sql(self._sql[q.INSERT_EVENTS], new_rows)
-        if snapshots:
-            conn.execute(q.upsert_snapshot(self.dialect), list(snapshots.values()))
-        return results
+    async def record_events(self, writes: Sequence[EventWrite]) -> list[EventRecord]:
+        if not writes:
+            return []
+        requests = []
+        for w in writes:
+            check_append(w.channel, w.event.id)
+            requests.append(_EventRequest(w.event, _dumps(w.event.to_payload()), w.channel, w.status))
+        result: list[EventRecord] = await self._submit("record", requests, size=2 * len(requests))
+        return result
 
     async def list_events(
         self,
@@ -782,23 +882,19 @@ class SQLStore:
         result: list[bool] = await self._submit("status", list(updates), size=len(updates))
         return result
 
-    def _do_statuses(self, conn: sa.Connection, requests: list[list[StatusUpdate]]) -> list[list[bool]]:
-        signal_ids = sorted({u.signal_id for request in requests for u in request})
+    def _apply_statuses(self, conn: sa.Connection, updates: Sequence[StatusUpdate]) -> list[bool]:
+        """Apply transitions in order; unknown signals are ignored (False)."""
+        signal_ids = sorted({u.signal_id for u in updates})
         known: set[str] = set()
         states: dict[tuple[str, str], DeliveryStatus] = {}
         for chunk in _chunks(signal_ids):
             known.update(row.id for row in conn.execute(q.select_signal_ids(chunk, self.dialect)))
             for row in conn.execute(q.select_delivery_states(chunk, self.dialect)):
                 states[(row.signal_id, row.account)] = DeliveryStatus(row.status)
-        results = [[u.signal_id in known for u in request] for request in requests]
-        flat = [
-            u
-            for request, flags in zip(requests, results, strict=True)
-            for u, ok in zip(request, flags, strict=True)
-            if ok
-        ]
-        applied = iter(_apply_transitions(conn, self.dialect, flat, states))
-        return [[ok and next(applied) for ok in flags] for flags in results]
+        flags = [u.signal_id in known for u in updates]
+        valid = [u for u, ok in zip(updates, flags, strict=True) if ok]
+        applied = iter(_apply_transitions(conn, self.dialect, valid, states))
+        return [ok and next(applied) for ok in flags]
 
     async def expire_signals(self, now_ms: int, limit: int = 1000) -> list[tuple[str, str]]:
         def expire(conn: sa.Connection) -> list[tuple[str, str]]:
@@ -912,6 +1008,20 @@ class SQLStore:
                 break
         revoked = await self._submit("call", purge)
         return RetentionResult(log_entries, signals, deliveries, events, revoked)
+
+
+def _event_row(req: _EventRequest, now: int) -> tuple[Any, ...]:
+    """A new trade event, as q.EVENT_COLUMNS."""
+    e = req.event
+    return (e.id, e.kind, e.account, e.signal_id, e.ts, now, req.payload)
+
+
+def _keep_snapshot(snapshots: dict[str, dict[str, Any]], req: _EventRequest) -> None:
+    """Keep the newest ``account`` snapshot per login of a batch."""
+    e = req.event
+    current = snapshots.get(e.account)
+    if current is None or current["snapshot_ts_ms"] < e.ts:
+        snapshots[e.account] = {"login": e.account, "snapshot": req.payload, "snapshot_ts_ms": e.ts}
 
 
 def _delivery_row(

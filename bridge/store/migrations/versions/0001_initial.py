@@ -112,6 +112,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("revocations", "accounts", "trade_events", "signal_deliveries", "signals", "channel_log",
-                  "channels"):
+    for table in (
+        "revocations",
+        "accounts",
+        "trade_events",
+        "signal_deliveries",
+        "signals",
+        "channel_log",
+        "channels",
+    ):
         op.drop_table(table)
