@@ -35,6 +35,7 @@ __all__ = [
     "LOG_COLUMNS",
     "SELECT_LOG_PAIRS_PG",
     "SIGNAL_COLUMNS",
+    "UPDATE_DELIVERY",
     "delete_deliveries_of",
     "delete_events",
     "delete_log",
@@ -125,6 +126,17 @@ SELECT_LOG_PAIRS_PG = (
     "SELECT l.channel, l.message_id, l.log_offset "
     "FROM unnest($1::varchar[], $2::varchar[]) AS k(channel, message_id) "
     "JOIN channel_log AS l ON l.channel = k.channel AND l.message_id = k.message_id"
+)
+
+#: Move a delivery forward if it is still at its old status (UPDATE_DELIVERY_COLUMNS tuples): the status,
+#: its time, the detail if given, and the time each status was reached in the batch (others kept).
+#: The time columns follow STATUS_COLUMNS' order (a test checks it).
+UPDATE_DELIVERY = (
+    "UPDATE signal_deliveries SET status = ?, updated_at_ms = ?, detail = COALESCE(?, detail), "
+    "pending_at_ms = COALESCE(?, pending_at_ms), delivered_at_ms = COALESCE(?, delivered_at_ms), "
+    "acked_at_ms = COALESCE(?, acked_at_ms), expired_at_ms = COALESCE(?, expired_at_ms), "
+    "executed_at_ms = COALESCE(?, executed_at_ms), rejected_at_ms = COALESCE(?, rejected_at_ms) "
+    "WHERE signal_id = ? AND account = ? AND status = ?"
 )
 
 

@@ -1105,5 +1105,18 @@ def _apply_transitions(
     if inserts:
         conn.execute(q.insert_delivery(dialect), list(inserts.values()))
     if changes:
-        conn.execute(q.update_delivery_any(), list(changes.values()))
+        times = [f"b_{name}" for name in STATUS_COLUMNS]
+        rows = [
+            (
+                c["b_status"],
+                c["b_at"],
+                c["b_detail"],
+                *(c[t] for t in times),
+                c["b_sid"],
+                c["b_acc"],
+                c["b_old"],
+            )
+            for c in changes.values()
+        ]
+        conn.exec_driver_sql(q.positional(q.UPDATE_DELIVERY, dialect), rows)
     return flags

@@ -241,3 +241,13 @@ def test_normalize_url_picks_async_drivers() -> None:
         normalize_url("mysql://u@h/db")
     with pytest.raises(ValueError, match="file path"):
         SQLStore("sqlite:///:memory:")._sqlite_path()
+
+
+def test_update_delivery_sets_time_columns_in_status_order() -> None:
+    """UPDATE_DELIVERY's positional time columns must follow STATUS_COLUMNS (rows are built in that order)."""
+    from bridge.store import queries as q
+    from bridge.store.schema import STATUS_COLUMNS
+
+    sets = q.UPDATE_DELIVERY.split(" SET ", 1)[1].split(" WHERE ", 1)[0]
+    assigned = [part.split("=", 1)[0].strip() for part in sets.split(", ") if "=" in part]
+    assert assigned == ["status", "updated_at_ms", "detail", *STATUS_COLUMNS.values()]
