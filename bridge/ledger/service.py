@@ -22,7 +22,7 @@ from bridge.protocol.channels import Role, holds_account
 from bridge.protocol.envelope import Envelope
 from bridge.protocol.events import DeliveryStatus, EventInvalid, parse_event, status_from_event
 from bridge.protocol.signals import SignalInvalid, parse_signal
-from bridge.store.base import StatusUpdate, Store
+from bridge.store.base import EventWrite, StatusUpdate, Store
 
 __all__ = ["CONTROL_CHANNEL", "Ledger"]
 
@@ -183,10 +183,9 @@ class Ledger:
         account = self._account_for(conn, payload)
         now_ms = int(self.hub.clock() * 1000)
         update = StatusUpdate(signal_id, account, DeliveryStatus.ACKED, now_ms)
-        await self._flush_statuses()
-        moved = await self.store.update_statuses([update])
-        if moved[0]:
-            self._push_status(update)
+        # Deliveries still queued go first, in the same store call, so "delivered" is never skipped.
+        moved = await self._write_statuses([update])
+        if moved[-1]:
             status = DeliveryStatus.ACKED.value
         else:
             view = await self.store.get_signal(signal_id)
@@ -217,29 +216,29 @@ class Ledger:
         self.hub.reply(conn, env.request_id, result)
 
     async def record_event(self, event: Any) -> dict[str, Any]:
-        """Store once, rebroadcast once, then derive the signal's status; idempotent end to end."""
-        new = (await self.store.insert_events([event]))[0]
+        """Store once, rebroadcast once, then derive the signal's status; idempotent end to end.
+
+        The event, its entry on ``account:<login>:events`` (message id = event id) and the status it
+        implies are written in one store call, so in one transaction; concurrent events share commits
+        through the store's group commit.
+        """
         payload = event.to_payload()
-        # Appending with the event id as message id is idempotent too, so a resend after a crash
-        # between the two commits still lands exactly once on the account channel.
-        await self.hub.publish(
-            f"account:{event.account}:events", Prepared(payload, message_id=event.id, expires_at_ms=None)
-        )
-        if new:
+        channel = f"account:{event.account}:events"
+        status = status_from_event(event)
+        update: StatusUpdate | None = None
+        if status is not None and event.signal_id is not None:
+            detail = payload.get("message") if status is DeliveryStatus.REJECTED else None
+            update = StatusUpdate(
+                event.signal_id, event.account, status, event.ts, detail if isinstance(detail, str) else None
+            )
+        record = (await self.store.record_events([EventWrite(event, channel, update)]))[0]
+        if not record.appended.duplicate:
+            self.hub.fanout(channel, record.appended.offset, payload)
+        if record.new:
             self.hub.publish_ephemeral("system:events", payload)
-            status = status_from_event(event)
-            if status is not None and event.signal_id is not None:
-                detail = payload.get("message") if status is DeliveryStatus.REJECTED else None
-                self._queue_status(
-                    StatusUpdate(
-                        event.signal_id,
-                        event.account,
-                        status,
-                        event.ts,
-                        detail if isinstance(detail, str) else None,
-                    )
-                )
-        return {"id": event.id, "duplicate": not new}
+            if update is not None and record.status_moved:
+                self._push_status(update)
+        return {"id": event.id, "duplicate": not record.new}
 
     # -- status ---------------------------------------------------------------------------------
 
@@ -256,16 +255,25 @@ class Ledger:
     async def _flush_statuses(self) -> None:
         if not self._pending:
             return
-        batch, self._pending = self._pending, []
+        try:
+            await self._write_statuses([])
+        except Exception:
+            logger.exception("writing status updates failed; retrying")
+
+    async def _write_statuses(self, updates: list[StatusUpdate]) -> list[bool]:
+        """Write the queued updates then ``updates`` in one store call; push what moved. Returns the
+        flags of ``updates``. On failure the queued ones are queued again (the caller's are not)."""
+        queued, self._pending = self._pending, []
+        batch = queued + updates
         try:
             moved = await self.store.update_statuses(batch)
         except Exception:
-            logger.exception("writing %d status updates failed; retrying", len(batch))
-            self._pending = batch + self._pending
-            return
-        for update, ok in zip(batch, moved, strict=True):
+            self._pending = queued + self._pending
+            raise
+        for item, ok in zip(batch, moved, strict=True):
             if ok:
-                self._push_status(update)
+                self._push_status(item)
+        return moved[len(queued) :]
 
     def _push_status(self, update: StatusUpdate) -> None:
         message = {
@@ -324,10 +332,11 @@ class Ledger:
         claims = conn.claims
         if claims is None:
             return
-        self.hub.publish_ephemeral(
-            "system:connections",
-            {"event": "connected" if up else "disconnected", "connection": self.hub.describe([conn])[0]},
-        )
+        if "system:connections" in self.hub.channels:
+            self.hub.publish_ephemeral(
+                "system:connections",
+                {"event": "connected" if up else "disconnected", "connection": self.hub.describe([conn])[0]},
+            )
         if claims.role is not Role.EA:
             return
         logins = [a for a in claims.accounts if a != "*"]
