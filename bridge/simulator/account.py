@@ -18,6 +18,7 @@ from typing import Any
 __all__ = [
     "CONTRACT_SIZES",
     "DEFAULT_PRICES",
+    "PendingOrder",
     "Position",
     "RiskGuards",
     "SimAccount",
@@ -42,8 +43,10 @@ SPREAD_POINTS = 10
 VOLUME_MIN = 0.01
 VOLUME_MAX = 100.0
 VOLUME_STEP = 0.01
-#: MT5 ``TRADE_RETCODE_NO_MONEY``.
+#: MT5 ``TRADE_RETCODE_NO_MONEY``, ``_INVALID_PRICE``, ``_INVALID_EXPIRATION``.
 RETCODE_NO_MONEY = 10019
+RETCODE_INVALID_PRICE = 10015
+RETCODE_INVALID_EXPIRATION = 10022
 DEFAULT_MAX_SLIPPAGE_POINTS = 20
 DEFAULT_MAGIC = 770001
 
@@ -103,6 +106,23 @@ class Position:
 
 
 @dataclass
+class PendingOrder:
+    """A limit or stop order in the book, as the harness's trade server keeps it."""
+
+    ticket: int
+    symbol: str
+    side: str
+    order_type: str  # "limit" or "stop"
+    volume: float
+    price: float
+    sl: float = 0.0
+    tp: float = 0.0
+    expiration_s: int = 0  # unix seconds; 0 = good till cancelled
+    signal_id: str = ""
+    comment: str = ""
+
+
+@dataclass
 class SimAccount:
     """Balance, positions and tickets of one simulated login; serialisable with :meth:`to_dict`."""
 
@@ -113,11 +133,21 @@ class SimAccount:
     next_ticket: int = 1
     positions: list[Position] = field(default_factory=list)
     prices: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    #: (bid, ask) set by :meth:`set_quote`, overriding the mid price and spread.
+    quotes: dict[str, list[float]] = field(default_factory=dict)
+    orders: list[PendingOrder] = field(default_factory=list)
 
     # -- market --------------------------------------------------------------------------------------
 
+    def set_quote(self, symbol: str, bid: float, ask: float) -> None:
+        """Move the market; :meth:`check_pending` then fills the orders it reached."""
+        self.quotes[symbol] = [bid, ask]
+
     def quote(self, symbol: str) -> tuple[float, float]:
         """(bid, ask) of the simulated market."""
+        if symbol in self.quotes:
+            bid, ask = self.quotes[symbol]
+            return bid, ask
         digits = digits_of(symbol)
         mid = self.prices.get(symbol, DEFAULT_MID)
         half = SPREAD_POINTS * 10.0**-digits / 2
@@ -171,13 +201,16 @@ class SimAccount:
             return self._close(signal, sid, symbol, str(signal.get("side") or ""), now_ms, guards)
         if action == "modify":
             return self._modify(signal, sid, symbol, now_ms, guards)
+        if action == "cancel":
+            return self._cancel(signal, sid, symbol, str(signal.get("side") or ""), now_ms, guards)
         return [self._rejected(signal, symbol, "unsupported_action", now_ms, guards)]
 
     def _open(
         self, signal: dict[str, Any], sid: str, symbol: str, now_ms: int, guards: RiskGuards
     ) -> list[dict[str, Any]]:
         side = signal.get("side")
-        if signal.get("orderType", "market") != "market":
+        order_type = signal.get("orderType", "market")
+        if order_type not in ("market", "limit", "stop"):
             return [self._rejected(signal, symbol, "unsupported_order_type", now_ms, guards)]
         if side not in ("buy", "sell"):
             return [self._rejected(signal, symbol, "invalid_side", now_ms, guards)]
@@ -187,6 +220,8 @@ class SimAccount:
         steps = volume / VOLUME_STEP
         if volume < VOLUME_MIN - 1e-9 or volume > VOLUME_MAX + 1e-9 or abs(steps - round(steps)) > 1e-6:
             return [self._rejected(signal, symbol, "invalid_volume", now_ms, guards)]
+        if order_type != "market":
+            return self._place(signal, sid, symbol, str(side), str(order_type), volume, now_ms, guards)
         digits = digits_of(symbol)
         point = 10.0**-digits
         bid, ask = self.quote(symbol)
@@ -224,6 +259,123 @@ class SimAccount:
             self._position_event(sid, position, "opened", volume, now_ms, guards, suffix="|opened"),
             self._order_filled(sid, order, symbol, str(side), volume, market, now_ms, guards, tag),
         ]
+
+    def _place(
+        self,
+        signal: dict[str, Any],
+        sid: str,
+        symbol: str,
+        side: str,
+        order_type: str,
+        volume: float,
+        now_ms: int,
+        guards: RiskGuards,
+    ) -> list[dict[str, Any]]:
+        digits = digits_of(symbol)
+        price = round(_num(signal.get("price")), digits)
+        if price <= 0:
+            return [self._rejected(signal, symbol, "invalid_price", now_ms, guards)]
+        bid, ask = self.quote(symbol)
+        market = ask if side == "buy" else bid
+        # a limit waits for a better price, a stop for a worse one; otherwise the server refuses it
+        better = price < market if side == "buy" else price > market
+        if better != (order_type == "limit"):
+            return [
+                self._rejected(
+                    signal,
+                    symbol,
+                    "trade_server: invalid price",
+                    now_ms,
+                    guards,
+                    retcode=RETCODE_INVALID_PRICE,
+                )
+            ]
+        expires = _int(signal.get("expiresAt"))
+        expiration = (expires + 999) // 1000 if expires > 0 else 0
+        if expiration and expiration <= now_ms // 1000:
+            return [
+                self._rejected(
+                    signal,
+                    symbol,
+                    "trade_server: invalid expiration",
+                    now_ms,
+                    guards,
+                    retcode=RETCODE_INVALID_EXPIRATION,
+                )
+            ]
+        order = PendingOrder(
+            self._ticket(),
+            symbol,
+            side,
+            order_type,
+            volume,
+            price,
+            round(_num(signal.get("sl")), digits),
+            round(_num(signal.get("tp")), digits),
+            expiration,
+            sid,
+            signal_tag(sid),
+        )
+        self.orders.append(order)
+        return [self._pending_event(sid, order, "placed", now_ms, guards)]
+
+    def _cancel(
+        self, signal: dict[str, Any], sid: str, symbol: str, side: str, now_ms: int, guards: RiskGuards
+    ) -> list[dict[str, Any]]:
+        matching = [o for o in self.orders if o.symbol == symbol and (not side or o.side == side)]
+        if not matching:
+            return [self._rejected(signal, symbol, "no_order", now_ms, guards)]
+        for o in matching:
+            self.orders.remove(o)
+        return [self._pending_event(sid, o, "cancelled", now_ms, guards) for o in matching]
+
+    def check_pending(self, now_ms: int, guards: RiskGuards) -> list[dict[str, Any]]:
+        """Expire and fill pending orders as the trade server does between two handlers: expiries
+        first, then orders the market reached, in the order they were placed. A limit order fills at
+        its own price, a stop order at the market."""
+        events: list[dict[str, Any]] = []
+        for o in [o for o in self.orders if o.expiration_s and now_ms // 1000 >= o.expiration_s]:
+            self.orders.remove(o)
+            events.append(self._pending_event(o.signal_id, o, "expired", now_ms, guards))
+        for o in list(self.orders):
+            bid, ask = self.quote(o.symbol)
+            market = ask if o.side == "buy" else bid
+            if o.order_type == "limit":
+                reached = market <= o.price if o.side == "buy" else market >= o.price
+                price = o.price
+            else:
+                reached = market >= o.price if o.side == "buy" else market <= o.price
+                price = market
+            if not reached:
+                continue
+            self.orders.remove(o)
+            deal = self._ticket()
+            position = Position(o.ticket, o.symbol, o.side, o.volume, price, o.sl, o.tp, o.signal_id)
+            self.positions.append(position)
+            sid = o.signal_id
+            filled = self._order_filled(
+                sid, o.ticket, o.symbol, o.side, o.volume, o.price, now_ms, guards, o.comment
+            )
+            filled["orderType"] = o.order_type
+            events += [
+                self._deal(
+                    sid,
+                    deal,
+                    o.ticket,
+                    position,
+                    o.side,
+                    "in",
+                    o.volume,
+                    price,
+                    0.0,
+                    now_ms,
+                    guards,
+                    o.comment,
+                ),
+                self._position_event(sid, position, "opened", o.volume, now_ms, guards, suffix="|opened"),
+                filled,
+            ]
+        return events
 
     def _close(
         self, signal: dict[str, Any], sid: str, symbol: str, side: str, now_ms: int, guards: RiskGuards
@@ -349,6 +501,26 @@ class SimAccount:
         event["message"] = reason
         return event
 
+    def _pending_event(
+        self, sid: str, o: PendingOrder, state: str, now_ms: int, guards: RiskGuards
+    ) -> dict[str, Any]:
+        event = self._base(f"order|{o.ticket}|{state}", "order", now_ms, sid)
+        event.update(
+            state=state,
+            ticket=o.ticket,
+            symbol=o.symbol,
+            side=o.side,
+            orderType=o.order_type,
+            volume=o.volume,
+            price=o.price,
+        )
+        if o.sl > 0:
+            event["sl"] = o.sl
+        if o.tp > 0:
+            event["tp"] = o.tp
+        event.update(magic=guards.magic, comment=o.comment)
+        return event
+
     def _order_filled(
         self,
         sid: str,
@@ -438,8 +610,9 @@ class SimAccount:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SimAccount:
         positions = [Position(**p) for p in data.get("positions", [])]
-        fields = {k: v for k, v in data.items() if k != "positions"}
-        return cls(**fields, positions=positions)
+        orders = [PendingOrder(**o) for o in data.get("orders", [])]
+        fields = {k: v for k, v in data.items() if k not in ("positions", "orders")}
+        return cls(**fields, positions=positions, orders=orders)
 
 
 def _num(value: object) -> float:

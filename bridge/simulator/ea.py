@@ -35,6 +35,8 @@ DEFAULT_SNAPSHOT_INTERVAL = 60.0
 OUTBOX_WINDOW = 64
 #: Pause after a round with failed sends (the client itself waits for the connection).
 RETRY_PAUSE = 0.5
+#: How often pending orders are checked for expiry (prices move only through :meth:`set_price`).
+PENDING_CHECK_INTERVAL = 0.2
 
 #: ``sink(kind, data)``: a line for a human (kind: signal, control, event, gap, dropped).
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -97,6 +99,7 @@ class SimulatedEA:
         self._spawn(self._send_loop())
         if self.snapshot_interval:
             self._spawn(self._snapshot_loop(self.snapshot_interval))
+        self._spawn(self._pending_loop())
         for strategy in self.strategies:
             await self._subscribe(f"signals:{strategy}", self._signal_handler(strategy))
         await self._subscribe(self.control_channel, self._on_control)
@@ -269,6 +272,26 @@ class SimulatedEA:
                 save_state(self.path, self.state)
             if failed:
                 await asyncio.sleep(RETRY_PAUSE)
+
+    def set_price(self, symbol: str, bid: float, ask: float) -> None:
+        """Move the simulated market (tests, demos); pending orders it reaches fill at once."""
+        self.state.account.set_quote(symbol, bid, ask)
+        self.check_pending()
+
+    def check_pending(self) -> None:
+        """Expire and trigger pending orders; their events carry the signal that placed them."""
+        events = self.state.account.check_pending(int(self.clock() * 1000), self.guards)
+        if events:
+            self._queue(events)
+            self._outbox_ready.set()
+        save_state(self.path, self.state)
+
+    async def _pending_loop(self) -> None:
+        """Pending orders expire with time, as on the trade server."""
+        while True:
+            await asyncio.sleep(PENDING_CHECK_INTERVAL)
+            if self.state.account.orders:
+                self.check_pending()
 
     async def _snapshot_loop(self, interval: float) -> None:
         while True:

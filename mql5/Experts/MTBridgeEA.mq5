@@ -156,12 +156,114 @@ void ReportRejected(CJsonValue *signal, const string symbol, const string reason
    Print("mtbridge: signal ", signal_id, " rejected: ", reason);
   }
 
+//--- ids of events the EA reported itself for a signal (SL/TP changes, cancellations);
+//--- OnTradeTransaction skips them rather than report them again without the signal
+string         g_own_events[];
+int            g_own_next = 0;
+#define MTB_OWN_EVENTS_KEEP 256
+
+bool OwnEvent(const string id)
+  {
+   int n = ArraySize(g_own_events);
+   for(int i = 0; i < n; i++)
+      if(g_own_events[i] == id)
+         return true;
+   return false;
+  }
+
+void RememberOwnEvent(const string id)
+  {
+   if(ArraySize(g_own_events) < MTB_OWN_EVENTS_KEEP)
+     {
+      int n = ArraySize(g_own_events);
+      ArrayResize(g_own_events, n + 1);
+      g_own_events[n] = id;
+      return;
+     }
+   g_own_events[g_own_next] = id;
+   g_own_next = (g_own_next + 1) % MTB_OWN_EVENTS_KEEP;
+  }
+
+bool IsBuyType(const long type)
+  {
+   return type == ORDER_TYPE_BUY || type == ORDER_TYPE_BUY_LIMIT || type == ORDER_TYPE_BUY_STOP;
+  }
+
+//--- "market", "limit" or "stop"; "" for types the EA does not report
+string OrderTypeName(const long type)
+  {
+   if(type == ORDER_TYPE_BUY || type == ORDER_TYPE_SELL)
+      return "market";
+   if(type == ORDER_TYPE_BUY_LIMIT || type == ORDER_TYPE_SELL_LIMIT)
+      return "limit";
+   if(type == ORDER_TYPE_BUY_STOP || type == ORDER_TYPE_SELL_STOP)
+      return "stop";
+   return "";
+  }
+
+//--- a pending order placed, cancelled or expired; the caller read its fields (active or history)
+void ReportPendingOrder(const ulong ticket, const string state, const string signal_id, const string symbol,
+                        const long type, const double volume, const double price, const double sl,
+                        const double tp, const long magic, const string comment)
+  {
+   string otype = OrderTypeName(type);
+   if(otype == "" || otype == "market")
+      return;
+   int digits = SymbolDigits(symbol);
+   string id = MtbUuidFromName(g_account + "|order|" + IntegerToString((long)ticket) + "|" + state);
+   CJsonWriter w;
+   BeginEvent(w, id, "order", MtbNowMs(), signal_id);
+   w.KeyStr("state", state);
+   w.KeyInt("ticket", (long)ticket);
+   w.KeyStr("symbol", symbol);
+   w.KeyStr("side", IsBuyType(type) ? "buy" : "sell");
+   w.KeyStr("orderType", otype);
+   w.KeyNum("volume", volume, 8);
+   w.KeyNum("price", price, digits);
+   if(sl > 0)
+      w.KeyNum("sl", sl, digits);
+   if(tp > 0)
+      w.KeyNum("tp", tp, digits);
+   w.KeyInt("magic", magic);
+   w.KeyStr("comment", comment);
+   if(signal_id != "" && state == "cancelled")
+      RememberOwnEvent(id);
+   QueueEvent(w, id);
+  }
+
+//--- a pending order in the book (just placed)
+void ReportPlaced(const ulong ticket)
+  {
+   if(!OrderSelect(ticket))
+      return;
+   ReportPendingOrder(ticket, "placed", g_bridge.SignalOfOrder((long)ticket), OrderGetString(ORDER_SYMBOL),
+                      OrderGetInteger(ORDER_TYPE), OrderGetDouble(ORDER_VOLUME_INITIAL),
+                      OrderGetDouble(ORDER_PRICE_OPEN), OrderGetDouble(ORDER_SL), OrderGetDouble(ORDER_TP),
+                      OrderGetInteger(ORDER_MAGIC), OrderGetString(ORDER_COMMENT));
+  }
+
+//--- a pending order that left the book without a fill (state "cancelled" or "expired"), reported
+//--- against the signal that placed it, unless a cancel signal already reported it
+void ReportOrderEnded(const ulong ticket, const string state)
+  {
+   if(!HistoryOrderSelect(ticket))
+      return;
+   if(OwnEvent(MtbUuidFromName(g_account + "|order|" + IntegerToString((long)ticket) + "|" + state)))
+      return;
+   ReportPendingOrder(ticket, state, g_bridge.SignalOfOrder((long)ticket), HistoryOrderGetString(ticket, ORDER_SYMBOL),
+                      HistoryOrderGetInteger(ticket, ORDER_TYPE), HistoryOrderGetDouble(ticket, ORDER_VOLUME_INITIAL),
+                      HistoryOrderGetDouble(ticket, ORDER_PRICE_OPEN), HistoryOrderGetDouble(ticket, ORDER_SL),
+                      HistoryOrderGetDouble(ticket, ORDER_TP), HistoryOrderGetInteger(ticket, ORDER_MAGIC),
+                      HistoryOrderGetString(ticket, ORDER_COMMENT));
+  }
+
 void ReportOrder(const ulong ticket)
   {
    if(!HistoryOrderSelect(ticket))
       return;
    long type = HistoryOrderGetInteger(ticket, ORDER_TYPE);
-   if(type != ORDER_TYPE_BUY && type != ORDER_TYPE_SELL)
+   string otype = OrderTypeName(type);
+   if(otype == "")
       return;
    string symbol = HistoryOrderGetString(ticket, ORDER_SYMBOL);
    int digits = SymbolDigits(symbol);
@@ -171,8 +273,8 @@ void ReportOrder(const ulong ticket)
    w.KeyStr("state", "filled");
    w.KeyInt("ticket", (long)ticket);
    w.KeyStr("symbol", symbol);
-   w.KeyStr("side", type == ORDER_TYPE_BUY ? "buy" : "sell");
-   w.KeyStr("orderType", "market");
+   w.KeyStr("side", IsBuyType(type) ? "buy" : "sell");
+   w.KeyStr("orderType", otype);
    w.KeyNum("volume", HistoryOrderGetDouble(ticket, ORDER_VOLUME_INITIAL), 8);
    double price = HistoryOrderGetDouble(ticket, ORDER_PRICE_OPEN);
    if(price > 0)
@@ -287,33 +389,6 @@ void ReportDeal(const ulong ticket)
    QueueEvent(p, pid);
   }
 
-//--- ids of SL/TP events the EA reported itself for a signal; OnTradeTransaction skips them
-string         g_own_sltp[];
-int            g_own_sltp_next = 0;
-#define MTB_OWN_SLTP_KEEP 256
-
-bool OwnSltpEvent(const string id)
-  {
-   int n = ArraySize(g_own_sltp);
-   for(int i = 0; i < n; i++)
-      if(g_own_sltp[i] == id)
-         return true;
-   return false;
-  }
-
-void RememberOwnSltpEvent(const string id)
-  {
-   if(ArraySize(g_own_sltp) < MTB_OWN_SLTP_KEEP)
-     {
-      int n = ArraySize(g_own_sltp);
-      ArrayResize(g_own_sltp, n + 1);
-      g_own_sltp[n] = id;
-      return;
-     }
-   g_own_sltp[g_own_sltp_next] = id;
-   g_own_sltp_next = (g_own_sltp_next + 1) % MTB_OWN_SLTP_KEEP;
-  }
-
 //--- the id of an SL/TP change: the same change always has the same id, whoever reports it
 string SltpEventId(const ulong ticket, const double sl, const double tp, const int digits)
   {
@@ -332,7 +407,7 @@ void ReportPositionModified(const ulong ticket, const string signal_id)
    double sl = PositionGetDouble(POSITION_SL);
    double tp = PositionGetDouble(POSITION_TP);
    string id = SltpEventId(ticket, sl, tp, digits);
-   if(signal_id == "" && OwnSltpEvent(id))
+   if(signal_id == "" && OwnEvent(id))
       return;
    CJsonWriter w;
    BeginEvent(w, id, "position", MtbNowMs(), signal_id);
@@ -349,7 +424,7 @@ void ReportPositionModified(const ulong ticket, const string signal_id)
    w.KeyNum("profit", PositionGetDouble(POSITION_PROFIT), 2);
    w.KeyInt("magic", PositionGetInteger(POSITION_MAGIC));
    if(signal_id != "")
-      RememberOwnSltpEvent(id);
+      RememberOwnEvent(id);
    QueueEvent(w, id);
   }
 
@@ -415,11 +490,111 @@ int MatchingPositions(const string symbol, const string side, ulong &tickets[])
    return n;
   }
 
+//--- a limit or stop order at the signal's price; it expires with the signal (expiresAt, whole seconds)
+void PlacePending(CJsonValue *signal, const string id, const string symbol, const string side, const string otype,
+                  const double volume)
+  {
+   int digits = SymbolDigits(symbol);
+   double price = NormalizeDouble(signal.GetNumber("price", 0), digits);
+   if(price <= 0)
+     {
+      ReportRejected(signal, symbol, "invalid_price", 0);
+      return;
+     }
+   double sl = NormalizeDouble(signal.GetNumber("sl", 0), digits);
+   double tp = NormalizeDouble(signal.GetNumber("tp", 0), digits);
+   long expires_ms = signal.GetInteger("expiresAt", 0);
+   ENUM_ORDER_TYPE_TIME type_time = ORDER_TIME_GTC;
+   datetime expiration = 0;
+   if(expires_ms > 0)
+     {
+      type_time = ORDER_TIME_SPECIFIED;
+      expiration = (datetime)((expires_ms + 999) / 1000);
+     }
+   g_bridge.ClaimSignal(id);
+   bool ok;
+   string tag = MtbSignalTag(id);
+   if(otype == "limit")
+     {
+      if(side == "buy")
+         ok = g_trade.BuyLimit(volume, price, symbol, sl, tp, type_time, expiration, tag);
+      else
+         ok = g_trade.SellLimit(volume, price, symbol, sl, tp, type_time, expiration, tag);
+     }
+   else
+     {
+      if(side == "buy")
+         ok = g_trade.BuyStop(volume, price, symbol, sl, tp, type_time, expiration, tag);
+      else
+         ok = g_trade.SellStop(volume, price, symbol, sl, tp, type_time, expiration, tag);
+     }
+   if(ok && g_trade.ResultRetcode() == TRADE_RETCODE_DONE)
+     {
+      g_bridge.SignalDone(id, (long)g_trade.ResultOrder());
+      Print("mtbridge: signal ", id, " placed: ", side, " ", otype, " ", DoubleToString(volume, 2), " ", symbol,
+            " at ", DoubleToString(price, digits), " order ", IntegerToString((long)g_trade.ResultOrder()));
+      return;
+     }
+   ReportRejected(signal, symbol, "trade_server: " + g_trade.ResultRetcodeDescription(), g_trade.ResultRetcode());
+  }
+
+//--- cancel this EA's pending orders on the symbol (one side when the signal names it)
+void CancelOrders(CJsonValue *signal, const string id, const string symbol)
+  {
+   string side = signal.GetString("side", "");
+   ulong tickets[];
+   int n = 0;
+   int total = OrdersTotal();
+   for(int i = 0; i < total; i++)
+     {
+      ulong ticket = OrderGetTicket(i);
+      if(ticket == 0 || OrderGetInteger(ORDER_MAGIC) != Magic || OrderGetString(ORDER_SYMBOL) != symbol)
+         continue;
+      if(side != "" && (IsBuyType(OrderGetInteger(ORDER_TYPE)) ? "buy" : "sell") != side)
+         continue;
+      ArrayResize(tickets, n + 1);
+      tickets[n] = ticket;
+      n++;
+     }
+   if(n == 0)
+     {
+      ReportRejected(signal, symbol, "no_order", 0);
+      return;
+     }
+   g_bridge.ClaimSignal(id);
+   int done = 0;
+   uint last_retcode = 0;
+   for(int i = 0; i < n; i++)
+     {
+      if(!OrderSelect(tickets[i]))
+         continue;
+      //--- read before the order leaves the book; reported with this signal once the server confirms
+      long type = OrderGetInteger(ORDER_TYPE);
+      double volume = OrderGetDouble(ORDER_VOLUME_INITIAL);
+      double price = OrderGetDouble(ORDER_PRICE_OPEN);
+      double sl = OrderGetDouble(ORDER_SL);
+      double tp = OrderGetDouble(ORDER_TP);
+      long magic = OrderGetInteger(ORDER_MAGIC);
+      string comment = OrderGetString(ORDER_COMMENT);
+      if(g_trade.OrderDelete(tickets[i]) && g_trade.ResultRetcode() == TRADE_RETCODE_DONE)
+        {
+         ReportPendingOrder(tickets[i], "cancelled", id, symbol, type, volume, price, sl, tp, magic, comment);
+         done++;
+        }
+      else
+         last_retcode = g_trade.ResultRetcode();
+     }
+   if(done == 0)
+      ReportRejected(signal, symbol, "trade_server: " + g_trade.ResultRetcodeDescription(), last_retcode);
+   else
+      g_bridge.SignalDone(id, 0);
+  }
+
 void OpenPosition(CJsonValue *signal, const string id, const string symbol)
   {
    string side = signal.GetString("side", "");
    string otype = signal.GetString("orderType", "market");
-   if(otype != "market")
+   if(otype != "market" && otype != "limit" && otype != "stop")
      {
       ReportRejected(signal, symbol, "unsupported_order_type", 0);
       return;
@@ -442,6 +617,11 @@ void OpenPosition(CJsonValue *signal, const string id, const string symbol)
    if(vstep <= 0 || volume < vmin - 1e-9 || volume > vmax + 1e-9 || MathAbs(steps - MathRound(steps)) > 1e-6)
      {
       ReportRejected(signal, symbol, "invalid_volume", 0);
+      return;
+     }
+   if(otype != "market")
+     {
+      PlacePending(signal, id, symbol, side, otype, volume);
       return;
      }
    double point = SymbolInfoDouble(symbol, SYMBOL_POINT);
@@ -590,7 +770,10 @@ void ExecuteSignal(CJsonValue *signal, const string strategy)
          if(action == "modify")
             ModifyPositions(signal, id, symbol);
          else
-            ReportRejected(signal, symbol, "unsupported_action", 0);
+            if(action == "cancel")
+               CancelOrders(signal, id, symbol);
+            else
+               ReportRejected(signal, symbol, "unsupported_action", 0);
   }
 
 class CSignalExecutor : public CBridgeHandler
@@ -628,6 +811,16 @@ void Reconcile()
             if(HistoryDealGetInteger(deal, DEAL_ORDER) == (long)order)
                ReportDeal(deal);
            }
+        }
+      int active = OrdersTotal();
+      for(int k = 0; k < active; k++)
+        {
+         ulong order = OrderGetTicket(k);
+         if(order == 0 || OrderGetString(ORDER_COMMENT) != tag)
+            continue;
+         found = true;
+         g_bridge.SignalDone(id, (long)order);
+         ReportPlaced(order);
         }
       if(!found)
         {
@@ -696,12 +889,19 @@ void OnTradeTransaction(const MqlTradeTransaction &trans, const MqlTradeRequest 
       return;
    if(trans.type == TRADE_TRANSACTION_DEAL_ADD)
       ReportDeal(trans.deal);
-   else
-      if(trans.type == TRADE_TRANSACTION_HISTORY_ADD && trans.order_state == ORDER_STATE_FILLED)
+   if(trans.type == TRADE_TRANSACTION_ORDER_UPDATE && trans.order_state == ORDER_STATE_PLACED)
+      ReportPlaced(trans.order);
+   if(trans.type == TRADE_TRANSACTION_HISTORY_ADD)
+     {
+      if(trans.order_state == ORDER_STATE_FILLED)
          ReportOrder(trans.order);
-      else
-         if(trans.type == TRADE_TRANSACTION_POSITION)
-            ReportPositionModified(trans.position, "");
+      if(trans.order_state == ORDER_STATE_CANCELED)
+         ReportOrderEnded(trans.order, "cancelled");
+      if(trans.order_state == ORDER_STATE_EXPIRED)
+         ReportOrderEnded(trans.order, "expired");
+     }
+   if(trans.type == TRADE_TRANSACTION_POSITION)
+      ReportPositionModified(trans.position, "");
   }
 
 void OnDeinit(const int reason)

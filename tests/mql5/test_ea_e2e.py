@@ -461,3 +461,58 @@ def test_ea_over_wss_with_a_private_ca(hub: Hub, ea_binary: Path, tmp_path: Path
         assert other.proc is not None
         assert other.proc.wait(timeout=60) == 0
         assert "TLS handshake with localhost failed" in other.log.read_text()
+
+
+def test_ea_pending_orders_fill_cancel_and_expire(hub: Hub, ea_binary: Path, tmp_path: Path) -> None:
+    """Limit/stop signals become pending orders on the trade server; a price the test sets fills one,
+    a cancel signal removes one, and one expires with its signal."""
+    bridge = Bridge(hub)
+    ea = EA(ea_binary, tmp_path / "terminal", ea_inputs(bridge, f"ws://127.0.0.1:{hub.port}/ws"))
+    ea.start()
+    try:
+        ea.wait_subscribed()
+
+        def order_states(sid: str) -> list[str]:
+            # the hub lists newest first
+            return [e["payload"]["state"] for e in reversed(bridge.events(sid)) if e["kind"] == "order"]
+
+        limit = bridge.publish(symbol="EURUSD", action="open", side="buy", orderType="limit", volume=0.1,
+                               price=1.095, sl=1.09, tp=1.12)
+        stop = bridge.publish(symbol="GBPUSD", action="open", side="sell", orderType="stop", volume=0.2,
+                              price=1.24)
+        short = bridge.publish(symbol="GBPUSD", action="open", side="sell", orderType="limit", volume=0.1,
+                               price=1.3, ttl=4)
+        wrong = bridge.publish(symbol="EURUSD", action="open", side="buy", orderType="stop", volume=0.1,
+                               price=1.05)
+        for sid in (limit, stop, short):
+            wait_for(f"{sid} placed", lambda sid=sid: order_states(sid) == ["placed"])
+            bridge.wait_status(sid, "acked")
+        assert bridge.rejection(wrong) == "trade_server: invalid price"
+        assert ea.deals() == []
+
+        # the market falls to the buy limit: it fills at its price and the signal is executed
+        (tmp_path / "terminal" / "trade.cfg").write_text(
+            TRADE_CONFIG.replace("bid=1.10000 ask=1.10020", "bid=1.09480 ask=1.09500"))
+        wait_for("the fill", lambda: sorted(e["kind"] for e in bridge.events(limit))
+                 == ["deal", "order", "order", "position"])
+        bridge.wait_status(limit, "executed")
+        assert len(ea.deals_for(limit)) == 1
+        deal = next(e for e in bridge.events(limit) if e["kind"] == "deal")["payload"]
+        assert (deal["entry"], deal["price"], deal["side"]) == ("in", 1.095, "buy")
+        orders = {e["payload"]["state"]: e["payload"] for e in bridge.events(limit) if e["kind"] == "order"}
+        assert sorted(orders) == ["filled", "placed"]
+        assert (orders["filled"]["orderType"], orders["filled"]["price"]) == ("limit", 1.095)
+
+        # the short-lived order expires with its signal (reported against it), then a cancel removes
+        # the sell stop, reported against the cancel signal; nothing else is left to cancel
+        wait_for("the expiry", lambda: order_states(short) == ["placed", "expired"])
+        cancel = bridge.publish(symbol="GBPUSD", action="cancel", side="sell")
+        wait_for("the cancellation", lambda: order_states(cancel) == ["cancelled"])
+        stop_ticket = next(e["payload"]["ticket"] for e in bridge.events(stop))
+        assert bridge.events(cancel)[0]["payload"]["ticket"] == stop_ticket
+        again = bridge.publish(symbol="GBPUSD", action="cancel")
+        assert bridge.rejection(again) == "no_order"
+        assert len(ea.deals()) == 1
+    finally:
+        rc = ea.stop()
+    ea.assert_clean_exit(rc)

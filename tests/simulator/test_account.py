@@ -92,12 +92,15 @@ def test_guards_reject_in_the_eas_order() -> None:
             False,
             "symbol_not_allowed",
         ),
-        (sig(orderType="limit", price=1.0), RiskGuards(), False, "unsupported_order_type"),
+        (sig(orderType="stop_limit", price=1.0), RiskGuards(), False, "unsupported_order_type"),
+        (sig(orderType="limit", price=1.2), RiskGuards(), False, "trade_server: invalid price"),
+        (sig(orderType="stop", price=1.0), RiskGuards(), False, "trade_server: invalid price"),
         (sig(volume=2.0), RiskGuards(max_lot=1.0), False, "max_lot"),
         (sig(volume=0.015), RiskGuards(), False, "invalid_volume"),
         (sig(price=1.2), RiskGuards(), False, "slippage"),
         (sig(volume=100.0), RiskGuards(max_lot=1000), False, "trade_server: not enough money"),
-        (sig("cancel"), RiskGuards(), False, "unsupported_action"),
+        (sig("cancel"), RiskGuards(), False, "no_order"),
+        (sig("close_by"), RiskGuards(), False, "unsupported_action"),
     ]
     for signal, guards, paused, reason in cases:
         events = acc.execute(signal, NOW, guards, paused=paused)
@@ -122,3 +125,49 @@ def test_account_round_trips_through_dict() -> None:
     acc = SimAccount("50123")
     acc.execute(sig(), NOW, GUARDS)
     assert SimAccount.from_dict(acc.to_dict()) == acc
+
+
+def test_pending_orders_place_trigger_cancel_and_expire() -> None:
+    acc = SimAccount("50123")
+    bid, ask = acc.quote("EURUSD")  # 1.08495 / 1.08505
+    limit = sig(n=1, orderType="limit", price=1.08, sl=1.07, tp=1.1)
+    stop = sig(n=2, orderType="stop", side="sell", price=1.07)
+    short = sig(n=3, orderType="limit", price=1.05, expiresAt=NOW + 5_000)
+    placed = [acc.execute(s, NOW, GUARDS) for s in (limit, stop, short)]
+    assert [(e[0]["state"], e[0]["orderType"], e[0]["ticket"]) for e in placed] == [
+        ("placed", "limit", 1),
+        ("placed", "stop", 2),
+        ("placed", "limit", 3),
+    ]
+    assert placed[0][0]["comment"] == signal_tag(limit["id"]) and placed[0][0]["sl"] == 1.07
+    assert acc.check_pending(NOW, GUARDS) == []  # the market is nowhere near
+
+    acc.set_quote("EURUSD", 1.0799, 1.0800)  # reaches the buy limit (ask <= 1.08), not the sell stop
+    fill = acc.check_pending(NOW + 1, GUARDS)
+    assert [(e["kind"], e.get("state", e.get("entry"))) for e in fill] == [
+        ("deal", "in"),
+        ("position", "opened"),
+        ("order", "filled"),
+    ]
+    assert {e["signalId"] for e in fill} == {limit["id"]}
+    assert fill[0]["price"] == 1.08 and fill[0]["ticket"] == 4 and fill[1]["ticket"] == 1
+    assert fill[2]["orderType"] == "limit" and acc.positions[0].sl == 1.07
+
+    cancel = sig("cancel", n=4, side="sell")
+    cancelled = acc.execute(cancel, NOW + 2, GUARDS)
+    assert [(e["state"], e["ticket"], e["signalId"]) for e in cancelled] == [("cancelled", 2, cancel["id"])]
+    assert acc.check_pending(NOW + 4_999, GUARDS) == []
+    expired = acc.check_pending(NOW + 5_000, GUARDS)
+    assert [(e["state"], e["ticket"], e["signalId"]) for e in expired] == [("expired", 3, short["id"])]
+    assert acc.orders == [] and bid < ask
+    for e in placed[0] + fill + cancelled + expired:
+        parse_event(e, NOW / 1000)
+    assert SimAccount.from_dict(acc.to_dict()) == acc
+
+
+def test_a_stop_order_fills_at_the_market() -> None:
+    acc = SimAccount("50123")
+    acc.execute(sig(orderType="stop", price=1.09), NOW, GUARDS)
+    acc.set_quote("EURUSD", 1.0920, 1.0922)
+    deal = acc.check_pending(NOW, GUARDS)[0]
+    assert (deal["kind"], deal["price"], acc.positions[0].price_open) == ("deal", 1.0922, 1.0922)

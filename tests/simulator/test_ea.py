@@ -80,6 +80,7 @@ async def test_ea_acks_executes_and_reports(hub: FakeHub, transport: MockTranspo
         await until(lambda: len(hub.events) == 3)
         await publish(hub, sig(2, "close"))
         await until(lambda: len(hub.events) == 6)
+        await asyncio.wait_for(ea.drain(), TIMEOUT)  # every result processed, not only recorded
     finally:
         await ea.stop()
     assert hub.acks == [(sig(1)["id"], "50123"), (sig(2)["id"], "50123")]

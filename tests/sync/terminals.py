@@ -5,7 +5,9 @@
 - :class:`PythonTerminal`: :class:`bridge.simulator.SimulatedEA` in this process.
 
 Both report the order in which they produced their trade events (the EA's ``outbox.jnl``, the
-simulator's outbox) and whether their outbox is drained.
+simulator's outbox) and whether their outbox is drained, and let the test move a symbol's price so
+that pending orders trigger (the EA's ``MQL_TRADE_CONFIG`` file, which the runtime re-reads when it
+changes; :meth:`SimulatedEA.set_price` for the simulator).
 """
 
 from __future__ import annotations
@@ -104,6 +106,8 @@ class Terminal(Protocol):
 
     async def stop(self) -> None: ...
 
+    def set_price(self, symbol: str, bid: float, ask: float) -> None: ...
+
     def produced(self) -> list[str]:
         """Ids of the trade events the terminal produced, in the order it produced them."""
         ...
@@ -127,9 +131,16 @@ class MQL5Terminal:
         self.root = root
         self.quotes = market()
         self.inputs = {
-            "HubUrl": hub_ws, "Token": token, "Strategies": "alpha", "AllowedSymbols": ",".join(allowed),
-            "MaxLot": "1.0", "MaxSignalAgeSec": "30", "MaxSlippagePoints": "20", "SnapshotIntervalSec": "0",
-            "TimerMs": "20", "Magic": str(MAGIC),
+            "HubUrl": hub_ws,
+            "Token": token,
+            "Strategies": "alpha",
+            "AllowedSymbols": ",".join(allowed),
+            "MaxLot": "1.0",
+            "MaxSignalAgeSec": "30",
+            "MaxSlippagePoints": "20",
+            "SnapshotIntervalSec": "0",
+            "TimerMs": "20",
+            "Magic": str(MAGIC),
         }
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = root / "ea.log"
@@ -144,22 +155,30 @@ class MQL5Terminal:
         lines = ["account login=50123 balance=10000 currency=USD leverage=100"]
         for s, (bid, ask) in self.quotes.items():
             d = digits_of(s)
-            lines.append(f"symbol {s} bid={bid:.{d}f} ask={ask:.{d}f} digits={d} vol_min={VOLUME_MIN} "
-                         f"vol_max={VOLUME_MAX} vol_step={VOLUME_STEP} contract={contract_of(s):g}")
+            lines.append(
+                f"symbol {s} bid={bid:.{d}f} ask={ask:.{d}f} digits={d} vol_min={VOLUME_MIN} "
+                f"vol_max={VOLUME_MAX} vol_step={VOLUME_STEP} contract={contract_of(s):g}"
+            )
         tmp = self.root / "trade.cfg.tmp"
         tmp.write_text("\n".join(lines) + "\n")
         os.replace(tmp, self.root / "trade.cfg")
 
+    def set_price(self, symbol: str, bid: float, ask: float) -> None:
+        self.quotes[symbol] = (bid, ask)
+        self._write_config()
+
     async def start(self) -> None:
         env = dict(os.environ)
-        env.update({
-            "MQL_COMMON_DIR": str(self.root / "common"),
-            "MQL_FILES_DIR": str(self.root / "files"),
-            "MQL_TRADE_CONFIG": str(self.root / "trade.cfg"),
-            "MQL_TRADE_STATE": str(self.root / "trade.state"),
-            "MQL_TIMER_MIN_MS": "10",
-            "ASAN_OPTIONS": "detect_leaks=1",
-        })
+        env.update(
+            {
+                "MQL_COMMON_DIR": str(self.root / "common"),
+                "MQL_FILES_DIR": str(self.root / "files"),
+                "MQL_TRADE_CONFIG": str(self.root / "trade.cfg"),
+                "MQL_TRADE_STATE": str(self.root / "trade.state"),
+                "MQL_TIMER_MIN_MS": "10",
+                "ASAN_OPTIONS": "detect_leaks=1",
+            }
+        )
         env.update({f"MQL_INPUT_{k}": v for k, v in self.inputs.items()})
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([str(self.binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -222,16 +241,32 @@ class PythonTerminal:
 
     def __init__(self, root: Path, hub_ws: str, token: str, allowed: list[str]) -> None:
         self._produced: list[str] = []
-        guards = RiskGuards(max_lot=1.0, allowed_symbols=frozenset(allowed), max_signal_age_s=30,
-                            max_slippage_points=20, magic=MAGIC)
-        self.ea = SimulatedEA(hub_ws, token, ACCOUNT, ["alpha"], root, guards=guards, snapshot_interval=None,
-                              on_queued=self._on_queued)
+        guards = RiskGuards(
+            max_lot=1.0,
+            allowed_symbols=frozenset(allowed),
+            max_signal_age_s=30,
+            max_slippage_points=20,
+            magic=MAGIC,
+        )
+        self.ea = SimulatedEA(
+            hub_ws,
+            token,
+            ACCOUNT,
+            ["alpha"],
+            root,
+            guards=guards,
+            snapshot_interval=None,
+            on_queued=self._on_queued,
+        )
 
     def _on_queued(self, event: dict[str, Any]) -> None:
         self._produced.append(str(event["id"]))
 
     async def start(self) -> None:
         await self.ea.start()
+
+    def set_price(self, symbol: str, bid: float, ask: float) -> None:
+        self.ea.set_price(symbol, bid, ask)
 
     async def stop(self) -> None:
         await self.ea.stop()

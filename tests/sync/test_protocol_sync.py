@@ -50,18 +50,32 @@ class Step:
     name: str
     signal: dict[str, Any] = field(default_factory=dict)
     control: str = ""
+    price: tuple[str, float, float] | None = None
     events: int = 0
     status: str = ""
+    #: whose delivery status to record (default: this step's own signal)
+    status_of: str = ""
 
     @property
     def signal_id(self) -> str:
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"mtbridge-sync/{self.name}"))
+        return signal_id(self.status_of or self.name)
 
 
-def open_(name: str, symbol: str, side: str, volume: float, events: int = 3, status: str = "executed",
-          **extra: Any) -> Step:
-    body = {"symbol": symbol, "action": "open", "side": side, "orderType": "market", "volume": volume,
-            **extra}
+def signal_id(name: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"mtbridge-sync/{name}"))
+
+
+def open_(
+    name: str, symbol: str, side: str, volume: float, events: int = 3, status: str = "executed", **extra: Any
+) -> Step:
+    body = {
+        "symbol": symbol,
+        "action": "open",
+        "side": side,
+        "orderType": "market",
+        "volume": volume,
+        **extra,
+    }
     return Step(name, signal=body, events=events, status=status)
 
 
@@ -73,30 +87,103 @@ SCENARIO: list[Step] = [
     open_("open-buy-eurusd", "EURUSD", "buy", 0.1, sl=1.07, tp=1.1),
     open_("open-sell-gbpusd", "GBPUSD", "sell", 0.2),
     open_("open-buy-eurusd-2", "EURUSD", "buy", 0.3),
-    Step("modify-eurusd", signal={"symbol": "EURUSD", "action": "modify", "sl": 1.06, "tp": 1.12},
-         events=2, status="executed"),
+    Step(
+        "modify-eurusd",
+        signal={"symbol": "EURUSD", "action": "modify", "sl": 1.06, "tp": 1.12},
+        events=2,
+        status="executed",
+    ),
     Step("close-gbpusd", signal={"symbol": "GBPUSD", "action": "close"}, events=3, status="executed"),
-    rejected("oversize-lot", {"symbol": "EURUSD", "action": "open", "side": "buy", "orderType": "market",
-                              "volume": 5}),
-    rejected("disallowed-symbol", {"symbol": "USDJPY", "action": "open", "side": "sell",
-                                   "orderType": "market", "volume": 0.1}),
-    rejected("stale-signal", {"symbol": "EURUSD", "action": "open", "side": "buy", "orderType": "market",
-                              "volume": 0.1, "createdAt": "stale"}),
+    rejected(
+        "oversize-lot",
+        {"symbol": "EURUSD", "action": "open", "side": "buy", "orderType": "market", "volume": 5},
+    ),
+    rejected(
+        "disallowed-symbol",
+        {"symbol": "USDJPY", "action": "open", "side": "sell", "orderType": "market", "volume": 0.1},
+    ),
+    rejected(
+        "stale-signal",
+        {
+            "symbol": "EURUSD",
+            "action": "open",
+            "side": "buy",
+            "orderType": "market",
+            "volume": 0.1,
+            "createdAt": "stale",
+        },
+    ),
     Step("pause", control="pause"),
-    rejected("while-paused", {"symbol": "EURUSD", "action": "open", "side": "sell", "orderType": "market",
-                              "volume": 0.2}),
+    rejected(
+        "while-paused",
+        {"symbol": "EURUSD", "action": "open", "side": "sell", "orderType": "market", "volume": 0.2},
+    ),
     Step("resume", control="resume"),
     open_("open-sell-gbpusd-after-resume", "GBPUSD", "sell", 0.1),
-    Step("close-all", signal={"action": "close_all"}, events=9, status="executed"),
+    # pending orders: placed (the hub keeps the signal acked until a fill), triggered by a price move,
+    # cancelled by a cancel signal, expired with their signal, refused on the wrong side of the market
+    open_(
+        "buy-limit-eurusd",
+        "EURUSD",
+        "buy",
+        0.2,
+        events=1,
+        status="acked",
+        orderType="limit",
+        price=1.08,
+        sl=1.07,
+        tp=1.1,
+    ),
+    open_("sell-stop-gbpusd", "GBPUSD", "sell", 0.1, events=1, status="acked", orderType="stop", price=1.26),
+    open_(
+        "buy-limit-above-market",
+        "EURUSD",
+        "buy",
+        0.1,
+        events=1,
+        status="rejected",
+        orderType="limit",
+        price=1.09,
+    ),
+    Step(
+        "eurusd-falls-to-the-limit",
+        price=("EURUSD", 1.0799, 1.08),
+        events=3,
+        status="executed",
+        status_of="buy-limit-eurusd",
+    ),
+    # a cancel's own events are `cancelled` orders, which the hub does not count as execution
+    Step("cancel-gbpusd", signal={"symbol": "GBPUSD", "action": "cancel"}, events=1, status="acked"),
+    rejected("cancel-nothing-left", {"symbol": "GBPUSD", "action": "cancel"}),
+    open_(
+        "sell-limit-short-lived",
+        "GBPUSD",
+        "sell",
+        0.1,
+        events=1,
+        status="acked",
+        orderType="limit",
+        price=1.3,
+        ttl=5,
+    ),
+    Step("short-lived-limit-expires", events=1),
+    Step("close-all", signal={"action": "close_all"}, events=12, status="executed"),
     rejected("close-all-nothing-left", {"action": "close_all"}),
 ]
 
 
 def signal_body(step: Step) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": step.signal_id, "strategy": "alpha", "accounts": [ACCOUNT], "ttl": 600,
-                            **step.signal}
+    body: dict[str, Any] = {
+        "id": step.signal_id,
+        "strategy": "alpha",
+        "accounts": [ACCOUNT],
+        "ttl": 600,
+        **step.signal,
+    }
     if body.get("createdAt") == "stale":
         body["createdAt"] = int(time.time() * 1000) - 120_000  # past MaxSignalAgeSec (30 s)
+    if "ttl" in step.signal:
+        body["ttl"] = step.signal["ttl"]
     return body
 
 
@@ -115,7 +202,9 @@ async def run_scenario(terminal: Terminal, rest: HubRest) -> list[dict[str, Any]
         for step in SCENARIO:
             if step.control:
                 await rest.control(step.control)
-            else:
+            elif step.price is not None:
+                terminal.set_price(*step.price)
+            elif step.signal:
                 await rest.publish(signal_body(step))
 
             async def arrived(step: Step = step) -> tuple[list[dict[str, Any]]] | None:
@@ -125,14 +214,15 @@ async def run_scenario(terminal: Terminal, rest: HubRest) -> list[dict[str, Any]
             (new,) = await until(f"{terminal.name}: {step.events} events of step {step.name}", arrived)
             status = None
             if step.status:
-                async def final(step: Step = step) -> str | None:
+
+                async def reached(step: Step = step) -> str | None:
                     s = await rest.status(step.signal_id)
-                    return s if s in ("executed", "rejected") else None
+                    return s if s == step.status else None
 
                 try:
-                    status = await until(f"{terminal.name}: final status of {step.name}", final, timeout=30)
+                    status = await until(f"{terminal.name}: status of {step.name}", reached, timeout=30)
                 except AssertionError:
-                    status = await rest.status(step.signal_id)
+                    status = await rest.status(step.signal_id)  # compared below, with the other run
             order = {eid: i for i, eid in enumerate(terminal.produced())}
             new.sort(key=lambda e: order.get(e["id"], len(order)))
             seen.update(e["id"] for e in new)
@@ -160,8 +250,9 @@ def hub_factory(tmp_path: Path) -> Iterator[Any]:
         hubs.append(hub)
         engine = hub.token("--role", "engine", "--sub", "engine-1", "--publish", "signals:*")
         admin = hub.token("--role", "admin", "--sub", "ops")
-        ea = hub.token("--role", "ea", "--sub", f"ea-{ACCOUNT}", "--account", ACCOUNT,
-                       "--subscribe", "signals:*")
+        ea = hub.token(
+            "--role", "ea", "--sub", f"ea-{ACCOUNT}", "--account", ACCOUNT, "--subscribe", "signals:*"
+        )
         return hub, HubRest(f"http://127.0.0.1:{hub.port}", engine, admin), ea
 
     yield make
@@ -182,8 +273,10 @@ def describe(record: list[dict[str, Any]]) -> str:
     lines = []
     for r in record:
         lines.append(f"{r['step']}: status={r['status']}")
-        lines += [f"    {e['kind']} {e['payload'].get('state', e['payload'].get('entry', ''))} {e}"
-                  for e in r["events"]]
+        lines += [
+            f"    {e['kind']} {e['payload'].get('state', e['payload'].get('entry', ''))} {e}"
+            for e in r["events"]
+        ]
     return "\n".join(lines)
 
 
@@ -206,6 +299,9 @@ async def test_mql5_ea_and_python_simulator_agree(hub_factory: Any, ea_binary: P
         assert r["status"] == (step.status or None), (step.name, describe(python))
     assert python[-1]["events"] == []
 
-    diffs = [f"step {a['step']} differs\n--- python\n{describe([a])}\n--- mql5\n{describe([b])}"
-             for a, b in zip(python, mql5, strict=True) if a != b]
+    diffs = [
+        f"step {a['step']} differs\n--- python\n{describe([a])}\n--- mql5\n{describe([b])}"
+        for a, b in zip(python, mql5, strict=True)
+        if a != b
+    ]
     assert not diffs, "\n\n".join(diffs)

@@ -66,6 +66,7 @@ inline void rt_init(int argc, char **argv) {
 }
 
 inline void deliver_trade_events() {
+    sim::check_pending();  // pending orders trigger or expire between handlers, as on a server
     sim::Server &s = sim::srv();
     while (!s.events.empty()) {
         sim::TxEvent e = s.events.front();

@@ -6,8 +6,9 @@
 //   symbol EURUSD bid=1.1 ask=1.1002 digits=5 vol_min=0.01 vol_max=100 vol_step=0.01 contract=100000 trade=1
 // State: env MQL_TRADE_STATE names a file holding positions, orders, deals and the ticket counter, so
 // that the server outlives a terminal restart. It is rewritten (atomically) after every trade.
-// Only market execution (TRADE_ACTION_DEAL) and position SL/TP changes (TRADE_ACTION_SLTP) exist;
-// accounts are hedging accounts.
+// Market execution (TRADE_ACTION_DEAL), position SL/TP changes (TRADE_ACTION_SLTP), and pending
+// limit/stop orders (TRADE_ACTION_PENDING, TRADE_ACTION_REMOVE) that trigger when the configured
+// prices cross them and expire at ORDER_TIME_SPECIFIED; accounts are hedging accounts.
 #pragma once
 
 namespace mql {
@@ -75,6 +76,8 @@ const uint TRADE_RETCODE_MARKET_CLOSED = 10018;
 const uint TRADE_RETCODE_NO_MONEY = 10019;
 const uint TRADE_RETCODE_PRICE_CHANGED = 10020;
 const uint TRADE_RETCODE_PRICE_OFF = 10021;
+const uint TRADE_RETCODE_INVALID_EXPIRATION = 10022;
+const uint TRADE_RETCODE_INVALID_ORDER = 10035;
 const uint TRADE_RETCODE_INVALID_FILL = 10030;
 const uint TRADE_RETCODE_CONNECTION = 10031;
 const uint TRADE_RETCODE_POSITION_CLOSED = 10036;
@@ -152,6 +155,8 @@ enum ENUM_ORDER_PROPERTY_INTEGER {
     ORDER_STATE,
     ORDER_MAGIC,
     ORDER_POSITION_ID,
+    ORDER_TYPE_TIME,
+    ORDER_TIME_EXPIRATION,
 };
 enum ENUM_ORDER_PROPERTY_DOUBLE { ORDER_VOLUME_INITIAL, ORDER_VOLUME_CURRENT, ORDER_PRICE_OPEN, ORDER_SL, ORDER_TP, ORDER_PRICE_CURRENT };
 enum ENUM_ORDER_PROPERTY_STRING { ORDER_SYMBOL, ORDER_COMMENT };
@@ -239,8 +244,9 @@ struct Order {
     ulong ticket = 0, magic = 0, position = 0;
     std::string symbol, comment;
     int type = 0, state = 0;
-    double volume = 0, price = 0;
+    double volume = 0, price = 0, sl = 0, tp = 0;
     long time_msc = 0;
+    long expiration = 0;  // unix seconds; 0 = good till cancelled
 };
 struct Deal {
     ulong ticket = 0, order = 0, magic = 0, position = 0;
@@ -262,7 +268,8 @@ struct Server {
     bool account_trade = true;
     std::map<std::string, Symbol> symbols;
     std::vector<Position> positions;
-    std::vector<Order> orders;
+    std::vector<Order> orders;   // history
+    std::vector<Order> pending;  // active pending orders
     std::vector<Deal> deals;
     ulong next_ticket = 1000;
     std::deque<TxEvent> events;
@@ -270,7 +277,7 @@ struct Server {
     struct timespec config_mtime {};
     bool loaded = false;
     long selected_position = -1;
-    ulong selected_deal = 0, selected_order = 0;
+    ulong selected_deal = 0, selected_order = 0, selected_pending = 0;
 };
 inline Server &srv();
 
@@ -385,6 +392,14 @@ inline void load_state(Server &s) {
             o.time_msc = std::stol(w[8]), o.position = std::stoul(w[9]), o.comment = hex_decode(w[10]);
             s.orders.push_back(o);
         }
+        if (w[0] == "pend" && w.size() == 12) {
+            Order o;
+            o.ticket = std::stoul(w[1]), o.symbol = w[2], o.type = std::stoi(w[3]), o.volume = std::stod(w[4]);
+            o.price = std::stod(w[5]), o.sl = std::stod(w[6]), o.tp = std::stod(w[7]), o.magic = std::stoul(w[8]);
+            o.expiration = std::stol(w[9]), o.time_msc = std::stol(w[10]), o.comment = hex_decode(w[11]);
+            o.state = ORDER_STATE_PLACED;
+            s.pending.push_back(o);
+        }
         if (w[0] == "deal" && w.size() == 13) {
             Deal d;
             d.ticket = std::stoul(w[1]), d.order = std::stoul(w[2]), d.symbol = w[3], d.type = std::stoi(w[4]);
@@ -408,6 +423,9 @@ inline void save_state(Server &s) {
     for (auto &o : s.orders)
         std::fprintf(f, "order %lu %s %d %.10g %.10g %lu %d %ld %lu %s\n", o.ticket, o.symbol.c_str(), o.type, o.volume,
                      o.price, o.magic, o.state, o.time_msc, o.position, hex_encode(o.comment).c_str());
+    for (auto &o : s.pending)
+        std::fprintf(f, "pend %lu %s %d %.10g %.10g %.10g %.10g %lu %ld %ld %s\n", o.ticket, o.symbol.c_str(), o.type,
+                     o.volume, o.price, o.sl, o.tp, o.magic, o.expiration, o.time_msc, hex_encode(o.comment).c_str());
     for (auto &d : s.deals)
         std::fprintf(f, "deal %lu %lu %s %d %d %.10g %.10g %.10g %lu %lu %ld %s\n", d.ticket, d.order, d.symbol.c_str(),
                      d.type, d.entry, d.volume, d.price, d.profit, d.magic, d.position, d.time_msc,
@@ -447,6 +465,100 @@ inline double floating_profit(const Position &p) {
     return (p.type == 0 ? close - p.price_open : p.price_open - close) * p.volume * sym->contract;
 }
 inline double round2(double v) { return std::round(v * 100.0) / 100.0; }
+
+inline void push_event(Server &s, const MqlTradeTransaction &tx) {
+    TxEvent e;
+    e.tx = tx;
+    s.events.push_back(e);
+}
+inline MqlTradeTransaction order_tx(const Order &o, ENUM_TRADE_TRANSACTION_TYPE type, int state) {
+    MqlTradeTransaction tx;
+    tx.type = type;
+    tx.symbol = from_std(o.symbol);
+    tx.order = o.ticket;
+    tx.order_type = ENUM_ORDER_TYPE(o.type);
+    tx.order_state = ENUM_ORDER_STATE(state);
+    tx.volume = o.volume;
+    tx.price = o.price;
+    tx.price_sl = o.sl;
+    tx.price_tp = o.tp;
+    tx.position = o.position;
+    return tx;
+}
+
+// A pending order leaves the book without a fill (cancelled or expired): into the history.
+inline void end_pending(Server &s, size_t index, int state) {
+    Order o = s.pending[index];
+    s.pending.erase(s.pending.begin() + long(index));
+    o.state = state;
+    o.time_msc = now_unix_ms();
+    s.orders.push_back(o);
+    save_state(s);
+    push_event(s, order_tx(o, TRADE_TRANSACTION_ORDER_DELETE, state));
+    push_event(s, order_tx(o, TRADE_TRANSACTION_HISTORY_ADD, state));
+}
+
+// The market reached a pending order: a limit order fills at its own price, a stop order at the market.
+inline void fill_pending(Server &s, size_t index, double price) {
+    Order o = s.pending[index];
+    s.pending.erase(s.pending.begin() + long(index));
+    bool buy = o.type == ORDER_TYPE_BUY_LIMIT || o.type == ORDER_TYPE_BUY_STOP;
+    long now = now_unix_ms();
+    Deal d;
+    d.ticket = s.next_ticket++;
+    d.order = o.ticket, d.symbol = o.symbol, d.type = buy ? DEAL_TYPE_BUY : DEAL_TYPE_SELL, d.entry = DEAL_ENTRY_IN;
+    d.volume = o.volume, d.price = price, d.magic = o.magic, d.time_msc = now, d.comment = o.comment;
+    Position p;
+    p.ticket = o.ticket, p.identifier = o.ticket, p.symbol = o.symbol, p.type = buy ? 0 : 1;
+    p.volume = o.volume, p.price_open = price, p.sl = o.sl, p.tp = o.tp, p.magic = o.magic;
+    p.time_msc = now, p.comment = o.comment;
+    d.position = p.identifier;
+    o.position = p.identifier, o.state = ORDER_STATE_FILLED, o.time_msc = now;
+    s.positions.push_back(p);
+    s.orders.push_back(o);
+    s.deals.push_back(d);
+    save_state(s);
+    MqlTradeTransaction dt = order_tx(o, TRADE_TRANSACTION_DEAL_ADD, ORDER_STATE_FILLED);
+    dt.deal = d.ticket;
+    dt.deal_type = ENUM_DEAL_TYPE(d.type);
+    dt.price = price;
+    push_event(s, dt);
+    push_event(s, order_tx(o, TRADE_TRANSACTION_ORDER_DELETE, ORDER_STATE_FILLED));
+    push_event(s, order_tx(o, TRADE_TRANSACTION_HISTORY_ADD, ORDER_STATE_FILLED));
+}
+
+// Called by the event loop (and so after every change of the configured prices): expiries first, then
+// triggers, in the order the orders were placed. Prices do not tick by themselves.
+inline void check_pending() {
+    Server &s = srv();
+    long now_s = long(std::time(nullptr));
+    size_t i = 0;
+    while (i < s.pending.size()) {
+        Order &o = s.pending[i];
+        if (o.expiration > 0 && now_s >= o.expiration) {
+            end_pending(s, i, ORDER_STATE_EXPIRED);
+            continue;
+        }
+        Symbol *sym = symbol(o.symbol);
+        if (!sym || !sym->trade || !s.account_trade) {
+            ++i;
+            continue;
+        }
+        bool fill = false;
+        double price = o.price;
+        switch (o.type) {
+            case ORDER_TYPE_BUY_LIMIT: fill = sym->ask <= o.price; break;
+            case ORDER_TYPE_SELL_LIMIT: fill = sym->bid >= o.price; break;
+            case ORDER_TYPE_BUY_STOP: fill = sym->ask >= o.price, price = sym->ask; break;
+            case ORDER_TYPE_SELL_STOP: fill = sym->bid <= o.price, price = sym->bid; break;
+            default: break;
+        }
+        if (fill)
+            fill_pending(s, i, price);
+        else
+            ++i;
+    }
+}
 
 }  // namespace sim
 
@@ -705,6 +817,8 @@ inline long HistoryOrderGetInteger(ulong ticket, ENUM_ORDER_PROPERTY_INTEGER pro
         case ORDER_STATE: return o->state;
         case ORDER_MAGIC: return long(o->magic);
         case ORDER_POSITION_ID: return long(o->position);
+        case ORDER_TYPE_TIME: return o->expiration > 0 ? ORDER_TIME_SPECIFIED : ORDER_TIME_GTC;
+        case ORDER_TIME_EXPIRATION: return o->expiration;
     }
     return 0;
 }
@@ -716,6 +830,8 @@ inline double HistoryOrderGetDouble(ulong ticket, ENUM_ORDER_PROPERTY_DOUBLE pro
         case ORDER_VOLUME_CURRENT: return 0;
         case ORDER_PRICE_OPEN:
         case ORDER_PRICE_CURRENT: return o->price;
+        case ORDER_SL: return o->sl;
+        case ORDER_TP: return o->tp;
         default: return 0;
     }
 }
@@ -724,7 +840,70 @@ inline string HistoryOrderGetString(ulong ticket, ENUM_ORDER_PROPERTY_STRING pro
     if (!o) return string();
     return from_std(prop == ORDER_SYMBOL ? o->symbol : o->comment);
 }
-inline int OrdersTotal() { return 0; }  // no pending orders in the simulator
+// ---------------------------------------------------------------- active (pending) orders
+inline int OrdersTotal() { return int(sim::srv().pending.size()); }
+inline sim::Order *selected_pending() {
+    sim::Server &s = sim::srv();
+    for (auto &o : s.pending)
+        if (o.ticket == s.selected_pending) return &o;
+    return nullptr;
+}
+inline ulong OrderGetTicket(int index) {
+    sim::Server &s = sim::srv();
+    if (index < 0 || size_t(index) >= s.pending.size()) {
+        s.selected_pending = 0;
+        return 0;
+    }
+    s.selected_pending = s.pending[size_t(index)].ticket;
+    return s.selected_pending;
+}
+inline bool OrderSelect(ulong ticket) {
+    sim::Server &s = sim::srv();
+    for (auto &o : s.pending)
+        if (o.ticket == ticket) {
+            s.selected_pending = ticket;
+            return true;
+        }
+    s.selected_pending = 0;
+    return false;
+}
+inline long OrderGetInteger(ENUM_ORDER_PROPERTY_INTEGER prop) {
+    sim::Order *o = selected_pending();
+    if (!o) return 0;
+    switch (prop) {
+        case ORDER_TICKET: return long(o->ticket);
+        case ORDER_TIME_SETUP: return o->time_msc / 1000;
+        case ORDER_TIME_SETUP_MSC: return o->time_msc;
+        case ORDER_TIME_DONE:
+        case ORDER_TIME_DONE_MSC: return 0;
+        case ORDER_TYPE: return o->type;
+        case ORDER_STATE: return o->state;
+        case ORDER_MAGIC: return long(o->magic);
+        case ORDER_POSITION_ID: return 0;
+        case ORDER_TYPE_TIME: return o->expiration > 0 ? ORDER_TIME_SPECIFIED : ORDER_TIME_GTC;
+        case ORDER_TIME_EXPIRATION: return o->expiration;
+    }
+    return 0;
+}
+inline double OrderGetDouble(ENUM_ORDER_PROPERTY_DOUBLE prop) {
+    sim::Order *o = selected_pending();
+    if (!o) return 0;
+    sim::Symbol *sym = sim::symbol(o->symbol);
+    switch (prop) {
+        case ORDER_VOLUME_INITIAL:
+        case ORDER_VOLUME_CURRENT: return o->volume;
+        case ORDER_PRICE_OPEN: return o->price;
+        case ORDER_SL: return o->sl;
+        case ORDER_TP: return o->tp;
+        case ORDER_PRICE_CURRENT: return sym ? ((o->type % 2 == 0) ? sym->ask : sym->bid) : 0;
+    }
+    return 0;
+}
+inline string OrderGetString(ENUM_ORDER_PROPERTY_STRING prop) {
+    sim::Order *o = selected_pending();
+    if (!o) return string();
+    return from_std(prop == ORDER_SYMBOL ? o->symbol : o->comment);
+}
 
 // ---------------------------------------------------------------- OrderSend
 inline void push_tx(const MqlTradeTransaction &tx) {
@@ -772,7 +951,82 @@ inline bool OrderSend(const MqlTradeRequest &req, MqlTradeResult &res) {
         s.events.push_back(e);
         return true;
     }
-    if (req.action != TRADE_ACTION_DEAL) return fail(TRADE_RETCODE_INVALID, "only market execution is simulated");
+    if (req.action == TRADE_ACTION_PENDING) {
+        if (req.type < ORDER_TYPE_BUY_LIMIT || req.type > ORDER_TYPE_SELL_STOP)
+            return fail(TRADE_RETCODE_INVALID, "only limit and stop orders are simulated");
+        sim::Symbol *sym = sim::symbol(symname);
+        if (!sym) return fail(TRADE_RETCODE_INVALID, "unknown symbol");
+        if (!s.account_trade || !sym->trade) return fail(TRADE_RETCODE_TRADE_DISABLED, "trade disabled");
+        double steps = req.volume / sym->vol_step;
+        if (req.volume < sym->vol_min - 1e-9 || req.volume > sym->vol_max + 1e-9 ||
+            std::fabs(steps - std::round(steps)) > 1e-6)
+            return fail(TRADE_RETCODE_INVALID_VOLUME, "invalid volume");
+        // a limit order waits for a better price, a stop order for a worse one: on the wrong side of the
+        // market it would fill at once, which a real server refuses
+        bool buy = req.type == ORDER_TYPE_BUY_LIMIT || req.type == ORDER_TYPE_BUY_STOP;
+        bool limit = req.type == ORDER_TYPE_BUY_LIMIT || req.type == ORDER_TYPE_SELL_LIMIT;
+        double market = buy ? sym->ask : sym->bid;
+        bool ok_side = limit ? (buy ? req.price < market : req.price > market) : (buy ? req.price > market : req.price < market);
+        if (req.price <= 0 || !ok_side) return fail(TRADE_RETCODE_INVALID_PRICE, "invalid price");
+        long expiration = 0;
+        if (req.type_time == ORDER_TIME_SPECIFIED) {
+            if (long(req.expiration) <= long(TimeCurrent())) return fail(TRADE_RETCODE_INVALID_EXPIRATION, "invalid expiration");
+            expiration = long(req.expiration);
+        } else if (req.type_time != ORDER_TIME_GTC) {
+            return fail(TRADE_RETCODE_INVALID_EXPIRATION, "only GTC and specified expiration are simulated");
+        }
+        sim::Order o;
+        o.ticket = s.next_ticket++;
+        o.symbol = symname, o.type = req.type, o.volume = req.volume, o.price = req.price, o.sl = req.sl, o.tp = req.tp;
+        o.magic = req.magic, o.state = ORDER_STATE_PLACED, o.time_msc = now_unix_ms(), o.expiration = expiration;
+        o.comment = to_std(req.comment);
+        s.pending.push_back(o);
+        sim::save_state(s);
+        MqlTradeTransaction tx;
+        tx.symbol = from_std(symname);
+        tx.order = o.ticket;
+        tx.order_type = req.type;
+        tx.volume = req.volume;
+        tx.price = req.price;
+        tx.price_sl = req.sl;
+        tx.price_tp = req.tp;
+        tx.time_type = req.type_time;
+        tx.time_expiration = datetime(expiration);
+        tx.type = TRADE_TRANSACTION_ORDER_ADD;
+        tx.order_state = ORDER_STATE_STARTED;
+        push_tx(tx);
+        tx.type = TRADE_TRANSACTION_ORDER_UPDATE;
+        tx.order_state = ORDER_STATE_PLACED;
+        push_tx(tx);
+        res.retcode = TRADE_RETCODE_DONE;
+        res.order = o.ticket;
+        res.volume = req.volume;
+        res.price = req.price;
+        res.bid = sym->bid;
+        res.ask = sym->ask;
+        res.comment = string(u"Request executed");
+        sim::TxEvent e;
+        e.tx.type = TRADE_TRANSACTION_REQUEST;
+        e.req = req;
+        e.res = res;
+        s.events.push_back(e);
+        return true;
+    }
+    if (req.action == TRADE_ACTION_REMOVE) {
+        size_t i = 0;
+        while (i < s.pending.size() && s.pending[i].ticket != req.order) ++i;
+        if (i == s.pending.size()) return fail(TRADE_RETCODE_INVALID_ORDER, "order not found");
+        sim::end_pending(s, i, ORDER_STATE_CANCELED);
+        res.retcode = TRADE_RETCODE_DONE;
+        res.order = req.order;
+        sim::TxEvent e;
+        e.tx.type = TRADE_TRANSACTION_REQUEST;
+        e.req = req;
+        e.res = res;
+        s.events.push_back(e);
+        return true;
+    }
+    if (req.action != TRADE_ACTION_DEAL) return fail(TRADE_RETCODE_INVALID, "action not simulated");
     if (req.type != ORDER_TYPE_BUY && req.type != ORDER_TYPE_SELL) return fail(TRADE_RETCODE_INVALID, "invalid order type");
     if (req.position) {
         for (auto &p : s.positions)
@@ -947,6 +1201,41 @@ class CTrade {
         r.position = ticket, r.sl = sl, r.tp = tp;
         return send(r);
     }
+    bool OrderOpen(const string &symbol, ENUM_ORDER_TYPE type, double volume, double limit_price, double price,
+                   double sl, double tp, ENUM_ORDER_TYPE_TIME type_time = ORDER_TIME_GTC, datetime expiration = 0,
+                   const string &comment = string()) {
+        MqlTradeRequest r;
+        r.action = TRADE_ACTION_PENDING;
+        r.symbol = symbol, r.type = type, r.volume = volume, r.stoplimit = limit_price, r.price = price;
+        r.sl = sl, r.tp = tp, r.type_time = type_time, r.expiration = expiration, r.comment = comment;
+        return send(r);
+    }
+    bool BuyLimit(double volume, double price, const string &symbol = string(), double sl = 0.0, double tp = 0.0,
+                  ENUM_ORDER_TYPE_TIME type_time = ORDER_TIME_GTC, datetime expiration = 0,
+                  const string &comment = string()) {
+        return OrderOpen(symbol, ORDER_TYPE_BUY_LIMIT, volume, 0.0, price, sl, tp, type_time, expiration, comment);
+    }
+    bool SellLimit(double volume, double price, const string &symbol = string(), double sl = 0.0, double tp = 0.0,
+                   ENUM_ORDER_TYPE_TIME type_time = ORDER_TIME_GTC, datetime expiration = 0,
+                   const string &comment = string()) {
+        return OrderOpen(symbol, ORDER_TYPE_SELL_LIMIT, volume, 0.0, price, sl, tp, type_time, expiration, comment);
+    }
+    bool BuyStop(double volume, double price, const string &symbol = string(), double sl = 0.0, double tp = 0.0,
+                 ENUM_ORDER_TYPE_TIME type_time = ORDER_TIME_GTC, datetime expiration = 0,
+                 const string &comment = string()) {
+        return OrderOpen(symbol, ORDER_TYPE_BUY_STOP, volume, 0.0, price, sl, tp, type_time, expiration, comment);
+    }
+    bool SellStop(double volume, double price, const string &symbol = string(), double sl = 0.0, double tp = 0.0,
+                  ENUM_ORDER_TYPE_TIME type_time = ORDER_TIME_GTC, datetime expiration = 0,
+                  const string &comment = string()) {
+        return OrderOpen(symbol, ORDER_TYPE_SELL_STOP, volume, 0.0, price, sl, tp, type_time, expiration, comment);
+    }
+    bool OrderDelete(ulong ticket) {
+        MqlTradeRequest r;
+        r.action = TRADE_ACTION_REMOVE;
+        r.order = ticket;
+        return send(r);
+    }
     uint ResultRetcode() const { return m_result.retcode; }
     string ResultRetcodeDescription() const {
         switch (m_result.retcode) {
@@ -956,6 +1245,9 @@ class CTrade {
             case TRADE_RETCODE_INVALID: return string(u"invalid request");
             case TRADE_RETCODE_INVALID_VOLUME: return string(u"invalid volume");
             case TRADE_RETCODE_TRADE_DISABLED: return string(u"trade disabled");
+            case TRADE_RETCODE_INVALID_PRICE: return string(u"invalid price");
+            case TRADE_RETCODE_INVALID_EXPIRATION: return string(u"invalid expiration");
+            case TRADE_RETCODE_INVALID_ORDER: return string(u"invalid order");
             case TRADE_RETCODE_POSITION_CLOSED: return string(u"position closed");
             default: return string(u"retcode ") + IntegerToString(long(m_result.retcode));
         }
