@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.ledger.helpers import RANK, Rest, account_snapshot, deal, eventually, order, signal
-from tests.support.hub import WAIT, Client, RunningHub, running_hub
+from tests.support.hub import WAIT, Client, HubProcess, RunningHub, running_hub
 
 A1, A2 = "50123", "50124"
 
@@ -680,3 +680,88 @@ async def test_connections_list_and_operator_close(tmp_path: Path) -> None:
             assert r.status_code == 201, r.text
             issued = await h.connect(r.json()["token"])
             await issued.close()
+
+
+# -- recovery racing a publication that is committed but not yet fanned out -----------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: Hub._recover hands the connection to live fan-out while publications it already "
+    "replayed may still be fanned out by their publishing coroutines (bridge/hub/hub.py, fanout)",
+)
+async def test_recovery_does_not_duplicate_a_publication_fanned_out_after_it(tmp_path: Path) -> None:
+    """A publication committed before a subscriber's recovery reads the log, whose publishing
+    coroutine resumes (and fans out) only after that recovery finished, must not reach the
+    recovered subscriber a second time. Under load the event loop can resume the publisher
+    after the recovery (the store's writer thread hands back its results after the commit);
+    here the store is made to hand back late so the interleaving is certain."""
+    async with running_hub(tmp_path) as h:
+        log = h.hub.log
+        original = log.publish_signal
+        committed = asyncio.Event()
+        release = asyncio.Event()
+
+        async def late_publish_signal(signal_: Any) -> Any:
+            appended = await original(signal_)
+            committed.set()
+            await release.wait()  # committed, but this coroutine resumes late
+            return appended
+
+        log.publish_signal = late_publish_signal
+        try:
+            eng = await h.connect(engine_token(h))
+            ea = await h.connect(ea_token(h))
+            sig = signal()
+            await eng.send({"type": "publish", "requestId": "p1", "channel": "signals:alpha", "payload": sig})
+            await asyncio.wait_for(committed.wait(), WAIT)
+            res = await subscribe(ea, "signals:alpha", since=0)
+            assert res["offset"] == 1 and res["replayed"] == 1
+            first = await next_message(ea, "signals:alpha")
+            assert first["offset"] == 1 and first["payload"]["id"] == sig["id"]
+            release.set()
+            assert (await eng.until(lambda m: m.get("requestId") == "p1"))["payload"]["offset"] == 1
+        finally:
+            log.publish_signal = original
+            release.set()
+        marker = signal()
+        assert (await publish(eng, marker))["offset"] == 2
+        nxt = await next_message(ea, "signals:alpha")
+        assert (nxt["offset"], nxt["payload"]["id"]) == (2, marker["id"]), "offset 1 delivered twice"
+        await ea.close()
+        await eng.close()
+
+
+# -- a status proved by a trade event survives a crash right after the event's result ------------
+
+
+async def test_executed_status_survives_a_kill_right_after_the_event_result(tmp_path: Path) -> None:
+    """The `result` of a trade event promises it is stored; the status it proves must be too,
+    or a SIGKILL just after the result leaves the signal `delivered` forever (the EA never
+    resends an event it has a result for)."""
+    hub = HubProcess(tmp_path / "hub")
+    await asyncio.to_thread(hub.start)
+    try:
+        eng = await Client.open(hub.url, hub.token("engine", "eng", publish=["signals:*"]))
+        sigs = [signal() for _ in range(50)]
+        for sig in sigs:
+            await publish(eng, sig)
+        await eng.close()
+        ea = await Client.open(hub.url, hub.token("ea", f"ea-{A1}", accounts=[A1], subscribe=["signals:*"]))
+        for n, sig in enumerate(sigs):
+            await ea.send({"type": "trade.event", "requestId": f"e{n}", "payload": deal(A1, sig["id"])})
+        results = 0
+        while results < len(sigs):
+            msg = await ea.recv()
+            assert msg["type"] == "result", msg
+            results += 1
+        hub.signal(9)  # SIGKILL the moment every result is in
+        await asyncio.to_thread(hub.wait)
+        await asyncio.to_thread(hub.start)
+        async with Rest(hub.http, hub.token("admin", "root")) as rest:
+            rows = await rest.all_pages("/api/v1/signals", limit=1000)
+            statuses = {r["id"]: {d["account"]: d["status"] for d in r["deliveries"]} for r in rows}
+            lost = [sid for sid, st in statuses.items() if st != {A1: "executed"}]
+            assert lost == [], f"{len(lost)} of {len(sigs)} executed statuses lost by the kill"
+    finally:
+        await asyncio.to_thread(hub.stop)
