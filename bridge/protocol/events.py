@@ -162,14 +162,19 @@ class TradeEvent:
 def status_from_event(event: TradeEvent) -> DeliveryStatus | None:
     """The delivery status an event proves for its ``signalId``, if any.
 
-    A fill, a deal or an opened position means executed; a rejected order means rejected.
+    The EA carried the signal out (executed) when it reports a fill, a deal, a position change, or
+    an order placed (a pending order in the book), modified or cancelled (a ``cancel`` signal) with
+    that ``signalId``; a rejected order means rejected. An order that later expires proves nothing
+    new: the signal that placed it was already executed.
     """
     if event.signal_id is None:
         return None
     state = event.data.get("state")
     if event.kind == "order":
-        if state in ("filled", "partially_filled"):
+        if state in ("filled", "partially_filled", "modified", "cancelled"):
             return DeliveryStatus.EXECUTED
+        if state == "placed" and event.data.get("orderType") in ("limit", "stop", "stop_limit"):
+            return DeliveryStatus.EXECUTED  # a pending order now in the book
         if state == "rejected":
             return DeliveryStatus.REJECTED
         return None

@@ -127,7 +127,10 @@ class TestStatus:
 
         assert status("order") is DeliveryStatus.EXECUTED
         assert status("order", state="rejected") is DeliveryStatus.REJECTED
-        assert status("order", state="placed") is None
+        assert status("order", state="placed") is None  # a market order is executed when it fills
+        assert status("order", state="placed", orderType="limit") is DeliveryStatus.EXECUTED
+        assert status("order", state="cancelled") is DeliveryStatus.EXECUTED  # a `cancel` signal carried out
+        assert status("order", state="expired") is None
         assert status("deal") is DeliveryStatus.EXECUTED
         assert status("account") is None
         assert status_from_event(parse_event(event("order"), NOW)) is None
