@@ -44,6 +44,7 @@ __all__ = ["Channel", "Hub", "HubError"]
 logger = logging.getLogger("mtbridge.hub")
 
 HOUSEKEEPING_INTERVAL = 0.25
+FLOOR_TTL = 30.0
 RECOVERY_PAGE = 1_000
 
 Handler = Callable[[Connection, Envelope], Awaitable[None] | None]
@@ -62,7 +63,7 @@ class HubError(Exception):
 class Channel:
     """Subscribers of one channel, split by encoding so each frame is built only if needed."""
 
-    __slots__ = ("json_subs", "msgpack_subs", "name", "policy", "recovering", "seq")
+    __slots__ = ("floors", "json_subs", "msgpack_subs", "name", "policy", "recovering", "seq")
 
     def __init__(self, name: str, policy: NamespacePolicy) -> None:
         self.name = name
@@ -71,6 +72,11 @@ class Channel:
         self.msgpack_subs: dict[Connection, None] = {}
         # Connections catching up from history: live publications wait here until they are done.
         self.recovering: dict[Connection, list[tuple[int, dict[str, Any], Targets | None]]] = {}
+        # Highest offset each recovered connection already got from its replay: a publication
+        # committed before the replay read the log may be fanned out after it (its publishing
+        # coroutine can resume late), and must not reach that connection twice.
+        # Entries expire after FLOOR_TTL: a publishing coroutine resumes within moments.
+        self.floors: dict[Connection, tuple[int, float]] = {}
         self.seq = 0
 
     def subs_for(self, conn: Connection) -> dict[Connection, None]:
@@ -504,6 +510,7 @@ class Hub:
         ch.json_subs.pop(conn, None)
         ch.msgpack_subs.pop(conn, None)
         ch.recovering.pop(conn, None)
+        ch.floors.pop(conn, None)
         if ch.empty and not ch.policy.durable:
             # Ephemeral channels keep their sequence only while someone listens.
             del self.channels[name]
@@ -629,9 +636,11 @@ class Hub:
         # Live publications that arrived while we replayed (including while waiting for the socket).
         buffered = ch.recovering.pop(conn, buffered)
         claims = conn.claims
-        for offset, payload, targets in buffered:
-            if offset <= last:
+        top = last
+        for offset, payload, targets in sorted(buffered, key=lambda item: item[0]):
+            if offset <= top:
                 continue
+            top = offset
             if (
                 targets is not None
                 and claims is not None
@@ -644,6 +653,7 @@ class Hub:
             )
             sent.append(payload)
         conn.recovering.discard(name)
+        ch.floors[conn] = (max(last, top), self.clock())
         ch.subs_for(conn)[conn] = None
         conn.subscriptions.add(name)
         if sent:
@@ -731,6 +741,8 @@ class Hub:
         message = {"type": "message", "channel": name, "offset": offset, "payload": payload}
         for waiting in ch.recovering.values():
             waiting.append((offset, payload, targets))
+        floors = ch.floors
+        skip = {c for c, (floor, _) in floors.items() if offset <= floor} if floors else None
         lossy = ch.policy.lossy
         key = name if ch.policy.coalesce else None
         # Frames ready in one loop iteration are written together, but never more than half the
@@ -747,6 +759,8 @@ class Hub:
             frame = data_frame(encoder(message), op)
             size = len(frame)
             for c in subs:
+                if skip and c in skip:
+                    continue
                 if (
                     targets is not None
                     and c.claims is not None
@@ -819,6 +833,10 @@ class Hub:
                     },
                 )
         self.sync_metrics()
+        for ch in self.channels.values():
+            if ch.floors:
+                for c in [c for c, (_, at) in ch.floors.items() if now - at > FLOOR_TTL]:
+                    del ch.floors[c]
         self.metrics.queue_bytes.set(total_q)
         self.metrics.queue_max_bytes.set(deepest)
         self.revocations.prune(now)

@@ -685,11 +685,6 @@ async def test_connections_list_and_operator_close(tmp_path: Path) -> None:
 # -- recovery racing a publication that is committed but not yet fanned out -----------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Hub._recover hands the connection to live fan-out while publications it already "
-    "replayed may still be fanned out by their publishing coroutines (bridge/hub/hub.py, fanout)",
-)
 async def test_recovery_does_not_duplicate_a_publication_fanned_out_after_it(tmp_path: Path) -> None:
     """A publication committed before a subscriber's recovery reads the log, whose publishing
     coroutine resumes (and fans out) only after that recovery finished, must not reach the
