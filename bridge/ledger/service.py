@@ -30,7 +30,7 @@ logger = logging.getLogger("mtbridge.ledger")
 
 CONTROL_CHANNEL = "control:state"
 PUBLISHERS_KEPT = 100_000
-SWEEP_INTERVAL = 1.0
+SWEEP_INTERVAL = 0.4  # revocations by other processes (CLI, other hubs) apply within half a second
 
 
 class Ledger:

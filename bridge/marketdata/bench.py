@@ -1,8 +1,10 @@
 """Throughput of one adapter: a recorded session replayed by a local fake as fast as possible.
 
-Run: ``.venv/bin/python -m bridge.marketdata.bench [--venue kraken|okx|binance] [--hub URL --token T]``.
+Run: ``.venv/bin/python -m bridge.marketdata.bench [--venue kraken|okx|binance]
+[--in-hub | --hub URL --token T]``.
 Without ``--hub`` the sink only counts (adapter cost alone); with it, publications go through
-:class:`HubSink` into a running hub.
+:class:`HubSink` into a running hub; with ``--in-hub`` the adapter publishes into an in-process hub
+whose subscribers receive every publication (the hub's own market-data mode).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from bridge.marketdata.connection import Adapter
 from bridge.marketdata.hubsink import HubSink
 from bridge.marketdata.mock import BinanceFake, FakeExchange, KrakenFake, OkxFake
 
-__all__ = ["DEFAULT_FIXTURES", "CountingSink", "bench_adapter_throughput"]
+__all__ = ["DEFAULT_FIXTURES", "CountingSink", "InHubSink", "bench_adapter_throughput"]
 
 #: ``shared/`` is cloned beside the repository.
 DEFAULT_FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "exchanges"
@@ -33,6 +35,72 @@ class CountingSink:
 
     async def publish(self, channel: str, payload: dict[str, object], key: str | None) -> None:
         self.count += 1
+
+
+class _NullSocket:
+    """The socket side of an in-process benchmark subscriber: counts bytes, never blocks."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def write(self, data: bytes) -> None:
+        self.bytes += len(data)
+
+    def buffered(self) -> int:
+        return 0
+
+    def ping_frame(self) -> bytes:
+        return b""
+
+    def close_frame(self, code: int, reason: str) -> bytes:
+        return b""
+
+    def finish(self, flush: bool) -> None:
+        return None
+
+
+class InHubSink:
+    """Publishes into a real in-process hub (as the hub's own adapters do, through
+    :class:`bridge.marketdata.local.HubLocalSink`), with ``subscribers`` authenticated connections
+    joined to every channel the adapter publishes on, so each publication is framed, queued and
+    written to them: the figure includes the hub's fan-out."""
+
+    def __init__(self, subscribers: int = 10) -> None:
+        import secrets as _secrets
+
+        from bridge.auth.tokens import Verifier, issue
+        from bridge.hub.hub import Hub
+        from bridge.marketdata.local import HubLocalSink
+        from bridge.protocol.envelope import Encoding
+
+        secret = _secrets.token_bytes(32)
+        self.hub = Hub(Verifier(["HS256"], secret=secret))
+        token = issue(secret, sub="bench", role="dashboard", now=time.time(), ttl=3600)
+        self.sockets = [_NullSocket() for _ in range(subscribers)]
+        self.conns = [self.hub.connect(sock, Encoding.JSON, "bench") for sock in self.sockets]
+        for conn in self.conns:
+            self.hub.authenticate(conn, token, None)
+        self.local = HubLocalSink(self.hub)
+        self.seen: set[str] = set()
+
+    async def start(self) -> None:
+        await self.hub.start()
+
+    async def stop(self) -> None:
+        await asyncio.sleep(0)
+        await self.hub.stop(0)
+
+    async def publish(self, channel: str, payload: dict[str, object], key: str | None) -> None:
+        if channel not in self.seen:
+            self.seen.add(channel)
+            request = json.dumps({"type": "subscribe", "channel": channel}).encode()
+            for conn in self.conns:
+                self.hub.receive(conn, request, False)
+        await self.local.publish(channel, payload, key)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(sock.bytes for sock in self.sockets)
 
 
 def _fake(venue: str, fixtures: Path) -> tuple[FakeExchange, tuple[str, ...], int | None]:
@@ -122,7 +190,17 @@ async def bench_adapter_throughput(
 
 
 async def _main(args: argparse.Namespace) -> None:
-    if args.hub:
+    if args.in_hub:
+        sink = InHubSink(args.subscribers)
+        await sink.start()
+        try:
+            result = await bench_adapter_throughput(args.venue, sink=sink, fixtures=args.fixtures)
+            result["hub_publications"] = sink.local.published
+            result["subscribers"] = args.subscribers
+            result["bytes_written_to_subscribers"] = sink.bytes_written
+        finally:
+            await sink.stop()
+    elif args.hub:
         async with HubSink(args.hub, args.token) as hub:
             result = await bench_adapter_throughput(args.venue, sink=hub, fixtures=args.fixtures)
             await hub.drain()
@@ -137,4 +215,8 @@ if __name__ == "__main__":
     parser.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES)
     parser.add_argument("--hub", default=None)
     parser.add_argument("--token", default="")
+    parser.add_argument(
+        "--in-hub", action="store_true", help="adapter inside an in-process hub, with subscribers"
+    )
+    parser.add_argument("--subscribers", type=int, default=10)
     asyncio.run(_main(parser.parse_args()))
