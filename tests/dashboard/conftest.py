@@ -227,7 +227,7 @@ def ea_factory() -> Iterator[Callable[[HubProcess, str], SimulatedEA]]:
 # -- the browser ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         reason = "Debian's chromium is not installed (apt-get install -y chromium)"
