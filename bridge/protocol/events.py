@@ -163,9 +163,9 @@ def status_from_event(event: TradeEvent) -> DeliveryStatus | None:
     """The delivery status an event proves for its ``signalId``, if any.
 
     The EA carried the signal out (executed) when it reports a fill, a deal, a position change, or
-    an order placed (a pending order in the book), modified or cancelled (a ``cancel`` signal) with
-    that ``signalId``; a rejected order means rejected. An order that later expires proves nothing
-    new: the signal that placed it was already executed.
+    an order modified or cancelled (a ``cancel`` signal) with that ``signalId``; a rejected order
+    means rejected. A pending (limit/stop) order that is only ``placed`` keeps its signal ``acked``
+    until it fills; one that expires unfilled leaves it to the expiry sweep.
     """
     if event.signal_id is None:
         return None
@@ -173,8 +173,6 @@ def status_from_event(event: TradeEvent) -> DeliveryStatus | None:
     if event.kind == "order":
         if state in ("filled", "partially_filled", "modified", "cancelled"):
             return DeliveryStatus.EXECUTED
-        if state == "placed" and event.data.get("orderType") in ("limit", "stop", "stop_limit"):
-            return DeliveryStatus.EXECUTED  # a pending order now in the book
         if state == "rejected":
             return DeliveryStatus.REJECTED
         return None

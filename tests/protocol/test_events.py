@@ -128,7 +128,7 @@ class TestStatus:
         assert status("order") is DeliveryStatus.EXECUTED
         assert status("order", state="rejected") is DeliveryStatus.REJECTED
         assert status("order", state="placed") is None  # a market order is executed when it fills
-        assert status("order", state="placed", orderType="limit") is DeliveryStatus.EXECUTED
+        assert status("order", state="placed", orderType="limit") is None  # executed when it fills
         assert status("order", state="cancelled") is DeliveryStatus.EXECUTED  # a `cancel` signal carried out
         assert status("order", state="expired") is None
         assert status("deal") is DeliveryStatus.EXECUTED

@@ -152,8 +152,8 @@ SCENARIO: list[Step] = [
         status="executed",
         status_of="buy-limit-eurusd",
     ),
-    # a cancel's own events are `cancelled` orders, which the hub does not count as execution
-    Step("cancel-gbpusd", signal={"symbol": "GBPUSD", "action": "cancel"}, events=1, status="acked"),
+    # a cancel's own events are `cancelled` orders carrying its signalId: the cancel was carried out
+    Step("cancel-gbpusd", signal={"symbol": "GBPUSD", "action": "cancel"}, events=1, status="executed"),
     rejected("cancel-nothing-left", {"symbol": "GBPUSD", "action": "cancel"}),
     open_(
         "sell-limit-short-lived",
