@@ -339,11 +339,7 @@ class HubWebSocketProtocol(asyncio.Protocol):
         return b"".join(d for d in ws.data_to_send() if d)
 
     def finish(self, flush: bool) -> None:
-        """After our close frame: wait for the peer's close (the protocol then ends TCP) or abort."""
-        if self.transport is None:
-            return
-        if not flush and self.transport.get_write_buffer_size() > 0:
-            # A slow consumer: its socket is full, so the close frame may never get through.
-            self._arm_abort()
-            return
+        """After our close frame: wait for the peer's close (the protocol then ends TCP), and drop
+        the TCP connection after ``close_timeout`` if it never comes (a slow consumer whose socket
+        is full may never even read the close frame)."""
         self._arm_abort()
