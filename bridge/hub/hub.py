@@ -511,10 +511,9 @@ class Hub:
         ch.msgpack_subs.pop(conn, None)
         ch.recovering.pop(conn, None)
         ch.floors.pop(conn, None)
-        if ch.empty and not ch.policy.durable:
-            # Ephemeral channels keep their sequence only while someone listens.
-            del self.channels[name]
-        elif ch.empty:
+        if ch.empty:
+            # Nothing stays behind: durable history lives in the store, and ephemeral channels
+            # keep their sequence only while someone listens.
             del self.channels[name]
 
     def _on_subscribe(self, conn: Connection, env: Envelope) -> Awaitable[None] | None:
