@@ -63,7 +63,9 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
         help="server for the PostgreSQL runs of signals/ingest; a scratch database is created there",
     )
     parser.add_argument("--no-postgres", action="store_true", help="durable scenarios on SQLite only")
-    parser.add_argument("--profile", type=Path, help="fan-out: py-spy profiles of the hub into this folder")
+    parser.add_argument(
+        "--profile", type=Path, help="fan-out, signals, ingest: py-spy profiles of the hub into this folder"
+    )
     parser.add_argument("--hub-command", help="command that runs mtbridge (default: the installed script)")
     parser.set_defaults(func=run)
     assert isinstance(parser, argparse.ArgumentParser)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from bridge.bench.exceptions import BenchError, NotAvailable
 from bridge.bench.loadgen import Loadgen, Mark
 from bridge.bench.procs import ServerProcess
-from bridge.bench.scenarios import Context, Row, with_server
+from bridge.bench.scenarios import Context, Row, finish_profile, start_profile, with_server
 from bridge.bench.targets import HubTarget
 
 __all__ = ["SIGNAL_STRATEGY", "run_ingest", "run_signals"]
@@ -59,16 +59,24 @@ class _Window:
 
 
 def _measure(
-    ctx: Context, server: ServerProcess, gens: Sequence[Loadgen], publishers: Sequence[Loadgen]
+    ctx: Context,
+    server: ServerProcess,
+    gens: Sequence[Loadgen],
+    publishers: Sequence[Loadgen],
+    profile: str,
 ) -> _Window:
     for pub in publishers:
         pub.go()
     time.sleep(ctx.plan.warmup_s)
+    out = ctx.profile_dir / f"hub-{profile}.txt" if ctx.profile_dir is not None else None
+    spy = start_profile(server, out, ctx) if out is not None else None
     first = [g.mark() for g in gens]
     c0 = server.cpu_s()
     time.sleep(ctx.plan.measure_s)
     last = [g.mark() for g in gens]
     c1 = server.cpu_s()
+    if spy is not None and out is not None:
+        finish_profile(spy, out, ctx)
     for pub in publishers:
         pub.stop()
     server.check_alive()
@@ -117,7 +125,7 @@ def run_ingest(target: HubTarget, ctx: Context, *, database: str) -> Row:
         ]  # fmt: skip
         with Loadgen(ctx.exe, args, core=ctx.cores.client, label="ingest EAs") as lg:
             lg.wait_ready()
-            w = _measure(ctx, server, [lg], [lg])
+            w = _measure(ctx, server, [lg], [lg], f"ingest-{database}")
         first, last = w.marks[0]
         answered = last.acks - first.acks
         errors = _check_errors("ingest", [last], answered)
@@ -207,7 +215,7 @@ def run_signals(target: HubTarget, ctx: Context, *, database: str) -> Row:
                 )
             for p in pubs:
                 p.wait_ready()
-            w = _measure(ctx, server, [*pubs, *ackers, *executors], pubs)
+            w = _measure(ctx, server, [*pubs, *ackers, *executors], pubs, f"signals-{database}")
         pub_marks = w.marks[:publishers]
         ack_marks = w.marks[publishers : publishers + eas]
         exec_marks = w.marks[publishers + eas :]

@@ -11,6 +11,7 @@ from typing import Any
 from bridge.store.base import (
     Account,
     Appended,
+    AppendRequest,
     Delivery,
     EventFilter,
     EventRecord,
@@ -39,6 +40,7 @@ from bridge.store.sql import SQLStore
 
 __all__ = [
     "Account",
+    "AppendRequest",
     "Appended",
     "Delivery",
     "EventFilter",

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_MESSAGE_ID_LENGTH",
     "MAX_PAGE_SIZE",
     "Account",
+    "AppendRequest",
     "Appended",
     "Delivery",
     "EventFilter",
@@ -71,6 +72,19 @@ class Appended:
     offset: int
     epoch: str
     duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One publication of :meth:`Store.append_many`: with ``signal`` set, what :meth:`Store.publish_signal`
+    does (``payload`` is then ignored: ``signal.to_payload()`` is stored); otherwise what
+    :meth:`Store.append` does."""
+
+    channel: str
+    payload: dict[str, Any]
+    message_id: str | None = None
+    expires_at_ms: int | None = None
+    signal: Signal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +293,11 @@ class Store(Protocol):
         A signal id already in the ledger (on any channel) is a duplicate: nothing is stored and the
         original channel, offset and epoch are returned.
         """
+
+    async def append_many(self, requests: Sequence[AppendRequest]) -> list[Appended]:
+        """Every request as one ``append`` or ``publish_signal`` call made in list order, in one store call:
+        one result per request, in order. Exists so that a hub can hand the publications of one event-loop
+        iteration to the writer as one operation instead of one future each."""
 
     async def read_since(self, channel: str, after_offset: int, limit: int) -> list[Stored]:
         """Entries with offset > ``after_offset`` in offset order, at most ``limit``; expired entries are

@@ -21,6 +21,7 @@ from bridge.store.base import (
     MAX_PAGE_SIZE,
     Account,
     Appended,
+    AppendRequest,
     Delivery,
     EventFilter,
     EventRecord,
@@ -165,6 +166,19 @@ class MemoryStore:
                 record.deliveries[account] = _new_delivery(DeliveryStatus.PENDING, now, None)
             self._signals[signal.id] = record
         return appended
+
+    async def append_many(self, requests: Sequence[AppendRequest]) -> list[Appended]:
+        self._check()
+        for r in requests:
+            if r.signal is None:
+                check_append(r.channel, r.message_id)
+        results: list[Appended] = []
+        for r in requests:
+            if r.signal is not None:
+                results.append(await self.publish_signal(r.signal))
+            else:
+                results.append(await self.append(r.channel, r.message_id, r.payload, r.expires_at_ms))
+        return results
 
     async def read_since(self, channel: str, after_offset: int, limit: int) -> list[Stored]:
         self._check()

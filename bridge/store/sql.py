@@ -50,6 +50,7 @@ from bridge.store.base import (
     MAX_PAGE_SIZE,
     Account,
     Appended,
+    AppendRequest,
     Delivery,
     EventFilter,
     EventRecord,
@@ -194,7 +195,7 @@ class _EventRequest:
 
 @dataclass(slots=True)
 class _Op:
-    kind: str  # "append" | "events" | "record" | "status" | "call"
+    kind: str  # "append" | "appends" | "events" | "record" | "status" | "call"
     data: Any
     size: int
     future: asyncio.Future[Any]
@@ -581,6 +582,8 @@ class SQLStore:
         for op in ops:
             if op.kind == "append":
                 appends.append(op.data)
+            elif op.kind == "appends":
+                appends.extend(op.data)
             elif op.kind in ("events", "record"):
                 event_reqs.extend(op.data)
         log = _LogWriter(self, conn, appends, event_reqs) if appends or event_reqs else None
@@ -597,6 +600,9 @@ class SQLStore:
             if op.kind == "append":
                 assert log is not None
                 staged.append((log.append(op.data), first_status))
+            elif op.kind == "appends":
+                assert log is not None
+                staged.append(([log.append(r) for r in op.data], first_status))
             elif op.kind == "status":
                 statuses.extend(op.data)
                 staged.append((None, first_status))
@@ -632,6 +638,9 @@ class SQLStore:
             if op.kind == "append":
                 assert log is not None
                 results.append(log.resolve(value))
+            elif op.kind == "appends":
+                assert log is not None
+                results.append([log.resolve(v) for v in value])
             elif op.kind == "status":
                 results.append(moved[first_status : first_status + len(op.data)])
             elif op.kind == "events":
@@ -692,6 +701,26 @@ class SQLStore:
             signal.channel, signal.id, _dumps(signal.to_payload()), signal.expires_at, signal
         )
         result: Appended = await self._submit("append", request)
+        return result
+
+    async def append_many(self, requests: Sequence[AppendRequest]) -> list[Appended]:
+        if not requests:
+            return []
+        batch: list[_AppendRequest] = []
+        for r in requests:
+            signal = r.signal
+            if signal is not None:
+                batch.append(
+                    _AppendRequest(
+                        signal.channel, signal.id, _dumps(signal.to_payload()), signal.expires_at, signal
+                    )
+                )
+            else:
+                check_append(r.channel, r.message_id)
+                batch.append(
+                    _AppendRequest(r.channel, r.message_id, _dumps(r.payload), r.expires_at_ms, None)
+                )
+        result: list[Appended] = await self._submit("appends", batch, size=len(batch))
         return result
 
     async def read_since(self, channel: str, after_offset: int, limit: int) -> list[Stored]:

@@ -12,6 +12,7 @@ from store_helpers import Clock, StoreFactory
 from bridge.protocol.events import DeliveryStatus, TradeEvent, parse_event
 from bridge.protocol.signals import Signal, parse_signal
 from bridge.store import (
+    AppendRequest,
     EventFilter,
     EventWrite,
     InvalidCursor,
@@ -178,6 +179,40 @@ class TestSignals:
         assert await store.read_since("signals:beta", 0, 10) == []
         page = await store.list_signals(SignalFilter())
         assert [v.id for v in page.items] == [signal.id]
+
+    async def test_append_many_is_each_call_in_order(self, store: Store, clock: Clock) -> None:
+        first, second = make_signal(clock, accounts=["1"]), make_signal(clock, accounts=["2"])
+        await store.publish_signal(first)
+        results = await store.append_many(
+            [
+                AppendRequest("signals:alpha", {}, signal=second),
+                AppendRequest("signals:alpha", {}, signal=first),  # already stored: duplicate
+                AppendRequest("signals:alpha", {}, signal=second),  # earlier in this very call
+                AppendRequest("notes:x", {"n": 1}, message_id="m1", expires_at_ms=5),
+                AppendRequest("notes:x", {"n": 2}),
+                AppendRequest("notes:x", {"n": 1}, message_id="m1"),
+            ]
+        )
+        assert [(r.channel, r.offset, r.duplicate) for r in results] == [
+            ("signals:alpha", 2, False),
+            ("signals:alpha", 1, True),
+            ("signals:alpha", 2, True),
+            ("notes:x", 1, False),
+            ("notes:x", 2, False),
+            ("notes:x", 1, True),
+        ]
+        assert len({r.epoch for r in results[:3]}) == 1
+        entries = await store.read_since("notes:x", 0, 10)
+        assert [(e.offset, e.payload, e.expires_at_ms) for e in entries] == [
+            (1, {"n": 1}, 5),
+            (2, {"n": 2}, None),
+        ]
+        view = await store.get_signal(second.id)
+        assert view is not None and view.offset == 2
+        assert [(d.account, d.status) for d in view.deliveries] == [("2", DeliveryStatus.PENDING)]
+        assert await store.append_many([]) == []
+        with pytest.raises(ValueError):
+            await store.append_many([AppendRequest("", {})])
 
     async def test_statuses_move_only_forward(self, store: Store, clock: Clock) -> None:
         signal = make_signal(clock, accounts=["1"])
