@@ -13,8 +13,14 @@ Each scenario runs ``--concurrency`` coroutines that await one call at a time, a
 - ``events-batch``: ``insert_events`` with ``--event-batch`` events per call;
 - ``record``: ``record_events([EventWrite(event, "account:<login>:events")])``, one event per call: what the
   hub does per ``trade.event`` (store it, append it on the account channel, one transaction).
+- ``chain``: one signal's durable life as the hub writes it, four calls in a row per signal: published with
+  ``append_many`` (one account), ``update_statuses`` with ``delivered`` and ``acked`` in one call (the hub
+  flushes queued deliveries with the ack), then ``record_events`` of a ``deal`` carrying the signal id with
+  an ``executed`` status. Its rate counts chains.
 
-Every figure counts only writes whose call returned, i.e. committed.
+Every figure counts only writes whose call returned, i.e. committed. Next to each rate, the process CPU
+time spent per row (per chain for ``chain``) in microseconds: the hub runs the store on the core it shares
+with everything else, so CPU per row is the figure to lower, not only rows per second.
 """
 
 from __future__ import annotations
@@ -26,22 +32,22 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bridge.protocol.events import TradeEvent, parse_event
+from bridge.protocol.events import DeliveryStatus, TradeEvent, parse_event
 from bridge.protocol.signals import Signal, parse_signal
-from bridge.store import EventWrite, Store, open_store
+from bridge.store import AppendRequest, EventWrite, StatusUpdate, Store, open_store
 
 __all__ = ["main", "run"]
 
 DEFAULT_CONCURRENCY = 200
 
 
-def _signals(count: int, now: float) -> list[Signal]:
+def _signals(count: int, now: float, accounts: int = 3) -> list[Signal]:
     return [
         parse_signal(
             {
                 "id": str(uuid.uuid4()),
                 "strategy": f"bench{n % 4}",
-                "accounts": ["50123", "50124", "50125"],
+                "accounts": [str(50123 + (n + k) % 3) for k in range(accounts)],
                 "symbol": "EURUSD",
                 "action": "open",
                 "side": "buy",
@@ -57,14 +63,16 @@ def _signals(count: int, now: float) -> list[Signal]:
     ]
 
 
-def _events(count: int) -> list[TradeEvent]:
+def _events(count: int, signals: list[Signal] | None = None) -> list[TradeEvent]:
+    """Deals, one per account in turn; with ``signals``, the n-th deal executes the n-th signal."""
     base = int(time.time() * 1000)
     return [
         parse_event(
             {
                 "id": str(uuid.uuid4()),
                 "kind": "deal",
-                "account": str(50123 + n % 3),
+                "account": signals[n].accounts[0] if signals is not None else str(50123 + n % 3),
+                **({"signalId": signals[n].id} if signals is not None else {}),
                 "ts": base + n,
                 "ticket": n + 1,
                 "order": n + 1,
@@ -83,8 +91,9 @@ def _events(count: int) -> list[TradeEvent]:
     ]
 
 
-async def _drive(count: int, concurrency: int, call: Callable[[int], Awaitable[Any]]) -> float:
-    """Run ``call(i)`` for i in range(count) from ``concurrency`` workers; returns elapsed seconds."""
+async def _drive(count: int, concurrency: int, call: Callable[[int], Awaitable[Any]]) -> tuple[float, float]:
+    """Run ``call(i)`` for i in range(count) from ``concurrency`` workers; returns elapsed seconds and the
+    process CPU seconds (every thread: the event loop and the SQLite writer) spent meanwhile."""
     next_index = 0
 
     async def worker() -> None:
@@ -94,9 +103,23 @@ async def _drive(count: int, concurrency: int, call: Callable[[int], Awaitable[A
             next_index += 1
             await call(index)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+async def _chain(store: Store, signal: Signal, write: EventWrite) -> None:
+    """One signal from publication to execution, as the hub's calls go."""
+    account = signal.accounts[0]
+    await store.append_many([AppendRequest(signal.channel, {}, signal=signal)])
+    now_ms = int(time.time() * 1000)
+    await store.update_statuses(
+        [
+            StatusUpdate(signal.id, account, DeliveryStatus.DELIVERED, now_ms),
+            StatusUpdate(signal.id, account, DeliveryStatus.ACKED, now_ms),
+        ]
+    )
+    await store.record_events([write])
 
 
 async def run(
@@ -107,10 +130,15 @@ async def run(
     concurrency: int,
     event_batch: int,
     **options: Any,
-) -> dict[str, float]:
-    """Run the scenarios against a fresh store at ``url``; returns rows committed per second by scenario."""
+) -> dict[str, tuple[float, float]]:
+    """Run the scenarios against a fresh store at ``url``; returns, by scenario, rows committed per second
+    and process CPU microseconds per row."""
     store: Store = await open_store(url, **options)
-    rates: dict[str, float] = {}
+    results: dict[str, tuple[float, float]] = {}
+
+    def note(name: str, rows: int, elapsed: tuple[float, float]) -> None:
+        results[name] = (rows / elapsed[0], elapsed[1] * 1e6 / rows)
+
     try:
         if "append" in scenarios:
             elapsed = await _drive(
@@ -118,19 +146,22 @@ async def run(
                 concurrency,
                 lambda i: store.append(f"bench:{i % 4}", f"m-{i}", {"n": i, "pad": "x" * 200}),
             )
-            rates["append"] = count / elapsed
+            note("append", count, elapsed)
         if "signals" in scenarios:
             signals = _signals(count, time.time())
-            elapsed = await _drive(count, concurrency, lambda i: store.publish_signal(signals[i]))
-            rates["signals"] = count / elapsed
+            note(
+                "signals", count, await _drive(count, concurrency, lambda i: store.publish_signal(signals[i]))
+            )
         if "events" in scenarios:
             events = _events(count)
-            elapsed = await _drive(count, concurrency, lambda i: store.insert_events([events[i]]))
-            rates["events"] = count / elapsed
+            note(
+                "events", count, await _drive(count, concurrency, lambda i: store.insert_events([events[i]]))
+            )
         if "record" in scenarios:
             writes = [EventWrite(e, f"account:{e.account}:events") for e in _events(count)]
-            elapsed = await _drive(count, concurrency, lambda i: store.record_events([writes[i]]))
-            rates["record"] = count / elapsed
+            note(
+                "record", count, await _drive(count, concurrency, lambda i: store.record_events([writes[i]]))
+            )
         if "events-batch" in scenarios:
             batches = max(1, count // event_batch)
             events = _events(batches * event_batch)
@@ -139,10 +170,25 @@ async def run(
                 concurrency,
                 lambda i: store.insert_events(events[i * event_batch : (i + 1) * event_batch]),
             )
-            rates["events-batch"] = batches * event_batch / elapsed
+            note("events-batch", batches * event_batch, elapsed)
+        if "chain" in scenarios:
+            chained = _signals(count, time.time(), accounts=1)
+            executed = [
+                EventWrite(
+                    e,
+                    f"account:{e.account}:events",
+                    StatusUpdate(s.id, e.account, DeliveryStatus.EXECUTED, e.ts),
+                )
+                for s, e in zip(chained, _events(count, chained), strict=True)
+            ]
+            note(
+                "chain",
+                count,
+                await _drive(count, concurrency, lambda i: _chain(store, chained[i], executed[i])),
+            )
     finally:
         await store.close()
-    return rates
+    return results
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -156,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=["append", "signals", "events", "events-batch", "record"],
+        choices=["append", "signals", "events", "events-batch", "record", "chain"],
         help="repeat to choose several (default: all)",
     )
     args = parser.parse_args(argv)
@@ -165,8 +211,8 @@ def main(argv: list[str] | None = None) -> None:
         options["sqlite_synchronous"] = args.sqlite_synchronous
     if args.schema:
         options["schema"] = args.schema
-    scenarios = args.scenario or ["append", "signals", "events", "events-batch", "record"]
-    rates = asyncio.run(
+    scenarios = args.scenario or ["append", "signals", "events", "events-batch", "record", "chain"]
+    results = asyncio.run(
         run(
             args.url,
             scenarios=scenarios,
@@ -176,8 +222,11 @@ def main(argv: list[str] | None = None) -> None:
             **options,
         )
     )
-    for name, rate in rates.items():
-        print(f"{name:>13}: {rate:>10,.0f} rows/s  (count={args.count}, concurrency={args.concurrency})")
+    for name, (rate, cpu_us) in results.items():
+        print(
+            f"{name:>13}: {rate:>10,.0f} rows/s  {cpu_us:>7.1f} CPU-us/row  "
+            f"(count={args.count}, concurrency={args.concurrency})"
+        )
 
 
 if __name__ == "__main__":
