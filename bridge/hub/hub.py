@@ -14,6 +14,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from bridge.auth.exceptions import AuthError, TokenRevoked
@@ -21,6 +22,7 @@ from bridge.auth.revocation import Revocation, RevocationList
 from bridge.auth.tokens import Claims, Verifier
 from bridge.broker.base import Broker
 from bridge.broker.memory import MemoryBroker
+from bridge.hub.batch import IterationBatch
 from bridge.hub.connection import Connection, Sink
 from bridge.hub.limits import HubLimits
 from bridge.hub.metrics import HubMetrics, Tally
@@ -38,6 +40,8 @@ from bridge.protocol.channels import (
 )
 from bridge.protocol.envelope import Encoding, Envelope, EnvelopeError, decode, encode_json, encode_msgpack
 from bridge.protocol.framing import OP_BINARY, OP_TEXT, data_frame
+from bridge.store.base import Appended, AppendRequest
+from bridge.store.exceptions import StoreError
 
 __all__ = ["Channel", "Hub", "HubError"]
 
@@ -48,6 +52,15 @@ FLOOR_TTL = 30.0
 RECOVERY_PAGE = 1_000
 
 Handler = Callable[[Connection, Envelope], Awaitable[None] | None]
+
+
+@dataclass(slots=True)
+class _Publication:
+    conn: Connection
+    request_id: str | None
+    channel: str
+    prepared: Prepared
+    started: float
 
 
 class HubError(Exception):
@@ -133,6 +146,11 @@ class Hub:
         self.after_publish: list[Callable[[str, int, Prepared], None]] = []
         self.on_replayed: list[Callable[[Connection, str, list[dict[str, Any]]], None]] = []
         self.latency_samples: list[float] = []
+        self._publishes: IterationBatch[_Publication] = IterationBatch(
+            self._publish_batch, "mtbridge-publish"
+        )
+        #: Request batches (the hub's and its extensions'): answered before connections are closed at stop.
+        self.batches: list[IterationBatch[Any]] = [self._publishes]
         self._dirty: list[Connection] = []
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -152,17 +170,28 @@ class Hub:
     async def stop(self, drain_timeout: float = 5.0) -> None:
         """Close every connection with 1001 and a reconnect hint, then wait for them to drain."""
         self.accepting = False
+        await self._drain_batches(drain_timeout / 2)
         for conn in list(self.connections.values()):
             self.going_away(conn)
         deadline = self.clock() + drain_timeout
         while self.connections and self.clock() < deadline:  # noqa: ASYNC110 - bounded drain poll
             await asyncio.sleep(0.05)
+        await self._drain_batches(drain_timeout)
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
             self._housekeeping = None
         await self.broker.close()
+
+    async def _drain_batches(self, seconds: float) -> None:
+        """Let requests already taken finish, so that their answers go out before the close."""
+        try:
+            async with asyncio.timeout(seconds):
+                for batch in self.batches:
+                    await batch.drain()
+        except TimeoutError:
+            logger.warning("stop: requests still in flight after %.1f s", seconds)
 
     def going_away(self, conn: Connection) -> None:
         """Graceful shutdown of one connection: a reconnect hint with a random delay (so clients
@@ -369,14 +398,10 @@ class Hub:
             self.close(conn, codes.TOO_MANY_BAD_MESSAGES)
 
     def _spawn(self, conn: Connection, env: Envelope, coro: Awaitable[None]) -> None:
-        if conn.in_flight >= self.limits.max_in_flight:
+        if not self.admit(conn, env.request_id):
             if asyncio.iscoroutine(coro):
                 coro.close()
-            self.reply_error(
-                conn, env.request_id, "rate_limited", "too many requests in flight", retryAfterMs=100
-            )
             return
-        conn.in_flight += 1
         task = asyncio.ensure_future(self._guard(conn, env, coro))
         if conn.tasks is None:
             conn.tasks = set()
@@ -670,7 +695,7 @@ class Hub:
 
     # -- publishing -----------------------------------------------------------------------------
 
-    def _on_publish(self, conn: Connection, env: Envelope) -> Awaitable[None] | None:
+    def _on_publish(self, conn: Connection, env: Envelope) -> None:
         assert conn.claims is not None
         name = env.channel
         if name is None:
@@ -682,25 +707,83 @@ class Hub:
         if not can_publish(policy, c.role, c.accounts, c.publish, name):
             raise HubError("forbidden", f"not allowed to publish to {name}")
         hook = self.publish_hooks.get(policy.name)
-        if hook is None and not policy.durable:
-            offset = self.publish_ephemeral(name, env.payload)
+        prepared = hook(conn, name, env.payload) if hook is not None else Prepared(env.payload)
+        if not policy.durable:
+            offset = self.publish_ephemeral(name, prepared.payload, prepared.targets)
             if env.request_id is not None:
                 self.reply(conn, env.request_id, {"offset": offset, "epoch": self.epoch, "duplicate": False})
-            return None
-        return self._publish_async(conn, env, name, policy, hook)
+            return
+        if self.log is None:
+            raise HubError("unavailable", "durable channels need a store")
+        if self.admit(conn, env.request_id):
+            self._publishes.add(_Publication(conn, env.request_id, name, prepared, time.perf_counter()))
 
-    async def _publish_async(
-        self, conn: Connection, env: Envelope, name: str, policy: NamespacePolicy, hook: PublishHook | None
-    ) -> None:
-        assert env.payload is not None
-        prepared = await hook(conn, name, env.payload) if hook is not None else Prepared(env.payload)
-        result = await self.publish(name, prepared, policy)
-        self.reply(conn, env.request_id, result)
+    def admit(self, conn: Connection, request_id: str | None) -> bool:
+        """Count one more request in flight on ``conn``, or refuse it (replying) past the limit.
+        Every admitted request ends with :meth:`settle`."""
+        if conn.in_flight >= self.limits.max_in_flight:
+            self.reply_error(
+                conn, request_id, "rate_limited", "too many requests in flight", retryAfterMs=100
+            )
+            return False
+        conn.in_flight += 1
+        return True
+
+    def settle(self, conn: Connection) -> None:
+        conn.in_flight -= 1
+
+    def fail(self, conn: Connection, request_id: str | None, error: BaseException, what: str) -> None:
+        """Answer a request whose durable write failed: retryable store trouble is ``unavailable``."""
+        if isinstance(error, HubError):
+            self.reply_error(conn, request_id, error.code, error.message, **error.extra)
+        elif isinstance(error, StoreError) and error.retryable:
+            logger.warning("%s: store unavailable: %s", what, error)
+            self.reply_error(conn, request_id, "unavailable", "store unavailable; retry", retryAfterMs=500)
+        else:
+            logger.error("%s failed on %s", what, conn.id, exc_info=error)
+            self.reply_error(conn, request_id, "internal", "internal error")
+
+    async def _publish_batch(self, batch: list[_Publication]) -> None:
+        """The durable publications of one loop iteration: one store call, then fan-out in offset order."""
+        assert self.log is not None
+        requests = [
+            AppendRequest(p.channel, p.prepared.payload, p.prepared.message_id, p.prepared.expires_at_ms,
+                          p.prepared.signal)
+            for p in batch
+        ]  # fmt: skip
+        try:
+            results = await self.log.append_many(requests)
+        except Exception as error:
+            if len(batch) > 1 and not (isinstance(error, StoreError) and error.retryable):
+                for p in batch:  # one bad publication must not fail the others
+                    await self._publish_batch([p])
+                return
+            for p in batch:
+                self.settle(p.conn)
+                self.fail(p.conn, p.request_id, error, "publish")
+            return
+        now = time.perf_counter()
+        for p, appended in zip(batch, results, strict=True):
+            self._published(p.channel, appended, p.prepared, now - p.started)
+            self.settle(p.conn)
+            self.reply(
+                p.conn,
+                p.request_id,
+                {"offset": appended.offset, "epoch": appended.epoch, "duplicate": appended.duplicate},
+            )
+
+    def _published(self, name: str, appended: Appended, prepared: Prepared, elapsed: float) -> None:
+        if not appended.duplicate:
+            self.broker.publish(name, appended.offset, prepared.payload, prepared.targets)
+            for callback in self.after_publish:
+                callback(name, appended.offset, prepared)
+        self.metrics.publish_latency.observe(elapsed)
+        self.latency_samples.append(elapsed)
 
     async def publish(
         self, name: str, prepared: Prepared, policy: NamespacePolicy | None = None
     ) -> dict[str, Any]:
-        """Persist (durable channels) then fan out; the entry point for WebSocket and REST alike."""
+        """Persist (durable channels) then fan out: the entry point of REST and the hub's own feeds."""
         started = time.perf_counter()
         policy = policy or self.policy_for(name)
         if not policy.durable:
@@ -714,13 +797,7 @@ class Hub:
             appended = await self.log.append(
                 name, prepared.message_id, prepared.payload, prepared.expires_at_ms
             )
-        if not appended.duplicate:
-            self.broker.publish(name, appended.offset, prepared.payload, prepared.targets)
-            for callback in self.after_publish:
-                callback(name, appended.offset, prepared)
-        elapsed = time.perf_counter() - started
-        self.metrics.publish_latency.observe(elapsed)
-        self.latency_samples.append(elapsed)
+        self._published(name, appended, prepared, time.perf_counter() - started)
         return {"offset": appended.offset, "epoch": appended.epoch, "duplicate": appended.duplicate}
 
     def publish_ephemeral(self, name: str, payload: dict[str, Any], targets: Targets | None = None) -> int:

@@ -3,12 +3,12 @@ touching the core. Durable types are the store's own (``bridge.store.base``)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.protocol.signals import Signal
-from bridge.store.base import Appended, Position, Stored
+from bridge.store.base import Appended, AppendRequest, Position, Stored
 
 __all__ = ["DurableLog", "Prepared", "PublishHook", "Targets"]
 
@@ -26,6 +26,8 @@ class DurableLog(Protocol):
     ) -> Appended: ...
 
     async def publish_signal(self, signal: Signal) -> Appended: ...
+
+    async def append_many(self, requests: Sequence[AppendRequest]) -> list[Appended]: ...
 
     async def read_since(self, channel: str, after_offset: int, limit: int) -> list[Stored]: ...
 
@@ -54,4 +56,6 @@ class Prepared:
     signal: Signal | None = None
 
 
-PublishHook = Callable[[Any, str, dict[str, Any]], Awaitable[Prepared]]
+#: Checks a publication on its namespace (sync: it runs inside ``Hub.receive``, before batching);
+#: raises ``HubError`` to refuse it.
+PublishHook = Callable[[Any, str, dict[str, Any]], Prepared]

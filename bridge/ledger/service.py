@@ -13,16 +13,19 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
+from bridge.hub.batch import IterationBatch
 from bridge.hub.connection import Connection
 from bridge.hub.hub import Hub, HubError
 from bridge.hub.ports import Prepared, Targets
 from bridge.protocol.channels import Role, holds_account
 from bridge.protocol.envelope import Envelope
-from bridge.protocol.events import DeliveryStatus, EventInvalid, parse_event, status_from_event
+from bridge.protocol.events import DeliveryStatus, EventInvalid, TradeEvent, parse_event, status_from_event
 from bridge.protocol.signals import SignalInvalid, parse_signal
-from bridge.store.base import EventWrite, StatusUpdate, Store
+from bridge.store.base import EventRecord, EventWrite, SignalView, StatusUpdate, Store
+from bridge.store.exceptions import StoreError
 
 __all__ = ["CONTROL_CHANNEL", "Ledger"]
 
@@ -30,7 +33,17 @@ logger = logging.getLogger("mtbridge.ledger")
 
 CONTROL_CHANNEL = "control:state"
 PUBLISHERS_KEPT = 100_000
-SWEEP_INTERVAL = 0.4  # revocations by other processes (CLI, other hubs) apply within half a second
+SWEEP_INTERVAL = 0.4
+T = TypeVar("T")  # revocations by other processes (CLI, other hubs) apply within half a second
+
+
+@dataclass(slots=True)
+class _Pending(Generic[T]):
+    """A request taken into a batch: who asked, and what to write."""
+
+    conn: Connection
+    request_id: str | None
+    item: T
 
 
 class Ledger:
@@ -45,6 +58,10 @@ class Ledger:
         self._flush_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._seen_revocations: set[tuple[str, str, int]] = set()
+        self._acks: IterationBatch[_Pending[StatusUpdate]] = IterationBatch(self._ack_batch, "mtbridge-acks")
+        self._events: IterationBatch[_Pending[EventWrite]] = IterationBatch(
+            self._event_batch, "mtbridge-events"
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -56,6 +73,7 @@ class Ledger:
         hub.after_publish.append(self._after_publish)
         hub.on_replayed.append(self._on_replayed)
         hub.on_connection_change.append(self._on_connection_change)
+        hub.batches.extend((self._acks, self._events))
         await self._load_control()
         await self._load_revocations()
         self._tasks.append(asyncio.create_task(self._sweep(), name="mtbridge-ledger-sweep"))
@@ -67,13 +85,13 @@ class Ledger:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self._acks.drain()
+        await self._events.drain()
         await self._flush_statuses()
 
     # -- signals --------------------------------------------------------------------------------
 
-    async def _prepare_signal(
-        self, conn: Connection | None, channel: str, payload: dict[str, Any]
-    ) -> Prepared:
+    def _prepare_signal(self, conn: Connection | None, channel: str, payload: dict[str, Any]) -> Prepared:
         try:
             signal = parse_signal(payload, self.hub.clock())
         except SignalInvalid as exc:
@@ -106,7 +124,7 @@ class Ledger:
         """The REST path: same validation, channel and offsets as a WebSocket publish."""
         strategy = payload.get("strategy")
         name = channel or (f"signals:{strategy}" if isinstance(strategy, str) else "signals:_")
-        prepared = await self._prepare_signal(None, name, payload)
+        prepared = self._prepare_signal(None, name, payload)
         self._remember_publisher(prepared.payload["id"], publisher)
         result = await self.hub.publish(name, prepared)
         return {"id": prepared.payload["id"], "channel": name, **result}
@@ -172,7 +190,7 @@ class Ledger:
             raise HubError("forbidden", "the token does not hold this account")
         return account
 
-    async def _on_ack(self, conn: Connection, env: Envelope) -> None:
+    def _on_ack(self, conn: Connection, env: Envelope) -> None:
         payload = env.payload or {}
         unknown = set(payload) - {"signalId", "account"}
         if unknown:
@@ -182,24 +200,59 @@ class Ledger:
             raise HubError("bad_request", "`signalId` must be a string")
         account = self._account_for(conn, payload)
         now_ms = int(self.hub.clock() * 1000)
-        update = StatusUpdate(signal_id, account, DeliveryStatus.ACKED, now_ms)
-        # Deliveries still queued go first, in the same store call, so "delivered" is never skipped.
-        moved = await self._write_statuses([update])
-        if moved[-1]:
-            status = DeliveryStatus.ACKED.value
-        else:
-            view = await self.store.get_signal(signal_id)
-            if view is None:
-                raise HubError("not_found", "no such signal")
-            current = next((d for d in view.deliveries if d.account == account), None)
-            if current is None:
-                raise HubError("not_found", "this signal does not target this account")
-            status = current.status.value
-        self.hub.reply(conn, env.request_id, {"signalId": signal_id, "account": account, "status": status})
+        if self.hub.admit(conn, env.request_id):
+            update = StatusUpdate(signal_id, account, DeliveryStatus.ACKED, now_ms)
+            self._acks.add(_Pending(conn, env.request_id, update))
+
+    async def _ack_batch(self, batch: list[_Pending[StatusUpdate]]) -> None:
+        """The acks of one loop iteration: one store call, which writes the queued deliveries first, so
+        "delivered" is never skipped."""
+        try:
+            moved = await self._write_statuses([p.item for p in batch])
+        except Exception as error:
+            for p in batch:
+                self.hub.settle(p.conn)
+                self.hub.fail(p.conn, p.request_id, error, "signal.ack")
+            return
+        lookups = [p.item.signal_id for p, ok in zip(batch, moved, strict=True) if not ok]
+        views: dict[str, SignalView | BaseException | None] = {}
+        if lookups:  # not moved: a repeated ack, an unknown signal, or one already executed
+            unique = sorted(set(lookups))
+            found = await asyncio.gather(*(self.store.get_signal(i) for i in unique), return_exceptions=True)
+            views = dict(zip(unique, found, strict=True))
+        for p, ok in zip(batch, moved, strict=True):
+            self.hub.settle(p.conn)
+            update = p.item
+            if ok:
+                status = DeliveryStatus.ACKED.value
+            else:
+                view = views[update.signal_id]
+                if isinstance(view, BaseException):
+                    self.hub.fail(p.conn, p.request_id, view, "signal.ack")
+                    continue
+                current = (
+                    None
+                    if view is None
+                    else next((d for d in view.deliveries if d.account == update.account), None)
+                )
+                if view is None:
+                    self.hub.reply_error(p.conn, p.request_id, "not_found", "no such signal")
+                    continue
+                if current is None:
+                    self.hub.reply_error(
+                        p.conn, p.request_id, "not_found", "this signal does not target this account"
+                    )
+                    continue
+                status = current.status.value
+            self.hub.reply(
+                p.conn,
+                p.request_id,
+                {"signalId": update.signal_id, "account": update.account, "status": status},
+            )
 
     # -- trade events ---------------------------------------------------------------------------
 
-    async def _on_trade_event(self, conn: Connection, env: Envelope) -> None:
+    def _on_trade_event(self, conn: Connection, env: Envelope) -> None:
         try:
             event = parse_event(env.payload or {}, self.hub.clock())
         except EventInvalid as exc:
@@ -212,32 +265,57 @@ class Ledger:
         assert claims is not None
         if not holds_account(claims.accounts, event.account) and claims.role is not Role.ADMIN:
             raise HubError("forbidden", "the token does not hold this account")
-        result = await self.record_event(event)
-        self.hub.reply(conn, env.request_id, result)
+        if self.hub.admit(conn, env.request_id):
+            self._events.add(_Pending(conn, env.request_id, self._event_write(event)))
 
-    async def record_event(self, event: Any) -> dict[str, Any]:
-        """Store once, rebroadcast once, then derive the signal's status; idempotent end to end.
+    async def _event_batch(self, batch: list[_Pending[EventWrite]]) -> None:
+        """The trade events of one loop iteration: one store call (one transaction, or part of one),
+        answered only after its commit."""
+        try:
+            records = await self.store.record_events([p.item for p in batch])
+        except Exception as error:
+            if len(batch) > 1 and not (isinstance(error, StoreError) and error.retryable):
+                for p in batch:  # one event the store refuses must not fail the others
+                    await self._event_batch([p])
+                return
+            for p in batch:
+                self.hub.settle(p.conn)
+                self.hub.fail(p.conn, p.request_id, error, "trade.event")
+            return
+        for p, record in zip(batch, records, strict=True):
+            self._recorded(p.item, record)
+            self.hub.settle(p.conn)
+            self.hub.reply(p.conn, p.request_id, {"id": p.item.event.id, "duplicate": not record.new})
 
-        The event, its entry on ``account:<login>:events`` (message id = event id) and the status it
-        implies are written in one store call, so in one transaction; concurrent events share commits
-        through the store's group commit.
-        """
-        payload = event.to_payload()
-        channel = f"account:{event.account}:events"
+    def _event_write(self, event: TradeEvent) -> EventWrite:
+        """The event, its entry on ``account:<login>:events`` (message id = event id) and the status it
+        implies: one store write, so one transaction."""
         status = status_from_event(event)
         update: StatusUpdate | None = None
         if status is not None and event.signal_id is not None:
-            detail = payload.get("message") if status is DeliveryStatus.REJECTED else None
+            detail = event.data.get("message") if status is DeliveryStatus.REJECTED else None
             update = StatusUpdate(
                 event.signal_id, event.account, status, event.ts, detail if isinstance(detail, str) else None
             )
-        record = (await self.store.record_events([EventWrite(event, channel, update)]))[0]
+        return EventWrite(event, f"account:{event.account}:events", update)
+
+    def _recorded(self, write: EventWrite, record: EventRecord) -> None:
+        """Rebroadcast once, then push the status it moved; idempotent end to end."""
+        if record.appended.duplicate and not record.new:
+            return
+        payload = write.event.to_payload()
         if not record.appended.duplicate:
-            self.hub.fanout(channel, record.appended.offset, payload)
+            self.hub.fanout(write.channel, record.appended.offset, payload)
         if record.new:
             self.hub.publish_ephemeral("system:events", payload)
-            if update is not None and record.status_moved:
-                self._push_status(update)
+            if write.status is not None and record.status_moved:
+                self._push_status(write.status)
+
+    async def record_event(self, event: TradeEvent) -> dict[str, Any]:
+        """Record one event outside the WebSocket path (same store call, same fan-out)."""
+        write = self._event_write(event)
+        record = (await self.store.record_events([write]))[0]
+        self._recorded(write, record)
         return {"id": event.id, "duplicate": not record.new}
 
     # -- status ---------------------------------------------------------------------------------

@@ -693,17 +693,17 @@ async def test_recovery_does_not_duplicate_a_publication_fanned_out_after_it(tmp
     here the store is made to hand back late so the interleaving is certain."""
     async with running_hub(tmp_path) as h:
         log = h.hub.log
-        original = log.publish_signal
+        original = log.append_many
         committed = asyncio.Event()
         release = asyncio.Event()
 
-        async def late_publish_signal(signal_: Any) -> Any:
-            appended = await original(signal_)
+        async def late_append_many(requests: Any) -> Any:
+            appended = await original(requests)
             committed.set()
             await release.wait()  # committed, but this coroutine resumes late
             return appended
 
-        log.publish_signal = late_publish_signal
+        log.append_many = late_append_many
         try:
             eng = await h.connect(engine_token(h))
             ea = await h.connect(ea_token(h))
@@ -717,7 +717,7 @@ async def test_recovery_does_not_duplicate_a_publication_fanned_out_after_it(tmp
             release.set()
             assert (await eng.until(lambda m: m.get("requestId") == "p1"))["payload"]["offset"] == 1
         finally:
-            log.publish_signal = original
+            log.append_many = original
             release.set()
         marker = signal()
         assert (await publish(eng, marker))["offset"] == 2
