@@ -103,6 +103,12 @@ static int opt_inflight;  /* embedded publisher: messages in flight to every sub
 static int n_total;       /* connections including the embedded publisher */
 static const char *opt_count_contains = NULL;
 static const char *opt_ack_template = NULL;
+static const char *opt_ack_template2 = NULL; /* a second answer per counted message (e.g. ack, then report) */
+static const char *opt_pub_answer = NULL;    /* pub: only frames containing this are answers (window, acks) */
+#define MAX_TALLIES 4
+static const char *tally_needle[MAX_TALLIES];
+static uint64_t tally_count[MAX_TALLIES];
+static int n_tallies;
 static const char *opt_ts_key = "t";
 static char ts_needle[72];
 static size_t ts_needle_len;
@@ -434,7 +440,7 @@ static void record_close_code(int code) {
 }
 
 /* Acknowledge a delivered message: the template's %I becomes the payload's "id", %S a counter. */
-static void send_ack(conn_t *c) {
+static void send_ack(conn_t *c, const char *template) {
     const char *p = memmem(c->scan, c->scan_len, "\"id\":\"", 6);
     if (!p) return;
     p += 6;
@@ -442,7 +448,7 @@ static void send_ack(conn_t *c) {
     if (!q || q - p > 64) return;
     char msg[1024];
     size_t o = 0;
-    for (const char *t = opt_ack_template; *t && o < sizeof msg - 80; t++) {
+    for (const char *t = template; *t && o < sizeof msg - 80; t++) {
         if (t[0] == '%' && t[1] == 'I') {
             memcpy(msg + o, p, (size_t)(q - p));
             o += (size_t)(q - p);
@@ -496,6 +502,8 @@ static void frame_done(conn_t *c) {
         if (c->frames_seen >= (uint32_t)sp->ready_frames && c->init_sent == (uint32_t)sp->init_count) mark_ready(c);
         return;
     }
+    for (int i = 0; i < n_tallies; i++)
+        if (memmem(c->scan, c->scan_len, tally_needle[i], strlen(tally_needle[i]))) tally_count[i]++;
     if (scan_has_error(c)) {
         if (errors_seen++ == 0) snprintf(first_error, sizeof first_error, "%.*s", c->scan_len, c->scan);
         if (c->is_pub) { c->acks++; pub_acks++; }
@@ -503,6 +511,10 @@ static void frame_done(conn_t *c) {
     }
     if (opt_sio && !(c->scan_len >= 2 && c->scan[0] == '4' && c->scan[1] == '2')) return;
     if (c->is_pub) {
+        if (opt_pub_answer && !memmem(c->scan, c->scan_len, opt_pub_answer, strlen(opt_pub_answer))) {
+            other_frames++; /* a push, not the answer to a request: does not open the window */
+            return;
+        }
         c->acks++;
         pub_acks++;
         return;
@@ -512,7 +524,8 @@ static void frame_done(conn_t *c) {
         return;
     }
     frames_counted++;
-    if (opt_ack_template) send_ack(c);
+    if (opt_ack_template) send_ack(c, opt_ack_template);
+    if (opt_ack_template2) send_ack(c, opt_ack_template2);
     if (opt_latency) {
         uint64_t t;
         if (scan_timestamp(c, &t)) {
@@ -782,7 +795,9 @@ static void print_mark(const char *event) {
         else if ((unsigned char)*e < 0x20 || (unsigned char)*e >= 0x7f) printf("?");
         else putchar(*e);
     }
-    printf("\",\"close_codes\":{");
+    printf("\",\"tallies\":[");
+    for (int i = 0; i < n_tallies; i++) printf("%s%llu", i ? "," : "", (unsigned long long)tally_count[i]);
+    printf("],\"close_codes\":{");
     for (int i = 0; i < n_close_codes; i++)
         printf("%s\"%d\":%llu", i ? "," : "", close_codes[i].code, (unsigned long long)close_codes[i].n);
     printf("},\"lat\":{\"n\":%llu,\"p50_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,\"max_us\":%llu}}\n",
@@ -851,8 +866,11 @@ static void usage(void) {
             "  sub with an embedded publisher (connects after the subscribers): --template T |\n"
             "       --msgpack-channel C, plus [--pub-path P] [--pub-init MSG]... [--pub-init-hex HEX]...\n"
             "       [--pub-init-wait K] [--pub-ready-frames K] [--rate R] [--inflight K]\n"
-            "  sub: [--count-contains STR] [--ack-template T]   (%I = delivered \"id\", %S = counter)\n"
+            "  sub: [--count-contains STR] [--ack-template T] [--ack-template2 T]\n"
+            "       (%I = delivered \"id\", %S = counter; the second template is sent right after the first)\n"
             "  pub: [--conns N] [--rate R] [--window W] (--template T | --msgpack-channel C) [--pad BYTES]\n"
+            "       [--pub-answer-contains STR]  (only frames containing STR answer a request)\n"
+            "  any: [--tally STR]...  (count frames containing STR; printed as \"tallies\", at most 4)\n"
             "       template placeholders: %T send time (ns, CLOCK_MONOTONIC), %S sequence, %U UUID,\n"
             "       %C the (sequence mod count)-th value of --cycle a,b,c\n",
           stderr);
@@ -883,6 +901,12 @@ int main(int argc, char **argv) {
         else if (ARG("--pub-init-hex")) add_init(&pub_spec, v, 1);
         else if (ARG("--count-contains")) opt_count_contains = v;
         else if (ARG("--ack-template")) opt_ack_template = v;
+        else if (ARG("--ack-template2")) opt_ack_template2 = v;
+        else if (ARG("--pub-answer-contains")) opt_pub_answer = v;
+        else if (ARG("--tally")) {
+            if (n_tallies == MAX_TALLIES) die("--tally: at most 4");
+            tally_needle[n_tallies++] = v;
+        }
         else if (ARG("--ts-key")) opt_ts_key = v;
         else if (ARG("--cycle")) {
             char *copy = strdup(v), *save = NULL;

@@ -55,7 +55,9 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
     parser.add_argument("--measure", type=float, help="seconds each measured window lasts")
     parser.add_argument("--warmup", type=float, help="seconds of load before measuring")
     parser.add_argument("--inflight", type=int, help="fan-out: messages owed to every subscriber, at most")
-    parser.add_argument("--rate", type=float, help="latency: messages per second")
+    parser.add_argument(
+        "--rate", type=float, help="latency: messages per second; signals: signals offered per second"
+    )
     parser.add_argument("--subscribers", type=int, help="latency: subscriber count")
     parser.add_argument(
         "--postgres-url",
@@ -83,6 +85,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         ("warmup_s", args.warmup),
         ("inflight", args.inflight),
         ("latency_rate", args.rate),
+        ("signal_rate", args.rate),
         ("latency_subscribers", args.subscribers),
     ):
         if value is not None:

@@ -36,9 +36,8 @@ INGEST_TARGET = 20_000
 SIGNAL_TARGET = 5_000
 #: Ingest offers this much above the target at least (more connections than the plan if needed).
 INGEST_HEADROOM = 1.4
-#: Signals published per second, open loop: 10 % above the target. The engine's window cannot bound
-#: it: the hub pushes each signal's status changes (signal.status) to the publishing engine, and the
-#: load generator counts every frame a publisher receives as an answer.
+#: Signals offered per second by default (``--rate`` changes it): 10 % above the target; each engine
+#: connection also stops at ``REQUEST_WINDOW`` unanswered publishes.
 SIGNAL_RATE = 5_500.0
 #: Engine connections, each with a subject of its own (status pushes go to every connection of the
 #: publishing subject; an engine normally has one).
@@ -148,18 +147,20 @@ def run_ingest(target: HubTarget, ctx: Context, *, database: str) -> Row:
 
 
 def run_signals(target: HubTarget, ctx: Context, *, database: str) -> Row:
-    """Engines publish signals, each to one of E accounts; per account, one EA connection acks every
-    signal it receives (``signal.ack``) and a second one reports its execution (a ``trade.event``
-    deal with the signal's id, committed before the hub answers).
+    """Engines publish signals, each to one of E accounts; per account, one EA connection answers
+    every signal it receives as the MQL5 EA does: ``signal.ack`` first, then the execution report (a
+    ``trade.event`` deal carrying the signal's id, committed before the hub answers).
 
-    Each signal targets one account, so the signals the ack connections received are the signals
-    published and fanned out. The execution report comes from a second connection because the
-    load generator sends one answer per message received; the hub sees the same two requests per
-    signal as from one EA, but ack and execution may arrive in either order.
+    ``delivered`` counts the signals the EAs received (each targets one account, so it is also the
+    number published and fanned out); ``acked`` and ``executed`` count the hub's successful answers
+    to the two requests. Engines publish open loop at ``rate`` but never with more than
+    ``REQUEST_WINDOW`` unanswered publishes per connection (only ``result``/``error`` frames answer a
+    publish; the ``signal.status`` pushes do not), so past saturation the window sets the pace.
     """
     eas = ctx.plan.signal_eas
     logins = [str(FIRST_LOGIN + i) for i in range(eas)]
     publishers = SIGNAL_PUBLISHERS
+    rate = ctx.plan.signal_rate or SIGNAL_RATE
     channel = f"signals:{SIGNAL_STRATEGY}"
     signal = (
         '{"id":"%U","strategy":"' + SIGNAL_STRATEGY + '","accounts":["%C"],"symbol":"EURUSD","action":"open",'
@@ -167,40 +168,35 @@ def run_signals(target: HubTarget, ctx: Context, *, database: str) -> Row:
     )
     template = '{"type":"publish","requestId":"%S","channel":"' + channel + '","payload":' + signal + "}"
     subscribe: dict[str, object] = {"type": "subscribe", "requestId": "s", "channel": channel}
+    acked_tally, executed_tally = '{"type":"result","requestId":"k', '{"type":"result","requestId":"e'
 
-    def ea_args(server: ServerProcess, login: str, role: str, answer: str) -> list[str]:
-        token = target.mint_token(role="ea", sub=f"bench-{role}-{login}", accounts=[login])
+    def ea_args(server: ServerProcess, login: str) -> list[str]:
+        token = target.mint_token(role="ea", sub=f"bench-ea-{login}", accounts=[login])
+        ack = '{"type":"signal.ack","requestId":"k%S","payload":{"signalId":"%I","account":"' + login + '"}}'
+        execution = (
+            '{"type":"trade.event","requestId":"e%S","payload":{"id":"%I","kind":"deal","account":"'
+            + login
+            + '","signalId":"%I","ts":1700000000000,"ticket":1%S,"symbol":"EURUSD","side":"buy",'
+            '"entry":"in","volume":0.1,"price":1.0801}}'
+        )
         return [
             "--port", str(server.port), "--conns", "1",
             *target.request_args(token, then=[subscribe]),
             "--latency", "--ts-key", "comment", "--count-contains", '"type":"message"',
-            "--ack-template", answer,
+            "--ack-template", ack, "--ack-template2", execution,
+            "--tally", acked_tally, "--tally", executed_tally,
         ]  # fmt: skip
 
     def one(server: ServerProcess) -> Row:
         with ExitStack() as stack:
-            ackers: list[Loadgen] = []
-            executors: list[Loadgen] = []
+            eas_: list[Loadgen] = []
             for login in logins:
-                ack = (
-                    '{"type":"signal.ack","requestId":"k%S","payload":{"signalId":"%I","account":"'
-                    + login
-                    + '"}}'
-                )
-                execution = (
-                    '{"type":"trade.event","requestId":"e%S","payload":{"id":"%I","kind":"deal","account":"'
-                    + login
-                    + '","signalId":"%I","ts":1700000000000,"ticket":1%S,"symbol":"EURUSD","side":"buy",'
-                    '"entry":"in","volume":0.1,"price":1.0801}}'
-                )
-                for role, answer, group in (("ea", ack, ackers), ("exec", execution, executors)):
-                    args = ea_args(server, login, role, answer)
-                    group.append(
-                        stack.enter_context(
-                            Loadgen(ctx.exe, args, core=ctx.cores.client, label=f"{role} {login}")
-                        )
+                eas_.append(
+                    stack.enter_context(
+                        Loadgen(ctx.exe, ea_args(server, login), core=ctx.cores.client, label=f"ea {login}")
                     )
-            for g in (*ackers, *executors):
+                )
+            for g in eas_:
                 g.wait_ready()
             pubs: list[Loadgen] = []
             for n in range(publishers):
@@ -208,53 +204,52 @@ def run_signals(target: HubTarget, ctx: Context, *, database: str) -> Row:
                 pub_args = [
                     "--mode", "pub", "--port", str(server.port), "--conns", "1",
                     *target.request_args(token), "--template", template, "--cycle", ",".join(logins),
-                    "--rate", f"{SIGNAL_RATE / publishers:g}", "--window", str(REQUEST_WINDOW),
+                    "--rate", f"{rate / publishers:g}", "--window", str(REQUEST_WINDOW),
+                    "--pub-answer-contains", '"requestId":"',
                 ]  # fmt: skip
                 pubs.append(
                     stack.enter_context(Loadgen(ctx.exe, pub_args, core=ctx.cores.client, label="engine"))
                 )
             for p in pubs:
                 p.wait_ready()
-            w = _measure(ctx, server, [*pubs, *ackers, *executors], pubs, f"signals-{database}")
+            w = _measure(ctx, server, [*pubs, *eas_], pubs, f"signals-{database}")
         pub_marks = w.marks[:publishers]
-        ack_marks = w.marks[publishers : publishers + eas]
-        exec_marks = w.marks[publishers + eas :]
+        ea_marks = w.marks[publishers:]
         offered = sum(b.sent - a.sent for a, b in pub_marks)
-        pub_errors = sum(b.errors for _, b in pub_marks)
+        pub_errors = sum(b.errors - a.errors for a, b in pub_marks)
         if pub_errors:
             _check_errors("signals", [b for _, b in pub_marks], sum(b.acks - a.acks for a, b in pub_marks))
-        delivered = sum(b.frames - a.frames for a, b in ack_marks)
-        acked = sum(b.raw.get("other", 0) - a.raw.get("other", 0) for a, b in ack_marks)
-        ack_errors = sum(b.errors for _, b in ack_marks)
-        executed = sum(b.raw.get("other", 0) - a.raw.get("other", 0) for a, b in exec_marks)
-        exec_errors = sum(b.errors for _, b in exec_marks)
-        if delivered and ack_errors >= delivered:
-            _check_errors("signals (signal.ack)", [b for _, b in ack_marks], delivered)
-        if delivered and exec_errors >= delivered:
-            _check_errors("signals (trade.event)", [b for _, b in exec_marks], delivered)
-        lat = [b for _, b in ack_marks if b.lat_n]
+
+        def tally(i: int) -> int:
+            return sum(int(b.raw["tallies"][i]) - int(a.raw["tallies"][i]) for a, b in ea_marks)
+
+        delivered = sum(b.frames - a.frames for a, b in ea_marks)
+        acked, executed = tally(0), tally(1)
+        ea_errors = sum(b.errors - a.errors for a, b in ea_marks)
+        if delivered and ea_errors >= delivered:
+            _check_errors("signals (signal.ack, trade.event)", [b for _, b in ea_marks], delivered)
+        lat = [b for _, b in ea_marks if b.lat_n]
         first_error = next((b.first_error for _, b in w.marks if b.first_error), "")
         return {
             "database": database,
             "eas": eas,
             "publisher_connections": publishers,
+            "rate": rate,
             "offered_per_s": round(offered / w.seconds),
             "published_per_s": round(delivered / w.seconds),
             "delivered_per_s": round(delivered / w.seconds),
-            "acked_per_s": round(max(0, acked - ack_errors) / w.seconds),
-            "executed_per_s": round(max(0, executed - exec_errors) / w.seconds),
+            "acked_per_s": round(acked / w.seconds),
+            "executed_per_s": round(executed / w.seconds),
             "p50_ms": round(statistics.median(b.p50_ms for b in lat), 3) if lat else None,
             "p99_ms": round(max(b.p99_ms for b in lat), 3) if lat else None,
-            "errors": pub_errors + ack_errors + exec_errors,
+            "errors": pub_errors + ea_errors,
             "first_error": first_error[:300],
             "server_cpu": round(w.server_cpu_s / w.seconds, 3),
             "loadgen_cpu": round(sum(b.cpu_s - a.cpu_s for a, b in w.marks) / w.seconds, 3),
             "disconnected": sum(b.closed for _, b in w.marks),
         }
 
-    ctx.log(
-        f"  signals on {database}: {publishers} engines at {SIGNAL_RATE:g}/s -> {eas} EAs (ack, exec) ..."
-    )
+    ctx.log(f"  signals on {database}: {publishers} engines at up to {rate:g}/s -> {eas} EAs (ack, exec) ...")
     row = with_server(target, ctx, one)
     ctx.log(
         f"    {row['published_per_s']:,} signals/s delivered, {row['acked_per_s']:,} acked/s, "

@@ -24,8 +24,8 @@ COLUMNS: Mapping[str, Sequence[str]] = {
         "setup_per_s", "setup_server_cpu_s", "disconnected",
     ),
     "signals": (
-        "database", "eas", "published_per_s", "delivered_per_s", "acked_per_s", "p50_ms", "p99_ms",
-        "server_cpu", "errors",
+        "database", "eas", "offered_per_s", "delivered_per_s", "acked_per_s", "executed_per_s", "p50_ms",
+        "p99_ms", "server_cpu", "errors",
     ),
     "ingest": ("database", "connections", "events_per_s", "offered_per_s", "server_cpu", "errors"),
 }  # fmt: skip

@@ -55,6 +55,8 @@ class Plan:
     measure_s: float = 4.0
     concurrency: int = DEFAULT_CONCURRENCY
     signal_eas: int = 10
+    #: Signals offered per second (None: the scenario's default, above the target).
+    signal_rate: float | None = None
     ingest_connections: int = 10
     quick: bool = False
 
