@@ -7,6 +7,7 @@ column of the same name is also updated, as SQLAlchemy requires. ``dialect`` is 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,9 +34,13 @@ __all__ = [
     "INSERT_PENDING",
     "INSERT_SIGNAL",
     "LOG_COLUMNS",
+    "SELECT_CHANNELS",
+    "SELECT_DELIVERY_STATES",
+    "SELECT_EVENT_IDS",
     "SELECT_LOG_PAIRS_PG",
+    "SELECT_SIGNAL_IDS",
     "SIGNAL_COLUMNS",
-    "UPDATE_DELIVERY",
+    "UPDATE_CHANNEL_OFFSET",
     "delete_deliveries_of",
     "delete_events",
     "delete_log",
@@ -47,6 +52,8 @@ __all__ = [
     "list_events",
     "list_revocations",
     "list_signals",
+    "member",
+    "member_params",
     "min_offset",
     "positional",
     "purge_revocations",
@@ -54,19 +61,15 @@ __all__ = [
     "reset_channel",
     "select_account",
     "select_channel",
-    "select_channels",
     "select_deliveries",
-    "select_delivery_states",
-    "select_event_ids",
     "select_expirable",
-    "select_log_message_ids",
+    "select_log_messages",
     "select_old_events",
     "select_old_log",
     "select_old_signals",
     "select_signal",
-    "select_signal_ids",
     "touch_account",
-    "update_channel_offset",
+    "update_delivery",
     "update_delivery_any",
     "upsert_revocation",
     "upsert_snapshot",
@@ -128,24 +131,62 @@ SELECT_LOG_PAIRS_PG = (
     "JOIN channel_log AS l ON l.channel = k.channel AND l.message_id = k.message_id"
 )
 
-#: Move a delivery forward if it is still at its old status (UPDATE_DELIVERY_COLUMNS tuples): the status,
-#: its time, the detail if given, and the time each status was reached in the batch (others kept).
-#: The time columns follow STATUS_COLUMNS' order (a test checks it).
-UPDATE_DELIVERY = (
-    "UPDATE signal_deliveries SET status = ?, updated_at_ms = ?, detail = COALESCE(?, detail), "
-    "pending_at_ms = COALESCE(?, pending_at_ms), delivered_at_ms = COALESCE(?, delivered_at_ms), "
-    "acked_at_ms = COALESCE(?, acked_at_ms), expired_at_ms = COALESCE(?, expired_at_ms), "
-    "executed_at_ms = COALESCE(?, executed_at_ms), rejected_at_ms = COALESCE(?, rejected_at_ms) "
+# Lookups of the writer, by id lists: plain SQL with ``{}`` where :func:`member` puts the membership test, so
+# that a batch costs no SQLAlchemy compilation and, on PostgreSQL, one prepared statement serves every size.
+
+#: Event ids already stored among the given ones.
+SELECT_EVENT_IDS = "SELECT id FROM trade_events WHERE id {}"
+#: Signals already in the ledger among the given ids, with where they were published.
+SELECT_SIGNAL_IDS = "SELECT id, channel, log_offset FROM signals WHERE id {}"
+#: Status of every delivery of the given signals (a signal with a delivery row is in the ledger: retention
+#: deletes a signal's deliveries with it, so only signals without rows need SELECT_SIGNAL_IDS).
+SELECT_DELIVERY_STATES = "SELECT signal_id, account, status FROM signal_deliveries WHERE signal_id {}"
+#: Channel rows by name (PostgreSQL: the caller appends FOR UPDATE).
+SELECT_CHANNELS = "SELECT name, epoch, last_offset FROM channels WHERE name {}"
+#: Move a channel's last offset (executemany of (last_offset, name)).
+UPDATE_CHANNEL_OFFSET = "UPDATE channels SET last_offset = ? WHERE name = ?"
+
+
+@functools.lru_cache(maxsize=1024)
+def member(template: str, count: int, dialect: str) -> str:
+    """``template`` with its ``{}`` replaced by a test of membership in a list of ``count`` strings: ``IN (?,
+    ..)`` on SQLite (one parameter per value; the text is cached per count), ``= ANY($1::varchar[])`` on
+    PostgreSQL (one array parameter: see :func:`member_params`)."""
+    if dialect == "postgresql":
+        return template.format("= ANY($1::varchar[])")
+    return template.format(f"IN ({', '.join('?' * count)})")
+
+
+def member_params(values: Sequence[str], dialect: str) -> tuple[Any, ...]:
+    """The parameters of a :func:`member` statement for ``values``."""
+    return (list(values),) if dialect == "postgresql" else tuple(values)
+
+
+_SELECT_LOG_MESSAGES = (
+    "SELECT channel, message_id, log_offset FROM channel_log WHERE channel IN ({}) AND message_id IN ({})"
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def select_log_messages(channels: int, message_ids: int) -> str:
+    """SQLite: log entries of ``channels`` channels carrying one of ``message_ids`` message ids (parameters:
+    the channel names, then the message ids); PostgreSQL uses :data:`SELECT_LOG_PAIRS_PG`."""
+    return _SELECT_LOG_MESSAGES.format(", ".join("?" * channels), ", ".join("?" * message_ids))
+
+
+_UPDATE_DELIVERY = (
+    "UPDATE signal_deliveries SET status = ?, updated_at_ms = ?{} "
     "WHERE signal_id = ? AND account = ? AND status = ?"
 )
 
 
-def _member(column: sa.ColumnElement[Any], values: Sequence[str], dialect: str) -> sa.ColumnElement[bool]:
-    """``column IN (values)``; on PostgreSQL ``column = ANY($1)`` with one array parameter, so that asyncpg
-    prepares one statement instead of one per list length."""
-    if dialect == "postgresql":
-        return column == sa.any_(sa.bindparam(None, list(values), type_=pg.ARRAY(sa.String)))
-    return column.in_(values)
+@functools.lru_cache(maxsize=256)
+def update_delivery(columns: tuple[str, ...], dialect: str) -> str:
+    """Move a delivery forward if it is still at its old status, setting only what changed: parameters are
+    the status, its time, one value per name of ``columns`` (``detail`` and the time columns of the statuses
+    reached, in that order), then signal id, account and old status. Only the columns a batch touches are
+    written: SQLite's cost of an UPDATE grows with the expressions it evaluates."""
+    return positional(_UPDATE_DELIVERY.format("".join(f", {column} = ?" for column in columns)), dialect)
 
 
 def _insert(dialect: str, table: sa.Table) -> Any:
@@ -154,14 +195,6 @@ def _insert(dialect: str, table: sa.Table) -> Any:
 
 
 # --- channels and the channel log ---
-
-
-def select_channels(names: Sequence[str], *, for_update: bool, dialect: str = "sqlite") -> sa.Select[Any]:
-    """Channel rows by name, locked for the rest of the transaction on PostgreSQL."""
-    stmt = sa.select(channels.c.name, channels.c.epoch, channels.c.last_offset).where(
-        _member(channels.c.name, names, dialect)
-    )
-    return stmt.with_for_update() if for_update else stmt
 
 
 def select_channel(name: str) -> sa.Select[Any]:
@@ -174,28 +207,9 @@ def insert_channel(dialect: str) -> Any:
     return _insert(dialect, channels).on_conflict_do_nothing(index_elements=["name"])
 
 
-def update_channel_offset() -> sa.Update:
-    """Move a channel's last offset (executemany with b_name, b_last)."""
-    return (
-        channels.update()
-        .where(channels.c.name == sa.bindparam("b_name"))
-        .values(last_offset=sa.bindparam("b_last"))
-    )
-
-
 def reset_channel(name: str, epoch: str) -> sa.Update:
     """Give a channel a new epoch and restart its offsets."""
     return channels.update().where(channels.c.name == name).values(epoch=epoch, last_offset=0)
-
-
-def select_log_message_ids(
-    names: Sequence[str], message_ids: Sequence[str], dialect: str = "sqlite"
-) -> sa.Select[Any]:
-    """Log entries of these channels that carry one of these message ids."""
-    return sa.select(channel_log.c.channel, channel_log.c.message_id, channel_log.c.log_offset).where(
-        _member(channel_log.c.channel, names, dialect),
-        _member(channel_log.c.message_id, message_ids, dialect),
-    )
 
 
 def read_since(name: str, after: int, limit: int) -> sa.Select[Any]:
@@ -233,13 +247,6 @@ def delete_log_keys(keys: Sequence[tuple[str, int]]) -> sa.Delete:
 
 
 # --- signals ledger ---
-
-
-def select_signal_ids(ids: Sequence[str], dialect: str = "sqlite") -> sa.Select[Any]:
-    """Signals already in the ledger among these ids, with where they were published."""
-    return sa.select(signals.c.id, signals.c.channel, signals.c.log_offset).where(
-        _member(signals.c.id, ids, dialect)
-    )
 
 
 def insert_delivery(dialect: str) -> Any:
@@ -306,13 +313,6 @@ def select_deliveries(signal_ids: Sequence[str]) -> sa.Select[Any]:
     )
 
 
-def select_delivery_states(signal_ids: Sequence[str], dialect: str = "sqlite") -> sa.Select[Any]:
-    """Current status of every delivery of these signals."""
-    return sa.select(
-        signal_deliveries.c.signal_id, signal_deliveries.c.account, signal_deliveries.c.status
-    ).where(_member(signal_deliveries.c.signal_id, signal_ids, dialect))
-
-
 def update_delivery_any() -> sa.Update:
     """Move a delivery forward if still at b_old (executemany with b_sid, b_acc, b_old, b_status, b_at,
     b_detail and b_<status> for each status: the time it was reached in this batch, or None)."""
@@ -365,11 +365,6 @@ def delete_signals(signal_ids: Sequence[str]) -> sa.Delete:
 
 
 # --- trade events ---
-
-
-def select_event_ids(ids: Sequence[str], dialect: str = "sqlite") -> sa.Select[Any]:
-    """Event ids already stored among these."""
-    return sa.select(trade_events.c.id).where(_member(trade_events.c.id, ids, dialect))
 
 
 def list_events(

@@ -391,6 +391,42 @@ class TestEvents:
         healed = await store.record_events([EventWrite(orphan, channel)])
         assert not healed[0].new and healed[0].appended.offset == 3 and not healed[0].appended.duplicate
 
+    async def test_message_id_on_channel_before_its_event_or_signal_is_a_duplicate(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """A plain append that took the id of an event or signal not stored yet: the event is new but not
+        appended again, the signal is a duplicate and not recorded, alone or among other calls (SQL: the
+        writer's shortcuts fail and the batch is re-run with every id looked up)."""
+        channel = "account:1:events"
+        signal, alone = make_signal(clock, accounts=["1"]), make_signal(clock, accounts=["1"])
+        event, single = make_event(account="1", signal_id=signal.id), make_event(account="1")
+        for name, message_id in ((channel, event.id), (signal.channel, signal.id), (channel, single.id)):
+            await store.append(name, message_id, {"early": True})
+        await store.append(alone.channel, alone.id, {"early": True})
+        others = [make_event(account="1") for _ in range(4)]
+        executed = StatusUpdate(signal.id, "1", DeliveryStatus.EXECUTED, clock.ms)
+        results: list[Any] = await asyncio.gather(
+            store.record_events([EventWrite(others[0], channel)]),
+            store.record_events([EventWrite(event, channel, executed)]),
+            store.publish_signal(signal),
+            *(store.record_events([EventWrite(e, channel)]) for e in others[1:]),
+        )
+        record = results[1][0]
+        assert record.new and record.appended.duplicate and record.appended.offset == 1
+        assert not record.status_moved  # the signal it executes was never recorded
+        assert (results[2].offset, results[2].duplicate) == (1, True)
+        assert [r[0].appended.offset for r in (results[0], *results[3:])] == [3, 4, 5, 6]
+        (solo,) = await store.record_events([EventWrite(single, channel)])
+        assert solo.new and (solo.appended.offset, solo.appended.duplicate) == (2, True)
+        (published,) = await store.append_many([AppendRequest(alone.channel, {}, signal=alone)])
+        assert (published.offset, published.duplicate) == (2, True)
+        assert await store.get_signal(signal.id) is None and await store.get_signal(alone.id) is None
+        entries = await store.read_since(channel, 0, 10)
+        assert [e.offset for e in entries] == [1, 2, 3, 4, 5, 6]
+        assert [e.payload.get("id") for e in entries[2:]] == [e.id for e in others]
+        stored = {e.id for e in (await store.list_events(EventFilter())).items}
+        assert stored == {event.id, single.id, *(e.id for e in others)}
+
     async def test_record_events_concurrently_keeps_offsets_gap_free(
         self, store: Store, clock: Clock
     ) -> None:

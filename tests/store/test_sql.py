@@ -27,7 +27,7 @@ from bridge.store import (
     open_store,
 )
 from bridge.store.schema import metadata
-from bridge.store.sql import normalize_url
+from bridge.store.sql import SQLITE_WAL_AUTOCHECKPOINT, normalize_url
 
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -190,6 +190,8 @@ async def test_sqlite_runs_in_wal_with_full_sync(tmp_path: Path) -> None:
         assert isinstance(store, SQLStore)
         synchronous = await store._run_write(lambda c: c.exec_driver_sql("PRAGMA synchronous").scalar())
         assert synchronous == 2  # FULL
+        checkpoint = await store._run_write(lambda c: c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar())
+        assert checkpoint == SQLITE_WAL_AUTOCHECKPOINT
     finally:
         await store.close()
     with sqlite3.connect(path) as raw:
@@ -243,11 +245,43 @@ def test_normalize_url_picks_async_drivers() -> None:
         SQLStore("sqlite:///:memory:")._sqlite_path()
 
 
-def test_update_delivery_sets_time_columns_in_status_order() -> None:
-    """UPDATE_DELIVERY's positional time columns must follow STATUS_COLUMNS (rows are built in that order)."""
+def test_update_delivery_sets_only_the_named_columns() -> None:
+    """update_delivery's parameters are status, time, the named columns in order, then the row's key."""
     from bridge.store import queries as q
-    from bridge.store.schema import STATUS_COLUMNS
 
-    sets = q.UPDATE_DELIVERY.split(" SET ", 1)[1].split(" WHERE ", 1)[0]
-    assigned = [part.split("=", 1)[0].strip() for part in sets.split(", ") if "=" in part]
-    assert assigned == ["status", "updated_at_ms", "detail", *STATUS_COLUMNS.values()]
+    sqlite = q.update_delivery(("detail", "acked_at_ms"), "sqlite")
+    assert sqlite == (
+        "UPDATE signal_deliveries SET status = ?, updated_at_ms = ?, detail = ?, acked_at_ms = ? "
+        "WHERE signal_id = ? AND account = ? AND status = ?"
+    )
+    assert q.update_delivery(("executed_at_ms",), "postgresql") == (
+        "UPDATE signal_deliveries SET status = $1, updated_at_ms = $2, executed_at_ms = $3 "
+        "WHERE signal_id = $4 AND account = $5 AND status = $6"
+    )
+
+
+async def test_status_steps_of_one_batch_keep_every_time(tmp_path: Path) -> None:
+    """Steps of one delivery collapsed into one UPDATE keep each status's time and the last detail, and
+    leave the times of earlier batches alone."""
+    clock = Clock()
+    store = SQLStore(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", clock=clock)
+    await store.start()
+    try:
+        await store.migrate()
+        s = signal("alpha", "1")
+        await store.publish_signal(s)
+        moved = await asyncio.gather(
+            store.update_statuses([StatusUpdate(s.id, "1", DeliveryStatus.DELIVERED, 10)]),
+            store.update_statuses([StatusUpdate(s.id, "1", DeliveryStatus.ACKED, 20, "seen")]),
+            store.update_statuses([StatusUpdate(s.id, "1", DeliveryStatus.DELIVERED, 30)]),
+        )
+        assert list(moved) == [[True], [True], [False]]
+        await store.update_statuses([StatusUpdate(s.id, "1", DeliveryStatus.REJECTED, 40, "x" * 300)])
+        view = await store.get_signal(s.id)
+        assert view is not None
+        (delivery,) = view.deliveries
+        assert delivery.status is DeliveryStatus.REJECTED and delivery.updated_at_ms == 40
+        assert delivery.times == {"pending": clock.ms, "delivered": 10, "acked": 20, "rejected": 40}
+        assert delivery.detail == "x" * 256
+    finally:
+        await store.close()
