@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -58,10 +59,9 @@ class Ledger:
         self._flush_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._seen_revocations: set[tuple[str, str, int]] = set()
-        self._acks: IterationBatch[_Pending[StatusUpdate]] = IterationBatch(self._ack_batch, "mtbridge-acks")
-        self._events: IterationBatch[_Pending[EventWrite]] = IterationBatch(
-            self._event_batch, "mtbridge-events"
-        )
+        # Acks and trade events share one batch: an EA's ack and then its execution report must reach
+        # the store in that order, or the report's "executed" would overtake the "acked".
+        self._requests: IterationBatch[_Pending[Any]] = IterationBatch(self._request_batch, "mtbridge-ledger")
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -73,7 +73,7 @@ class Ledger:
         hub.after_publish.append(self._after_publish)
         hub.on_replayed.append(self._on_replayed)
         hub.on_connection_change.append(self._on_connection_change)
-        hub.batches.extend((self._acks, self._events))
+        hub.batches.append(self._requests)
         await self._load_control()
         await self._load_revocations()
         self._tasks.append(asyncio.create_task(self._sweep(), name="mtbridge-ledger-sweep"))
@@ -85,8 +85,7 @@ class Ledger:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self._acks.drain()
-        await self._events.drain()
+        await self._requests.drain()
         await self._flush_statuses()
 
     # -- signals --------------------------------------------------------------------------------
@@ -202,7 +201,24 @@ class Ledger:
         now_ms = int(self.hub.clock() * 1000)
         if self.hub.admit(conn, env.request_id):
             update = StatusUpdate(signal_id, account, DeliveryStatus.ACKED, now_ms)
-            self._acks.add(_Pending(conn, env.request_id, update))
+            self._requests.add(_Pending(conn, env.request_id, update))
+
+    async def _request_batch(self, batch: list[_Pending[Any]]) -> None:
+        """Runs of acks and of trade events, in arrival order: one store call per run, all submitted
+        before any is awaited, so the store's FIFO writer applies them in the order they came."""
+        runs: list[list[_Pending[Any]]] = []
+        for p in batch:
+            if runs and type(runs[-1][0].item) is type(p.item):
+                runs[-1].append(p)
+            else:
+                runs.append([p])
+        if len(runs) == 1:
+            await self._run(runs[0])
+        else:
+            await asyncio.gather(*(self._run(run) for run in runs))
+
+    def _run(self, run: list[_Pending[Any]]) -> Awaitable[None]:
+        return self._ack_batch(run) if isinstance(run[0].item, StatusUpdate) else self._event_batch(run)
 
     async def _ack_batch(self, batch: list[_Pending[StatusUpdate]]) -> None:
         """The acks of one loop iteration: one store call, which writes the queued deliveries first, so
@@ -266,7 +282,7 @@ class Ledger:
         if not holds_account(claims.accounts, event.account) and claims.role is not Role.ADMIN:
             raise HubError("forbidden", "the token does not hold this account")
         if self.hub.admit(conn, env.request_id):
-            self._events.add(_Pending(conn, env.request_id, self._event_write(event)))
+            self._requests.add(_Pending(conn, env.request_id, self._event_write(event)))
 
     async def _event_batch(self, batch: list[_Pending[EventWrite]]) -> None:
         """The trade events of one loop iteration: one store call (one transaction, or part of one),

@@ -760,3 +760,51 @@ async def test_executed_status_survives_a_kill_right_after_the_event_result(tmp_
             assert lost == [], f"{len(lost)} of {len(sigs)} executed statuses lost by the kill"
     finally:
         await asyncio.to_thread(hub.stop)
+
+
+# -- an EA's ack and its execution report keep their order through the hub's batching ------------
+
+
+async def test_pipelined_ack_then_report_are_applied_in_order(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """EAs that ack a signal and report its execution right away, many at once and without waiting
+    for answers: every ack must find the delivery not yet executed (answer "acked"), and every
+    signal must end executed. A hub that batched acks and reports separately could commit one
+    EA's report before its ack, when another EA's report opened the batch first."""
+    accounts = [A1, A2, "50125", "50126"]
+    async with hub_on(tmp_path, database_url) as h:
+        eng = await h.connect(engine_token(h))
+        eas = [await h.connect(ea_token(h, a)) for a in accounts]
+        for ea in eas:
+            await subscribe(ea, "signals:alpha")
+        rounds = 25
+        sigs = [signal(accounts=[a]) for _ in range(rounds) for a in accounts]
+        for sig in sigs:
+            await eng.send(
+                {"type": "publish", "requestId": sig["id"], "channel": "signals:alpha", "payload": sig}
+            )
+
+        async def answer_all(ea: Any, account: str) -> list[str]:
+            ids = [(await next_message(ea, "signals:alpha"))["payload"]["id"] for _ in range(rounds)]
+            for n, sid in enumerate(ids):  # back to back: one read holds a report, then the next ack
+                await ea.send({"type": "signal.ack", "requestId": f"k{n}", "payload": {"signalId": sid}})
+                await ea.send({"type": "trade.event", "requestId": f"e{n}", "payload": deal(account, sid)})
+            answers: dict[str, dict[str, Any]] = {}
+            while len(answers) < 2 * rounds:  # answers to different request types may come in any order
+                res = await ea.until(lambda m: "requestId" in m)
+                assert res["type"] == "result", res
+                answers[res["requestId"]] = res["payload"]
+            assert all(answers[f"e{n}"]["duplicate"] is False for n in range(rounds))
+            return [answers[f"k{n}"]["status"] for n in range(rounds)]
+
+        answered = await asyncio.gather(*(answer_all(ea, a) for ea, a in zip(eas, accounts, strict=True)))
+        assert all(s == "acked" for statuses in answered for s in statuses), answered
+        for sig in sigs:
+            view = await h.services.store.get_signal(sig["id"])
+            assert view is not None
+            assert [(d.status.value, d.times.get("acked") is not None) for d in view.deliveries] == [
+                ("executed", True)
+            ]
+        for c in (*eas, eng):
+            await c.close()
