@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import sqlite3
@@ -1111,8 +1112,10 @@ def _keep_snapshot(snapshots: dict[str, dict[str, Any]], req: _EventRequest) -> 
         snapshots[e.account] = {"login": e.account, "snapshot": req.payload, "snapshot_ts_ms": e.ts}
 
 
-#: DeliveryStatus by its value (cheaper than calling the enum).
+#: DeliveryStatus by its value (cheaper than calling the enum), and the plain value of each (cheaper than
+#: the ``value`` property).
 _STATUSES: Final = {status.value: status for status in DeliveryStatus}
+_STATUS_VALUES: Final = {status: status.value for status in DeliveryStatus}
 #: The column of each slot of a change in _apply_transitions (slots 0 and 1: status and its time).
 _CHANGE_COLUMNS: Final = ("status", "updated_at_ms", "detail", *STATUS_COLUMNS.values())
 _CHANGE_WIDTH: Final = len(_CHANGE_COLUMNS)
@@ -1163,7 +1166,8 @@ def _apply_transitions(
     one insert for new rows, one guarded update for existing ones, so several steps in a batch collapse.
     Updates are grouped by the columns they set (see :func:`~bridge.store.queries.update_delivery`)."""
     inserts: dict[tuple[str, str], dict[str, Any]] = {}
-    # Per existing delivery: [status, at, detail, time of each status in STATUS_COLUMNS order...].
+    # Per existing delivery: [status, at, detail, time of each status in STATUS_COLUMNS order..., mask of the
+    # slots set from 2 on]. Statuses are StrEnum members: they index the str-keyed maps directly.
     changes: dict[tuple[str, str], list[Any]] = {}
     original = dict(states)
     flags: list[bool] = []
@@ -1176,30 +1180,45 @@ def _apply_transitions(
         flags.append(True)
         states[key] = status
         if key not in original:
-            column = STATUS_COLUMNS[status.value]
             row = inserts.get(key) or _delivery_row(
                 update.signal_id, update.account, status, update.at_ms, None
             )
-            row.update({"status": status.value, "updated_at_ms": update.at_ms, column: update.at_ms})
+            row.update(
+                {"status": status.value, "updated_at_ms": update.at_ms, STATUS_COLUMNS[status]: update.at_ms}
+            )
             if update.detail is not None:
                 row["detail"] = update.detail[:256]
             inserts[key] = row
             continue
         change = changes.get(key)
         if change is None:
-            change = changes[key] = [None] * _CHANGE_WIDTH
-        change[0] = status.value
-        change[1] = change[_TIME_SLOT[status.value]] = update.at_ms
+            change = changes[key] = [None] * _CHANGE_WIDTH + [0]
+        slot = _TIME_SLOT[status]
+        change[0] = _STATUS_VALUES[status]
+        change[1] = change[slot] = update.at_ms
+        change[-1] |= 1 << slot
         if update.detail is not None:
             change[2] = update.detail[:256]
+            change[-1] |= 1 << 2
     if inserts:
         conn.execute(q.insert_delivery(dialect), list(inserts.values()))
-    by_shape: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
+    by_shape: dict[int, list[tuple[Any, ...]]] = {}
     for key, change in changes.items():
-        slots = tuple(i for i in range(2, _CHANGE_WIDTH) if change[i] is not None)
-        by_shape.setdefault(slots, []).append(
-            (change[0], change[1], *(change[i] for i in slots), key[0], key[1], original[key].value)
+        rows = by_shape.get(change[-1])
+        if rows is None:
+            rows = by_shape[change[-1]] = []
+        values = [change[0], change[1]]
+        values.extend(change[i] for i in _slots(change[-1]))
+        values.extend((key[0], key[1], _STATUS_VALUES[original[key]]))
+        rows.append(tuple(values))
+    for mask, rows in by_shape.items():
+        conn.exec_driver_sql(
+            q.update_delivery(tuple(_CHANGE_COLUMNS[i] for i in _slots(mask)), dialect), rows
         )
-    for slots, rows in by_shape.items():
-        conn.exec_driver_sql(q.update_delivery(tuple(_CHANGE_COLUMNS[i] for i in slots), dialect), rows)
     return flags
+
+
+@functools.cache
+def _slots(mask: int) -> tuple[int, ...]:
+    """The slots of a change in _apply_transitions whose bit is set in ``mask``."""
+    return tuple(i for i in range(2, _CHANGE_WIDTH) if mask >> i & 1)
