@@ -282,20 +282,11 @@ class _LogWriter:
             original = self.known_signals[signal.id]
             self.duplicates_on.add(original[0])
             return original
-        if request.message_id is not None:
-            known = self.known_messages.get((request.channel, request.message_id))
-            if known is not None:
-                self.duplicates_on.add(request.channel)
-                return (request.channel, known)
-        channel_state = self.state[request.channel]
-        channel_state[1] += 1
-        offset: int = channel_state[1]
-        self.log_rows.append(  # q.LOG_COLUMNS
-            (request.channel, offset, request.message_id, request.payload, request.expires_at_ms, self.now)
+        result = self.append_entry(
+            request.channel, request.message_id, request.payload, request.expires_at_ms
         )
-        if request.message_id is not None:
-            self.known_messages[(request.channel, request.message_id)] = offset
-        if signal is not None:
+        if signal is not None and isinstance(result, Appended):
+            offset = result.offset
             self.known_signals[signal.id] = (request.channel, offset)
             self.signal_rows.append(  # q.SIGNAL_COLUMNS
                 (
@@ -313,7 +304,24 @@ class _LogWriter:
             self.delivery_rows.extend(  # q.DELIVERY_COLUMNS
                 (signal.id, account, "pending", self.now, self.now) for account in signal.accounts
             )
-        return Appended(request.channel, offset, channel_state[0], False)
+        return result
+
+    def append_entry(
+        self, channel: str, message_id: str | None, payload: str, expires_at_ms: int | None
+    ) -> Appended | tuple[str, int]:
+        """:meth:`append` without a signal (what an event needs), so no request object is built per event."""
+        if message_id is not None:
+            known = self.known_messages.get((channel, message_id))
+            if known is not None:
+                self.duplicates_on.add(channel)
+                return (channel, known)
+        channel_state = self.state[channel]
+        channel_state[1] += 1
+        offset: int = channel_state[1]
+        self.log_rows.append((channel, offset, message_id, payload, expires_at_ms, self.now))  # q.LOG_COLUMNS
+        if message_id is not None:
+            self.known_messages[(channel, message_id)] = offset
+        return Appended(channel, offset, channel_state[0], False)
 
     def flush(self) -> None:
         """Write the rows; load the epochs of channels that only duplicates point to."""
@@ -659,7 +667,7 @@ class SQLStore:
                     if req.channel is None:
                         out.append(new)
                         continue
-                    appended = log.append(_AppendRequest(req.channel, req.event.id, req.payload, None, None))
+                    appended = log.append_entry(req.channel, req.event.id, req.payload, None)
                     if new and req.status is not None:
                         statuses.append(req.status)
                     out.append((new, appended, new and req.status is not None))
