@@ -70,7 +70,13 @@ _MAX_TICKET: Final = 2**63 - 1
 
 _COMMON: Final = frozenset({"id", "kind", "account", "ts", "signalId"})
 _ORDER_STATES: Final = (
-    "placed", "modified", "filled", "partially_filled", "cancelled", "rejected", "expired",
+    "placed",
+    "modified",
+    "filled",
+    "partially_filled",
+    "cancelled",
+    "rejected",
+    "expired",
 )
 _ORDER_TYPES: Final = ("market", "limit", "stop", "stop_limit")
 _SIDES: Final = ("buy", "sell")
@@ -79,14 +85,60 @@ _POSITION_STATES: Final = ("opened", "modified", "closed")
 _CURRENCY_RE: Final = re.compile(r"[A-Za-z0-9]{2,8}")
 
 _KIND_FIELDS: Final[dict[str, frozenset[str]]] = {
-    "order": frozenset({"state", "ticket", "symbol", "side", "orderType", "volume", "price", "sl", "tp",
-                        "magic", "comment", "retcode", "message"}),
-    "deal": frozenset({"ticket", "order", "position", "symbol", "side", "entry", "volume", "price", "profit",
-                       "commission", "swap", "fee", "magic", "comment"}),
-    "position": frozenset({"ticket", "symbol", "side", "state", "volume", "priceOpen", "sl", "tp", "profit",
-                           "swap", "magic", "comment"}),
-    "account": frozenset({"balance", "equity", "margin", "freeMargin", "marginLevel", "currency", "leverage",
-                          "positions"}),
+    "order": frozenset(
+        {
+            "state",
+            "ticket",
+            "symbol",
+            "side",
+            "orderType",
+            "volume",
+            "price",
+            "sl",
+            "tp",
+            "magic",
+            "comment",
+            "retcode",
+            "message",
+        }
+    ),
+    "deal": frozenset(
+        {
+            "ticket",
+            "order",
+            "position",
+            "symbol",
+            "side",
+            "entry",
+            "volume",
+            "price",
+            "profit",
+            "commission",
+            "swap",
+            "fee",
+            "magic",
+            "comment",
+        }
+    ),
+    "position": frozenset(
+        {
+            "ticket",
+            "symbol",
+            "side",
+            "state",
+            "volume",
+            "priceOpen",
+            "sl",
+            "tp",
+            "profit",
+            "swap",
+            "magic",
+            "comment",
+        }
+    ),
+    "account": frozenset(
+        {"balance", "equity", "margin", "freeMargin", "marginLevel", "currency", "leverage", "positions"}
+    ),
 }
 _SNAPSHOT_POSITION_FIELDS: Final = frozenset(
     {"ticket", "symbol", "side", "volume", "priceOpen", "sl", "tp", "profit", "swap", "magic", "comment"}
@@ -94,8 +146,20 @@ _SNAPSHOT_POSITION_FIELDS: Final = frozenset(
 
 #: Column order of the CSV export; kind-specific values beyond these go into ``data`` as JSON by the caller.
 EVENT_CSV_COLUMNS: Final[tuple[str, ...]] = (
-    "id", "kind", "account", "ts", "signalId", "state", "ticket", "symbol", "side", "volume", "price",
-    "profit", "balance", "equity",
+    "id",
+    "kind",
+    "account",
+    "ts",
+    "signalId",
+    "state",
+    "ticket",
+    "symbol",
+    "side",
+    "volume",
+    "price",
+    "profit",
+    "balance",
+    "equity",
 )
 
 
@@ -235,7 +299,12 @@ def _parse_event(obj: Mapping[str, Any]) -> TradeEvent:
         raise EventInvalid(c.errors)
     assert event_id is not None and kind is not None and account is not None and ts is not None
     return TradeEvent(
-        id=event_id, kind=kind, account=account, ts=ts, signal_id=signal_id, data=data,  # type: ignore[arg-type]
+        id=event_id,
+        kind=kind,  # type: ignore[arg-type]
+        account=account,
+        ts=ts,
+        signal_id=signal_id,
+        data=data,
     )
 
 
@@ -268,8 +337,11 @@ def _trade_common(c: _Checker, data: dict[str, Any], *, symbol_required: bool) -
 def _order(c: _Checker, data: dict[str, Any]) -> None:
     state = c.choice("state", _ORDER_STATES, required=True)
     _put(data, "state", state)
-    _put(data, "ticket", c.integer("ticket", required=state not in (None, "rejected"), minimum=0,
-                                   maximum=_MAX_TICKET))
+    _put(
+        data,
+        "ticket",
+        c.integer("ticket", required=state not in (None, "rejected"), minimum=0, maximum=_MAX_TICKET),
+    )
     _trade_common(c, data, symbol_required=True)
     _put(data, "side", c.choice("side", _SIDES))
     _put(data, "orderType", c.choice("orderType", _ORDER_TYPES))

@@ -78,8 +78,24 @@ CLOCK_SKEW_MS: Final = 60_000
 
 SIGNAL_FIELDS: Final[frozenset[str]] = frozenset(
     {
-        "id", "strategy", "accounts", "groups", "symbol", "action", "side", "orderType", "volume",
-        "price", "sl", "tp", "deviation", "magic", "comment", "ttl", "expiresAt", "createdAt",
+        "id",
+        "strategy",
+        "accounts",
+        "groups",
+        "symbol",
+        "action",
+        "side",
+        "orderType",
+        "volume",
+        "price",
+        "sl",
+        "tp",
+        "deviation",
+        "magic",
+        "comment",
+        "ttl",
+        "expiresAt",
+        "createdAt",
     }
 )
 
@@ -145,8 +161,13 @@ class _Checker:
         return value
 
     def string(
-        self, field: str, *, required: bool = False, pattern: re.Pattern[str] | None = None,
-        max_length: int | None = None, what: str = "",
+        self,
+        field: str,
+        *,
+        required: bool = False,
+        pattern: re.Pattern[str] | None = None,
+        max_length: int | None = None,
+        what: str = "",
     ) -> str | None:
         value = self._get(field, required)
         if value is None:
@@ -176,8 +197,13 @@ class _Checker:
         return str(uuid.UUID(value)) if value is not None else None
 
     def number(
-        self, field: str, *, required: bool = False, minimum: float | None = None,
-        maximum: float | None = None, exclusive_minimum: bool = False,
+        self,
+        field: str,
+        *,
+        required: bool = False,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        exclusive_minimum: bool = False,
     ) -> float | None:
         value = self._get(field, required)
         if value is None:
@@ -202,7 +228,12 @@ class _Checker:
         return number
 
     def integer(
-        self, field: str, *, required: bool = False, minimum: int | None = None, maximum: int | None = None,
+        self,
+        field: str,
+        *,
+        required: bool = False,
+        minimum: int | None = None,
+        maximum: int | None = None,
     ) -> int | None:
         value = self._get(field, required)
         if value is None:
@@ -223,7 +254,12 @@ class _Checker:
         return value
 
     def string_list(
-        self, field: str, *, pattern: re.Pattern[str], max_items: int, what: str,
+        self,
+        field: str,
+        *,
+        pattern: re.Pattern[str],
+        max_items: int,
+        what: str,
     ) -> tuple[str, ...] | None:
         value = self._get(field, False)
         if value is None:
@@ -348,14 +384,21 @@ def _parse_signal(obj: Mapping[str, Any], now: float) -> Signal:
     accounts = c.string_list("accounts", pattern=_LOGIN_RE, max_items=MAX_ACCOUNTS, what="a login (digits)")
     groups = c.string_list("groups", pattern=_NAME_RE, max_items=MAX_GROUPS, what="a group name")
     action = c.choice("action", ACTIONS, required=True)
-    symbol = c.string("symbol", required=action not in (None, "close_all"), pattern=_SYMBOL_RE,
-                      what="a symbol name")
+    symbol = c.string(
+        "symbol", required=action not in (None, "close_all"), pattern=_SYMBOL_RE, what="a symbol name"
+    )
     side = c.choice("side", SIDES, required=action == "open")
     order_type = c.choice("orderType", ORDER_TYPES, required=action == "open")
-    volume = c.number("volume", required=action == "open", minimum=0.0, exclusive_minimum=True,
-                      maximum=MAX_VOLUME)
-    price = c.number("price", required=order_type in ("limit", "stop"), minimum=0.0,
-                     exclusive_minimum=True, maximum=MAX_PRICE)
+    volume = c.number(
+        "volume", required=action == "open", minimum=0.0, exclusive_minimum=True, maximum=MAX_VOLUME
+    )
+    price = c.number(
+        "price",
+        required=order_type in ("limit", "stop"),
+        minimum=0.0,
+        exclusive_minimum=True,
+        maximum=MAX_PRICE,
+    )
     sl = c.number("sl", minimum=0.0, maximum=MAX_PRICE)
     tp = c.number("tp", minimum=0.0, maximum=MAX_PRICE)
     deviation = c.integer("deviation", minimum=0, maximum=MAX_DEVIATION)
