@@ -16,6 +16,8 @@ from typing import Any
 import msgpack
 import orjson
 
+from bridge.protocol._fastpath import slot_setters
+
 __all__ = [
     "MAX_CHANNEL_LENGTH",
     "MAX_DEPTH",
@@ -70,6 +72,18 @@ class Envelope:
     payload: dict[str, Any] | None = None
 
 
+#: The frozen dataclass's ``__init__`` goes through ``object.__setattr__`` per field; on the hot path the
+#: slots are filled directly instead (same object, a third of the cost). Checked against the fields below.
+_new = object.__new__
+_set_type, _set_request_id, _set_channel, _set_payload = slot_setters(
+    Envelope, "type", "request_id", "channel", "payload"
+)
+_JSON = Encoding.JSON
+_INF = math.inf
+_loads = orjson.loads
+_unpackb = msgpack.unpackb
+
+
 def _check_value(value: object, depth: int) -> None:
     """Reject anything JSON cannot carry, so a MessagePack publication re-encodes as JSON."""
     if depth > MAX_DEPTH:
@@ -106,6 +120,97 @@ def _request_id_of(obj: dict[Any, Any]) -> str | None:
 
 def from_object(obj: object, *, check_values: bool) -> Envelope:
     """Check a decoded object's shape and build an :class:`Envelope`."""
+    if type(obj) is dict:
+        envelope = _fast_envelope(obj, check_values)
+        if envelope is not None:
+            return envelope
+    return _checked_envelope(obj, check_values)
+
+
+def _fast_envelope(obj: dict[Any, Any], check_values: bool) -> Envelope | None:
+    """The common, valid envelope, checked with as few operations as possible.
+
+    Returns None whenever anything is unusual; :func:`_checked_envelope` then decides, and it alone
+    builds the errors, so accepted input, rejected input and error texts are exactly its own.
+    """
+    mtype = obj.get("type")
+    rid = obj.get("requestId")
+    channel = obj.get("channel")
+    payload = obj.get("payload")
+    # Every key is a known one when each key present was found with a value: no unknown field, and no
+    # explicit null (a null `requestId` is an error; the others are left to the full check too).
+    if len(obj) != 1 + (rid is not None) + (channel is not None) + (payload is not None):
+        return None
+    if type(mtype) is not str or not 0 < len(mtype) <= MAX_TYPE_LENGTH:
+        return None
+    if rid is not None and (type(rid) is not str or not 0 < len(rid) <= MAX_REQUEST_ID_LENGTH):
+        return None
+    if channel is not None and (type(channel) is not str or not 0 < len(channel) <= MAX_CHANNEL_LENGTH):
+        return None
+    if payload is not None and type(payload) is not dict:
+        return None
+    if check_values and payload is not None and not _plain_object(payload, 1):
+        return None
+    envelope = _new(Envelope)
+    _set_type(envelope, mtype)
+    _set_request_id(envelope, rid)
+    _set_channel(envelope, channel)
+    _set_payload(envelope, payload)
+    return envelope
+
+
+def _plain_object(obj: dict[Any, Any], depth: int) -> bool:
+    """Whether :func:`_check_value` surely accepts ``obj``, found at ``depth`` (False: let it decide).
+
+    Scalars are checked inline (a call per value would cost more than the check itself).
+    """
+    inner = depth + 1
+    if inner > MAX_DEPTH:
+        return not obj
+    for key, value in obj.items():
+        if type(key) is not str:
+            return False
+        kind = type(value)
+        if kind is str or value is None or kind is bool:
+            continue
+        if kind is float:
+            if not -_INF < value < _INF:
+                return False
+        elif kind is int:
+            if not INT64_MIN <= value <= UINT64_MAX:
+                return False
+        elif not _plain_container(value, inner):
+            return False
+    return True
+
+
+def _plain_container(value: Any, depth: int) -> bool:
+    """Like :func:`_plain_object` for a list or an object found at ``depth``; anything else: False."""
+    kind = type(value)
+    if kind is dict:
+        return _plain_object(value, depth)
+    if kind is not list:
+        return False
+    inner = depth + 1
+    if inner > MAX_DEPTH:
+        return not value
+    for item in value:
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        if kind is float:
+            if not -_INF < item < _INF:
+                return False
+        elif kind is int:
+            if not INT64_MIN <= item <= UINT64_MAX:
+                return False
+        elif not _plain_container(item, inner):
+            return False
+    return True
+
+
+def _checked_envelope(obj: object, check_values: bool) -> Envelope:
+    """The full check: every rule in order, with the error the first broken rule gives."""
     if not isinstance(obj, dict):
         raise EnvelopeError("bad_request", "a message must be an object")
     rid = _request_id_of(obj)
@@ -137,18 +242,24 @@ def from_object(obj: object, *, check_values: bool) -> Envelope:
 
 def decode(data: bytes, encoding: Encoding) -> Envelope:
     """Decode one whole WebSocket message (text frames arrive as UTF-8 bytes)."""
-    if encoding is Encoding.JSON:
+    if encoding is _JSON:
         try:
-            obj = orjson.loads(data)
+            obj = _loads(data)
         except orjson.JSONDecodeError as exc:
             raise EnvelopeError("invalid_json", "malformed JSON") from exc
         # orjson accepts only finite floats and 64-bit integers, so only the shape is left to check.
-        return from_object(obj, check_values=False)
-    try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True, timestamp=0)
-    except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise EnvelopeError("invalid_msgpack", "malformed MessagePack") from exc
-    return from_object(obj, check_values=True)
+        check_values = False
+    else:
+        try:
+            obj = _unpackb(data, raw=False, strict_map_key=True, use_list=True, timestamp=0)
+        except Exception as exc:  # msgpack raises several unrelated types for bad input
+            raise EnvelopeError("invalid_msgpack", "malformed MessagePack") from exc
+        check_values = True
+    if type(obj) is dict:
+        envelope = _fast_envelope(obj, check_values)
+        if envelope is not None:
+            return envelope
+    return _checked_envelope(obj, check_values)
 
 
 def encode_json(message: dict[str, Any]) -> bytes:
