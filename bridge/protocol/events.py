@@ -25,11 +25,21 @@ execution report proves delivery even if the ack was lost). ``expired`` may stil
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Literal
 
+from bridge.protocol._fastpath import (
+    Doubt,
+    fast_choice,
+    fast_integer,
+    fast_number,
+    fast_pattern,
+    fast_text,
+    fast_uuid,
+    slot_setters,
+)
 from bridge.protocol.signals import (
     _LOGIN_RE,
     _MAX_TS_MS,
@@ -216,11 +226,17 @@ class TradeEvent:
 
     def to_payload(self) -> dict[str, Any]:
         """The canonical wire form, as stored and rebroadcast on ``account:<login>:events``."""
-        payload: dict[str, Any] = {"id": self.id, "kind": self.kind, "account": self.account, "ts": self.ts}
-        if self.signal_id is not None:
-            payload["signalId"] = self.signal_id
-        payload.update(self.data)
-        return payload
+        # One dict display each (a repeated key keeps its first place and takes the last value, as update).
+        if self.signal_id is None:
+            return {"id": self.id, "kind": self.kind, "account": self.account, "ts": self.ts, **self.data}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "account": self.account,
+            "ts": self.ts,
+            "signalId": self.signal_id,
+            **self.data,
+        }
 
 
 def status_from_event(event: TradeEvent) -> DeliveryStatus | None:
@@ -268,6 +284,16 @@ def parse_event(obj: object, now: float) -> TradeEvent:
         EventInvalid: with every field error found; never any other exception.
     """
     del now
+    if type(obj) is dict:
+        try:
+            return _fast_event(obj)
+        except _FAST_PATH_GAVE_UP:
+            pass  # the full validator decides, and reports
+    return _full_event(obj)
+
+
+def _full_event(obj: object) -> TradeEvent:
+    """The reference validator: every rule, every error, for any input (the fast path's fallback)."""
     if not isinstance(obj, Mapping):
         raise EventInvalid([FieldError("", "type", "event must be an object")])
     try:
@@ -416,3 +442,153 @@ def _account(c: _Checker, data: dict[str, Any]) -> None:
             c.error(f"{prefix}.{error.field}", error.code, error.message)
         positions.append(entry)
     data["positions"] = positions
+
+
+# -- fast path ------------------------------------------------------------------------------------------
+#
+# Valid events of the usual shape are checked against the tables below, which list each kind's fields in
+# the order the full validator above puts them into ``data`` (so ``to_payload()`` keeps its key order).
+# Anything unusual, valid or not, raises Doubt and the full validator runs from scratch: it alone accepts
+# the unusual and it alone builds errors. tests/protocol/test_fastpath.py checks both paths agree.
+
+#: (field, required, check, a, b): ``check(value, a, b)`` returns the value to keep or raises Doubt.
+_FastSpec = tuple[tuple[str, bool, Callable[[Any, Any, Any], Any], Any, Any], ...]
+
+#: What makes the fast path give up: Doubt, or (defensively) what the full path itself turns into an error.
+_FAST_PATH_GAVE_UP: Final = (Doubt, TypeError, ValueError, OverflowError)
+_SIDE_SET: Final = frozenset(_SIDES)
+_TRADE_COMMON: Final[_FastSpec] = (
+    ("symbol", True, fast_pattern, _SYMBOL_RE, None),
+    ("magic", False, fast_integer, 0, MAX_MAGIC),
+    ("comment", False, fast_text, MAX_EVENT_COMMENT_LENGTH, None),
+)
+_FAST_ORDER: Final[_FastSpec] = (
+    ("state", True, fast_choice, frozenset(_ORDER_STATES), None),
+    ("ticket", False, fast_integer, 0, _MAX_TICKET),  # required unless rejected: checked after the table
+    *_TRADE_COMMON,
+    ("side", False, fast_choice, _SIDE_SET, None),
+    ("orderType", False, fast_choice, frozenset(_ORDER_TYPES), None),
+    ("volume", False, fast_number, 0.0, MAX_VOLUME),
+    ("price", False, fast_number, 0.0, MAX_PRICE),
+    ("sl", False, fast_number, 0.0, MAX_PRICE),
+    ("tp", False, fast_number, 0.0, MAX_PRICE),
+    ("retcode", False, fast_integer, 0, 2**31 - 1),
+    ("message", False, fast_text, MAX_EVENT_MESSAGE_LENGTH, None),
+)
+_FAST_DEAL: Final[_FastSpec] = (
+    ("ticket", True, fast_integer, 0, _MAX_TICKET),
+    ("order", False, fast_integer, 0, _MAX_TICKET),
+    ("position", False, fast_integer, 0, _MAX_TICKET),
+    *_TRADE_COMMON,
+    ("side", True, fast_choice, _SIDE_SET, None),
+    ("entry", True, fast_choice, frozenset(_DEAL_ENTRIES), None),
+    ("volume", True, fast_number, 0.0, MAX_VOLUME),
+    ("price", True, fast_number, 0.0, MAX_PRICE),
+    ("profit", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
+    ("commission", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
+    ("swap", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
+    ("fee", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
+)
+_FAST_POSITION: Final[_FastSpec] = (
+    ("ticket", True, fast_integer, 0, _MAX_TICKET),
+    ("state", True, fast_choice, frozenset(_POSITION_STATES), None),
+    *_TRADE_COMMON,
+    ("side", True, fast_choice, _SIDE_SET, None),
+    ("volume", True, fast_number, 0.0, MAX_VOLUME),
+    ("priceOpen", True, fast_number, 0.0, MAX_PRICE),
+    ("sl", False, fast_number, 0.0, MAX_PRICE),
+    ("tp", False, fast_number, 0.0, MAX_PRICE),
+    ("profit", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
+    ("swap", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
+)
+_FAST_SNAPSHOT_POSITION: Final[_FastSpec] = (
+    ("ticket", True, fast_integer, 0, _MAX_TICKET),
+    *_TRADE_COMMON,
+    ("side", True, fast_choice, _SIDE_SET, None),
+    ("volume", True, fast_number, 0.0, MAX_VOLUME),
+    ("priceOpen", True, fast_number, 0.0, MAX_PRICE),
+    ("sl", False, fast_number, 0.0, MAX_PRICE),
+    ("tp", False, fast_number, 0.0, MAX_PRICE),
+    ("profit", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
+    ("swap", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
+)
+_FAST_ACCOUNT: Final[_FastSpec] = (
+    ("balance", True, fast_number, -_MAX_MONEY, _MAX_MONEY),
+    ("equity", True, fast_number, -_MAX_MONEY, _MAX_MONEY),
+    ("margin", True, fast_number, -_MAX_MONEY, _MAX_MONEY),
+    ("freeMargin", True, fast_number, -_MAX_MONEY, _MAX_MONEY),
+    ("marginLevel", False, fast_number, 0.0, _MAX_MONEY),
+    ("currency", False, fast_pattern, _CURRENCY_RE, None),
+    ("leverage", False, fast_integer, 1, 100_000),
+)
+#: kind -> (every field allowed at the top level, the kind's table).
+_FAST_KINDS: Final[dict[str, tuple[frozenset[str], _FastSpec]]] = {
+    "order": (_COMMON | _KIND_FIELDS["order"], _FAST_ORDER),
+    "deal": (_COMMON | _KIND_FIELDS["deal"], _FAST_DEAL),
+    "position": (_COMMON | _KIND_FIELDS["position"], _FAST_POSITION),
+    "account": (_COMMON | _KIND_FIELDS["account"], _FAST_ACCOUNT),
+}
+
+_new = object.__new__
+_set_id, _set_kind, _set_account, _set_ts, _set_signal_id, _set_data = slot_setters(
+    TradeEvent, "id", "kind", "account", "ts", "signal_id", "data"
+)
+
+
+def _fast_event(obj: dict[Any, Any]) -> TradeEvent:
+    """The event the full validator would return for ``obj``, or Doubt."""
+    kind = obj.get("kind")
+    if type(kind) is not str or kind not in _FAST_KINDS:
+        raise Doubt
+    allowed, spec = _FAST_KINDS[kind]
+    if not obj.keys() <= allowed:
+        raise Doubt
+    get = obj.get
+    event_id = fast_uuid(get("id"))
+    account = fast_pattern(get("account"), _LOGIN_RE)
+    ts = fast_integer(get("ts"), 0, _MAX_TS_MS)
+    signal_id = get("signalId")
+    if signal_id is not None:
+        signal_id = fast_uuid(signal_id)
+    data = _fast_fields(obj, spec)
+    if kind == "order":
+        if "ticket" not in data and data["state"] != "rejected":
+            raise Doubt
+    elif kind == "account":
+        data["positions"] = _fast_positions(get("positions"))
+    event: TradeEvent = _new(TradeEvent)
+    _set_id(event, event_id)
+    _set_kind(event, kind)
+    _set_account(event, account)
+    _set_ts(event, ts)
+    _set_signal_id(event, signal_id)
+    _set_data(event, data)
+    return event
+
+
+def _fast_fields(obj: dict[Any, Any], spec: _FastSpec) -> dict[str, Any]:
+    """The checked fields of ``spec`` that ``obj`` gives (a null is an absent field, as in the full path)."""
+    data: dict[str, Any] = {}
+    get = obj.get
+    for name, required, check, a, b in spec:
+        value = get(name)
+        if value is None:
+            if required:
+                raise Doubt
+            continue
+        data[name] = check(value, a, b)
+    return data
+
+
+def _fast_positions(raw: Any) -> list[dict[str, Any]]:
+    """The snapshot's ``positions`` (absent: an empty list)."""
+    if raw is None:
+        return []
+    if type(raw) is not list or len(raw) > MAX_SNAPSHOT_POSITIONS:
+        raise Doubt
+    positions: list[dict[str, Any]] = []
+    for item in raw:
+        if type(item) is not dict or not item.keys() <= _SNAPSHOT_POSITION_FIELDS:
+            raise Doubt
+        positions.append(_fast_fields(item, _FAST_SNAPSHOT_POSITION))
+    return positions
