@@ -27,6 +27,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple
 
+from bridge.protocol._fastpath import (
+    UUID_RE,
+    Doubt,
+    fast_choice,
+    fast_integer,
+    fast_number,
+    fast_pattern,
+    fast_positive_number,
+    fast_text,
+    fast_uuid,
+    slot_setters,
+)
+
 __all__ = [
     "ACTIONS",
     "CLOCK_SKEW_MS",
@@ -102,7 +115,7 @@ SIGNAL_FIELDS: Final[frozenset[str]] = frozenset(
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _LOGIN_RE: Final = re.compile(r"[0-9]{1,20}")
 _SYMBOL_RE: Final = re.compile(r"[A-Za-z0-9_.#+\-!$&]{1,32}")
-_UUID_RE: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_UUID_RE: Final = UUID_RE
 _MAX_TS_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
@@ -325,27 +338,34 @@ class Signal:
     def to_payload(self) -> dict[str, Any]:
         """The canonical payload delivered to EAs: absent optionals are omitted, ``ttl`` is resolved
         into ``expiresAt``; ``createdAt``/``expiresAt`` are integer unix milliseconds."""
+        # Straight-line on purpose: this runs for every signal stored and delivered.
         payload: dict[str, Any] = {"id": self.id, "strategy": self.strategy}
         if self.accounts:
             payload["accounts"] = list(self.accounts)
         if self.groups:
             payload["groups"] = list(self.groups)
-        optional: tuple[tuple[str, Any], ...] = (
-            ("symbol", self.symbol),
-            ("action", self.action),
-            ("side", self.side),
-            ("orderType", self.order_type),
-            ("volume", self.volume),
-            ("price", self.price),
-            ("sl", self.sl),
-            ("tp", self.tp),
-            ("deviation", self.deviation),
-            ("magic", self.magic),
-            ("comment", self.comment),
-        )
-        for key, value in optional:
-            if value is not None:
-                payload[key] = value
+        if self.symbol is not None:
+            payload["symbol"] = self.symbol
+        if self.action is not None:
+            payload["action"] = self.action
+        if self.side is not None:
+            payload["side"] = self.side
+        if self.order_type is not None:
+            payload["orderType"] = self.order_type
+        if self.volume is not None:
+            payload["volume"] = self.volume
+        if self.price is not None:
+            payload["price"] = self.price
+        if self.sl is not None:
+            payload["sl"] = self.sl
+        if self.tp is not None:
+            payload["tp"] = self.tp
+        if self.deviation is not None:
+            payload["deviation"] = self.deviation
+        if self.magic is not None:
+            payload["magic"] = self.magic
+        if self.comment is not None:
+            payload["comment"] = self.comment
         payload["createdAt"] = self.created_at
         payload["expiresAt"] = self.expires_at
         return payload
@@ -364,6 +384,16 @@ def parse_signal(obj: object, now: float) -> Signal:
     Raises:
         SignalInvalid: with every field error found; never any other exception.
     """
+    if type(obj) is dict:
+        try:
+            return _fast_signal(obj, now)
+        except _FAST_PATH_GAVE_UP:
+            pass  # the full validator decides, and reports
+    return _full_signal(obj, now)
+
+
+def _full_signal(obj: object, now: float) -> Signal:
+    """The reference validator: every rule, every error, for any input (the fast path's fallback)."""
     if not isinstance(obj, Mapping):
         raise SignalInvalid([FieldError("", "type", "signal must be an object")])
     try:
@@ -466,3 +496,153 @@ def _parse_signal(obj: Mapping[str, Any], now: float) -> Signal:
         created_at=created,
         expires_at=expiry,
     )
+
+
+# -- fast path ------------------------------------------------------------------------------------------
+#
+# A valid signal of the usual shape is checked field by field in the full validator's order, with exact
+# builtin types only. Anything unusual, valid or not, raises Doubt and the full validator runs from
+# scratch: it alone accepts the unusual and it alone builds errors. tests/protocol/test_fastpath.py checks
+# both paths agree.
+
+#: What makes the fast path give up: Doubt, or (defensively) what the full path itself turns into an error.
+_FAST_PATH_GAVE_UP: Final = (Doubt, TypeError, ValueError, OverflowError)
+_ACTION_SET: Final = frozenset(ACTIONS)
+_SIDE_SET: Final = frozenset(SIDES)
+_ORDER_TYPE_SET: Final = frozenset(ORDER_TYPES)
+_NO_VOLUME_ACTIONS: Final = frozenset({"close_all", "cancel", "modify"})
+
+_new = object.__new__
+(
+    _set_id, _set_strategy, _set_accounts, _set_groups, _set_symbol, _set_action, _set_side, _set_order_type,
+    _set_volume, _set_price, _set_sl, _set_tp, _set_deviation, _set_magic, _set_comment, _set_created_at,
+    _set_expires_at,
+) = slot_setters(
+    Signal, "id", "strategy", "accounts", "groups", "symbol", "action", "side", "order_type", "volume",
+    "price", "sl", "tp", "deviation", "magic", "comment", "created_at", "expires_at",
+)  # fmt: skip
+
+
+def _fast_signal(obj: dict[Any, Any], now: float) -> Signal:
+    """The signal the full validator would return for ``obj``, or Doubt."""
+    if not obj.keys() <= SIGNAL_FIELDS:
+        raise Doubt
+    get = obj.get
+    signal_id = fast_uuid(get("id"))
+    strategy = fast_pattern(get("strategy"), _NAME_RE)
+    accounts = _fast_names(get("accounts"), _LOGIN_RE, MAX_ACCOUNTS)
+    groups = _fast_names(get("groups"), _NAME_RE, MAX_GROUPS)
+    if not accounts and not groups:
+        raise Doubt
+    action = fast_choice(get("action"), _ACTION_SET)
+    is_open = action == "open"
+    symbol = get("symbol")
+    if symbol is not None:
+        symbol = fast_pattern(symbol, _SYMBOL_RE)
+    elif action != "close_all":
+        raise Doubt
+    side = get("side")
+    if side is not None:
+        side = fast_choice(side, _SIDE_SET)
+    elif is_open:
+        raise Doubt
+    order_type = get("orderType")
+    if order_type is not None:
+        if not is_open and action != "cancel":
+            raise Doubt
+        order_type = fast_choice(order_type, _ORDER_TYPE_SET)
+    elif is_open:
+        raise Doubt
+    volume = get("volume")
+    if volume is not None:
+        if action in _NO_VOLUME_ACTIONS:
+            raise Doubt
+        volume = fast_positive_number(volume, MAX_VOLUME)
+    elif is_open:
+        raise Doubt
+    price = get("price")
+    if price is not None:
+        price = fast_positive_number(price, MAX_PRICE)
+    elif order_type == "limit" or order_type == "stop":
+        raise Doubt
+    sl = get("sl")
+    if sl is not None:
+        sl = fast_number(sl, 0.0, MAX_PRICE)
+    tp = get("tp")
+    if tp is not None:
+        tp = fast_number(tp, 0.0, MAX_PRICE)
+    if action == "modify" and sl is None and tp is None and price is None:
+        raise Doubt
+    deviation = get("deviation")
+    if deviation is not None:
+        deviation = fast_integer(deviation, 0, MAX_DEVIATION)
+    magic = get("magic")
+    if magic is not None:
+        magic = fast_integer(magic, 0, MAX_MAGIC)
+    comment = get("comment")
+    if comment is not None:
+        comment = fast_text(comment, MAX_COMMENT_LENGTH)
+
+    now_ms = int(now * 1000)
+    created_at = get("createdAt")
+    if created_at is None:
+        created = now_ms
+    else:
+        created = fast_integer(created_at, 0, _MAX_TS_MS)
+        if created > now_ms + CLOCK_SKEW_MS:
+            raise Doubt
+    ttl = get("ttl")
+    expires_at = get("expiresAt")
+    if ttl is not None:
+        if expires_at is not None:
+            raise Doubt
+        expiry = created + math.ceil(fast_positive_number(ttl, MAX_TTL_S) * 1000)
+    elif expires_at is not None:
+        expiry = fast_integer(expires_at, 0, _MAX_TS_MS)
+        if expiry > now_ms + MAX_TTL_S * 1000 or expiry <= created:
+            raise Doubt
+    else:
+        raise Doubt
+    if expiry <= now_ms:
+        raise Doubt
+
+    if side is not None and sl and tp:
+        if (side == "buy" and not sl < tp) or (side == "sell" and not sl > tp):
+            raise Doubt
+        if price is not None and not (min(sl, tp) < price < max(sl, tp)):
+            raise Doubt
+
+    signal: Signal = _new(Signal)
+    _set_id(signal, signal_id)
+    _set_strategy(signal, strategy)
+    _set_accounts(signal, accounts)
+    _set_groups(signal, groups)
+    _set_symbol(signal, symbol)
+    _set_action(signal, action)
+    _set_side(signal, side)
+    _set_order_type(signal, order_type)
+    _set_volume(signal, volume)
+    _set_price(signal, price)
+    _set_sl(signal, sl)
+    _set_tp(signal, tp)
+    _set_deviation(signal, deviation)
+    _set_magic(signal, magic)
+    _set_comment(signal, comment)
+    _set_created_at(signal, created)
+    _set_expires_at(signal, expiry)
+    return signal
+
+
+def _fast_names(value: Any, pattern: re.Pattern[str], max_items: int) -> tuple[str, ...]:
+    """A list of distinct names ``pattern`` matches, as a tuple (absent: empty)."""
+    if value is None:
+        return ()
+    if type(value) is not list or len(value) > max_items:
+        raise Doubt
+    fullmatch = pattern.fullmatch
+    for item in value:
+        if type(item) is not str or not fullmatch(item):
+            raise Doubt
+    if len(set(value)) != len(value):
+        raise Doubt
+    return tuple(value)
