@@ -37,6 +37,8 @@ __all__ = [
     "SELECT_CHANNELS",
     "SELECT_DELIVERY_STATES",
     "SELECT_EVENT_IDS",
+    "SELECT_EVENT_IDS_UP_TO",
+    "SELECT_LAST_EVENT_SEQ",
     "SELECT_LOG_PAIRS_PG",
     "SELECT_SIGNAL_IDS",
     "SIGNAL_COLUMNS",
@@ -136,6 +138,10 @@ SELECT_LOG_PAIRS_PG = (
 
 #: Event ids already stored among the given ones.
 SELECT_EVENT_IDS = "SELECT id FROM trade_events WHERE id {}"
+#: SQLite: the given event ids stored up to a seq (the last parameter), i.e. before a batch inserted its own.
+SELECT_EVENT_IDS_UP_TO = "SELECT id FROM trade_events WHERE id {} AND seq <= ?"
+#: SQLite: the highest event seq (new rows get higher ones: seq is the rowid).
+SELECT_LAST_EVENT_SEQ = "SELECT max(seq) FROM trade_events"
 #: Signals already in the ledger among the given ids, with where they were published.
 SELECT_SIGNAL_IDS = "SELECT id, channel, log_offset FROM signals WHERE id {}"
 #: Status of every delivery of the given signals (a signal with a delivery row is in the ledger: retention

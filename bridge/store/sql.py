@@ -634,7 +634,14 @@ class SQLStore:
                 appends.extend(op.data)
             elif op.kind in ("events", "record"):
                 event_reqs.extend(op.data)
-        seen = self._stored_event_ids(conn, event_reqs) if event_reqs else set()
+        now = self._now_ms()
+        # SQLite inserts the events first and asks which ids were there only when some were (see
+        # _insert_events_first); PostgreSQL looks them up, then inserts the new ones below.
+        inserted = bool(event_reqs) and self.dialect == "sqlite"
+        if inserted:
+            seen = self._insert_events_first(conn, event_reqs, now)
+        else:
+            seen = self._stored_event_ids(conn, event_reqs) if event_reqs else set()
         log = _LogWriter(self, conn, appends, event_reqs, seen, careful) if appends or event_reqs else None
 
         new_events: list[tuple[Any, ...]] = []
@@ -642,7 +649,6 @@ class SQLStore:
         statuses: list[StatusUpdate] = []
         # Per op: its provisional result, and where its status changes start in ``statuses``.
         staged: list[tuple[Any, int]] = []
-        now = self._now_ms()
         for op in ops:
             first_status = len(statuses)
             if op.kind == "append":
@@ -661,7 +667,8 @@ class SQLStore:
                     new = req.event.id not in seen
                     if new:
                         seen.add(req.event.id)
-                        new_events.append(_event_row(req, now))
+                        if not inserted:
+                            new_events.append(_event_row(req, now))
                         if req.event.kind == "account":
                             _keep_snapshot(snapshots, req)
                     if req.channel is None:
@@ -705,6 +712,28 @@ class SQLStore:
                     records.append(EventRecord(new, log.resolve(appended), status_moved))
                 results.append(records)
         return results
+
+    def _insert_events_first(
+        self, conn: sa.Connection, requests: Sequence[_EventRequest], now: int
+    ) -> set[str]:
+        """SQLite: store the first request of every event id (``ON CONFLICT DO NOTHING`` skips ids already
+        stored) and return the ids that were stored before. When every row went in, which is the rule, that
+        costs no lookup at all; otherwise the ids at or below the highest seq before the INSERT are the old
+        ones (seq is the rowid, so new rows are above it, and BEGIN IMMEDIATE keeps other writers out)."""
+        rows: list[tuple[Any, ...]] = []
+        ids: set[str] = set()
+        for req in requests:
+            if req.event.id not in ids:
+                ids.add(req.event.id)
+                rows.append(_event_row(req, now))
+        last = conn.exec_driver_sql(q.SELECT_LAST_EVENT_SEQ).scalar()
+        if conn.exec_driver_sql(self._sql[q.INSERT_EVENTS], rows).rowcount == len(rows) or last is None:
+            return set()
+        stored: set[str] = set()
+        for chunk in _chunks(sorted(ids)):
+            sql = q.member(q.SELECT_EVENT_IDS_UP_TO, len(chunk), "sqlite")
+            stored.update(row[0] for row in conn.exec_driver_sql(sql, (*chunk, last)).all())
+        return stored
 
     def _stored_event_ids(self, conn: sa.Connection, requests: Sequence[_EventRequest]) -> set[str]:
         ids = sorted({r.event.id for r in requests})

@@ -338,9 +338,11 @@ class TestEvents:
         first, second = make_event(), make_event("order")
         assert await store.insert_events([first, second, first]) == [True, True, False]
         assert await store.insert_events([second, make_event(event_id=first.id)]) == [False, False]
+        third = make_event()
+        assert await store.insert_events([third, first, third]) == [True, False, False]  # new and old mixed
         page = await store.list_events(EventFilter())
-        assert [e.id for e in page.items] == [second.id, first.id]
-        assert page.items[1].payload == first.to_payload()
+        assert [e.id for e in page.items] == [third.id, second.id, first.id]
+        assert page.items[2].payload == first.to_payload()
 
     async def test_insert_events_concurrently_stores_each_once(self, store: Store) -> None:
         events = [make_event(account=str(1000 + n % 4)) for n in range(300)]
