@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m bridge.store.bench --url sqlite:///tmp/bench.db
+    python -m bridge.store.bench --url sqlite:////tmp/bench.db   # four slashes: an absolute path
     python -m bridge.store.bench --url postgresql+asyncpg://postgres@127.0.0.1:5432/test --schema bench
 
 Each scenario runs ``--concurrency`` coroutines that await one call at a time, as hub connections do:

@@ -18,7 +18,9 @@ Durability choices:
   database cannot allocate the same offset.
 
 A batch that fails with a non-retryable error is re-run one call per transaction, so one bad call cannot fail
-its neighbours; a retryable failure (connection lost, database locked) fails the whole batch with
+its neighbours; those re-runs are "careful": they look up every message id, including the ones the fast path
+skips as unable to match (:class:`_LogWriter`), whose wrong guess shows as such a failure. A retryable
+failure (connection lost, database locked) fails the whole batch with
 :class:`~bridge.store.exceptions.StoreUnavailable`, and callers retry (appends with a message id, events,
 signals and status changes are idempotent).
 """
