@@ -33,6 +33,7 @@ import functools
 import logging
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,10 +42,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+import asyncpg
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 from bridge.protocol.events import DeliveryStatus, TradeEvent, can_transition
 from bridge.protocol.signals import Signal
@@ -105,6 +108,8 @@ MAX_BATCH_ITEMS = 5000
 MAX_QUEUE = 100_000
 #: Rows per ``IN (...)`` list, below SQLite's and asyncpg's bind-parameter limits.
 IN_CHUNK: Final = 900
+#: PostgreSQL: batches of at least this many new rows are written with COPY instead of INSERT.
+COPY_MIN_ROWS: Final = 16
 #: Rows per array parameter on PostgreSQL (arrays have no bind-parameter limit).
 PG_ARRAY_CHUNK: Final = 10_000
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
@@ -237,6 +242,7 @@ class _LogWriter:
         careful: bool,
     ) -> None:
         self.store, self.conn, self.now = store, conn, store._now_ms()
+        self.careful = careful
         dialect = store.dialect
         names = sorted({r.channel for r in appends} | {e.channel for e in events if e.channel is not None})
         self.state = store._lock_channels(conn, names) if names else {}
@@ -327,12 +333,15 @@ class _LogWriter:
 
     def flush(self) -> None:
         """Write the rows; load the epochs of channels that only duplicates point to."""
-        conn, sql = self.conn, self.store._sql
+        conn, sql, store = self.conn, self.store._sql, self.store
         if self.log_rows:
-            conn.exec_driver_sql(sql[q.INSERT_LOG], self.log_rows)
+            if not store._copy(conn, "channel_log", q.LOG_COLUMNS, self.log_rows, self.careful):
+                conn.exec_driver_sql(sql[q.INSERT_LOG], self.log_rows)
             moved = [(v[1], n) for n, v in self.state.items() if v[1] != self.before.get(n)]
             conn.exec_driver_sql(sql[q.UPDATE_CHANNEL_OFFSET], moved)
-        if self.signal_rows:
+        if self.signal_rows and not store._copy(
+            conn, "signals", q.SIGNAL_COLUMNS, self.signal_rows, self.careful
+        ):
             conn.exec_driver_sql(sql[q.INSERT_SIGNAL], self.signal_rows)
         if self.delivery_rows:
             conn.exec_driver_sql(sql[q.INSERT_PENDING], self.delivery_rows)
@@ -344,6 +353,40 @@ class _LogWriter:
         if isinstance(result, Appended):
             return result
         return Appended(result[0], result[1], self.state[result[0]][0], True)
+
+
+class _PgWriter:
+    """PostgreSQL writes on a thread of their own with its own event loop.
+
+    A write transaction is a handful of round trips (lock the channels, look up ids, insert, update,
+    COMMIT). On the hub's loop each round trip waits for a whole loop iteration, which under load is
+    every connection's input, so a batch took milliseconds per statement and the writer, not the
+    database, set the pace (ingest: 13k events/s with the hub at 0.6 of a core and PostgreSQL at
+    0.2). Here the writer's loop has nothing else to do between round trips.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="mtbridge-store-writer", daemon=True
+        )
+        self.thread.start()
+
+    async def run(self, fn: Callable[[sa.Connection], T]) -> T:
+        async def transaction() -> T:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(fn)
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(transaction(), self.loop))
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.engine.dispose(), self.loop))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            await asyncio.to_thread(self.thread.join)
+            self.loop.close()
 
 
 class SQLStore:
@@ -380,9 +423,10 @@ class SQLStore:
         self._synchronous = sqlite_synchronous.upper()
         self._busy_timeout_ms = busy_timeout_ms
         self._pool_size = pool_size
-        self._engine: AsyncEngine | None = None  # reads; on PostgreSQL writes too
+        self._engine: AsyncEngine | None = None  # reads
         self._sqlite_writer: sa.Engine | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._pg_writer: _PgWriter | None = None
         self._queue: asyncio.Queue[_Op | None] = asyncio.Queue(MAX_QUEUE)
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
@@ -416,7 +460,8 @@ class SQLStore:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtbridge-store-writer")
             self._sqlite_writer = self._sqlite_write_engine()
         else:
-            self._engine = self._postgres_engine()
+            self._engine = self._postgres_engine(self._pool_size)
+            self._pg_writer = _PgWriter(self._postgres_engine(1))
         self._writer = asyncio.create_task(self._run_writer(), name="mtbridge-store-writer")
 
     async def close(self) -> None:
@@ -431,6 +476,8 @@ class SQLStore:
                 self._writer = None
         if self._engine is not None:
             await self._engine.dispose()
+        if self._pg_writer is not None:
+            await self._pg_writer.close()
         if self._executor is not None:
             writer = self._sqlite_writer
             if writer is not None:
@@ -481,13 +528,19 @@ class SQLStore:
 
         return reader
 
-    def _postgres_engine(self) -> AsyncEngine:
-        connect_args: dict[str, Any] = {}
+    def _postgres_engine(self, pool_size: int) -> AsyncEngine:
+        # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic plan made
+        # when the tables were small, e.g. a sequential scan of signal_deliveries for `signal_id =
+        # ANY($1)` that then costs 50-80 ms per batch once the table has grown. Custom plans are made
+        # with the real parameters and current table sizes; planning costs microseconds per statement,
+        # and a writer batch runs a handful of statements.
+        settings = {"plan_cache_mode": "force_custom_plan"}
         if self.schema is not None:
-            connect_args["server_settings"] = {"search_path": self.schema}
+            settings["search_path"] = self.schema
+        connect_args: dict[str, Any] = {"server_settings": settings}
         return create_async_engine(
             self.url,
-            pool_size=self._pool_size,
+            pool_size=pool_size,
             max_overflow=2,
             pool_pre_ping=True,
             connect_args=connect_args,
@@ -511,8 +564,9 @@ class SQLStore:
                     return fn(conn)
 
             return await asyncio.get_running_loop().run_in_executor(self._executor, in_thread)
-        async with self._reader().begin() as conn:
-            return await conn.run_sync(fn)
+        if self._pg_writer is None:
+            raise StoreClosed("store is not started")
+        return await self._pg_writer.run(fn)
 
     async def migrate(self) -> None:
         from alembic import command
@@ -682,7 +736,7 @@ class SQLStore:
                     out.append((new, appended, new and req.status is not None))
                 staged.append((out, first_status))
 
-        if new_events:
+        if new_events and not self._copy(conn, "trade_events", q.EVENT_COLUMNS, new_events, careful):
             conn.exec_driver_sql(self._sql[q.INSERT_EVENTS], new_events)
         if snapshots:
             conn.execute(q.upsert_snapshot(self.dialect), list(snapshots.values()))
@@ -736,6 +790,38 @@ class SQLStore:
             sql = q.member(q.SELECT_EVENT_IDS_UP_TO, len(chunk), "sqlite")
             stored.update(row[0] for row in conn.exec_driver_sql(sql, (*chunk, last)).all())
         return stored
+
+    def _copy(
+        self,
+        conn: sa.Connection,
+        table: str,
+        columns: Sequence[str],
+        rows: list[tuple[Any, ...]],
+        careful: bool,
+    ) -> bool:
+        """PostgreSQL: insert rows known to be new with COPY, which costs the server about half of what
+        the same rows cost as INSERTs (measured: 13 vs 24 us per trade_events row). Returns False when the
+        caller must INSERT instead: SQLite, a small batch, a careful re-run, or no transaction begun yet.
+
+        "Known to be new": offsets are allocated under the channel lock and ids were looked up in this
+        transaction, so only another process inserting the same id meanwhile can make a row collide; COPY
+        then fails the whole batch with a conflict (``INSERT ... ON CONFLICT DO NOTHING`` would have
+        skipped the row), and the careful one-call-per-transaction re-run, which never copies, settles it.
+        """
+        if self.dialect != "postgresql" or careful or len(rows) < COPY_MIN_ROWS:
+            return False
+        raw = conn.connection.driver_connection
+        if raw is None or not raw.is_in_transaction():
+            return False
+        try:
+            await_only(
+                raw.copy_records_to_table(table, records=rows, columns=columns, schema_name=self.schema)
+            )
+        except asyncpg.IntegrityConstraintViolationError as error:
+            raise StoreConflict(f"copy into {table}: constraint violated", operation="write") from error
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as error:
+            raise StoreUnavailable(f"copy into {table}: database unavailable", operation="write") from error
+        return True
 
     def _stored_event_ids(self, conn: sa.Connection, requests: Sequence[_EventRequest]) -> set[str]:
         ids = sorted({r.event.id for r in requests})

@@ -124,7 +124,11 @@ async def test_concurrent_writes_share_transactions(sql_url: tuple[str, str | No
     await store.start()
     await store.migrate()
     commits = 0
-    writer = store._sqlite_writer if store._sqlite_writer is not None else store._reader().sync_engine
+    pg = store._pg_writer
+    writer = (
+        store._sqlite_writer if store._sqlite_writer is not None else pg.engine.sync_engine if pg else None
+    )
+    assert writer is not None
 
     @event.listens_for(writer, "commit")
     def count(_conn: Any) -> None:
