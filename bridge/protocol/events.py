@@ -489,10 +489,8 @@ _FAST_DEAL: Final[_FastSpec] = (
     ("swap", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
     ("fee", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
 )
-_FAST_POSITION: Final[_FastSpec] = (
-    ("ticket", True, fast_integer, 0, _MAX_TICKET),
-    ("state", True, fast_choice, frozenset(_POSITION_STATES), None),
-    *_TRADE_COMMON,
+#: What a position event and a position of an account snapshot share after their common fields.
+_POSITION_TAIL: Final[_FastSpec] = (
     ("side", True, fast_choice, _SIDE_SET, None),
     ("volume", True, fast_number, 0.0, MAX_VOLUME),
     ("priceOpen", True, fast_number, 0.0, MAX_PRICE),
@@ -501,16 +499,16 @@ _FAST_POSITION: Final[_FastSpec] = (
     ("profit", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
     ("swap", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
 )
+_FAST_POSITION: Final[_FastSpec] = (
+    ("ticket", True, fast_integer, 0, _MAX_TICKET),
+    ("state", True, fast_choice, frozenset(_POSITION_STATES), None),
+    *_TRADE_COMMON,
+    *_POSITION_TAIL,
+)
 _FAST_SNAPSHOT_POSITION: Final[_FastSpec] = (
     ("ticket", True, fast_integer, 0, _MAX_TICKET),
     *_TRADE_COMMON,
-    ("side", True, fast_choice, _SIDE_SET, None),
-    ("volume", True, fast_number, 0.0, MAX_VOLUME),
-    ("priceOpen", True, fast_number, 0.0, MAX_PRICE),
-    ("sl", False, fast_number, 0.0, MAX_PRICE),
-    ("tp", False, fast_number, 0.0, MAX_PRICE),
-    ("profit", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
-    ("swap", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
+    *_POSITION_TAIL,
 )
 _FAST_ACCOUNT: Final[_FastSpec] = (
     ("balance", True, fast_number, -_MAX_MONEY, _MAX_MONEY),
