@@ -808,3 +808,49 @@ async def test_pipelined_ack_then_report_are_applied_in_order(
             ]
         for c in (*eas, eng):
             await c.close()
+
+
+# -- a store that cannot write: retryable answers, nothing half done --------------------------------
+
+
+async def test_store_outage_answers_unavailable_and_a_resend_succeeds(tmp_path: Path) -> None:
+    """While the database refuses writes, a publish, an ack and a trade event each get a retryable
+    `unavailable` (with their requestId) and the connections stay open; sent again afterwards, the
+    same messages succeed once."""
+    from bridge.store.exceptions import StoreUnavailable
+
+    async with running_hub(tmp_path) as h:
+        store = h.services.store
+        eng = await h.connect(engine_token(h))
+        ea = await h.connect(ea_token(h))
+        await subscribe(ea, "signals:alpha")
+        sig = signal()
+        assert (await publish(eng, sig))["offset"] == 1
+        await next_message(ea, "signals:alpha")
+
+        originals = (store.append_many, store.update_statuses, store.record_events)
+
+        async def down(*_args: Any, **_kwargs: Any) -> Any:
+            raise StoreUnavailable("write: database unavailable", operation="write")
+
+        store.append_many = store.update_statuses = store.record_events = down  # type: ignore[method-assign]
+        try:
+            again = signal()
+            event = deal(A1, sig["id"])
+            answers = [
+                await eng.request("publish", "signals:alpha", again),
+                await ea.request("signal.ack", payload={"signalId": sig["id"]}),
+                await ea.request("trade.event", payload=event),
+            ]
+        finally:
+            store.append_many, store.update_statuses, store.record_events = originals  # type: ignore[method-assign]
+        for res in answers:
+            assert res["type"] == "error", res
+            assert (res["payload"]["code"], res["payload"]["retryable"]) == ("unavailable", True), res
+        assert (await publish(eng, again))["offset"] == 2
+        ack = await ea.request("signal.ack", payload={"signalId": sig["id"]})
+        assert ack["payload"]["status"] == "acked", ack
+        assert (await trade_event(ea, event))["duplicate"] is False
+        assert (await trade_event(ea, event))["duplicate"] is True
+        await ea.close()
+        await eng.close()
