@@ -360,9 +360,10 @@ class _PgWriter:
 
     A write transaction is a handful of round trips (lock the channels, look up ids, insert, update,
     COMMIT). On the hub's loop each round trip waits for a whole loop iteration, which under load is
-    every connection's input, so a batch took milliseconds per statement and the writer, not the
-    database, set the pace (ingest: 13k events/s with the hub at 0.6 of a core and PostgreSQL at
-    0.2). Here the writer's loop has nothing else to do between round trips.
+    every connection's input, so the writer, not the database, set the pace. Here the writer's loop
+    has nothing else to do between round trips. Measured in alternating runs (`mtbridge bench
+    ingest`, PostgreSQL): 20,877 and 21,013 events/s with this thread, 15,118 and 14,869 without;
+    signals at 2,000/s: p99 83 ms with it, 97 ms without.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
