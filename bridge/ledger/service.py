@@ -47,6 +47,19 @@ class _Pending(Generic[T]):
     item: T
 
 
+def _current_status(view: SignalView | BaseException | None, update: StatusUpdate) -> str:
+    """What an ack that moved nothing reports: the delivery's current status (a repeated ack, or one
+    that arrives after the execution report), or why there is none."""
+    if isinstance(view, BaseException):
+        raise view
+    if view is None:
+        raise HubError("not_found", "no such signal")
+    current = next((d for d in view.deliveries if d.account == update.account), None)
+    if current is None:
+        raise HubError("not_found", "this signal does not target this account")
+    return current.status.value
+
+
 class Ledger:
     def __init__(self, hub: Hub, store: Store) -> None:
         self.hub = hub
@@ -239,27 +252,13 @@ class Ledger:
         for p, ok in zip(batch, moved, strict=True):
             self.hub.settle(p.conn)
             update = p.item
-            if ok:
-                status = DeliveryStatus.ACKED.value
-            else:
-                view = views[update.signal_id]
-                if isinstance(view, BaseException):
-                    self.hub.fail(p.conn, p.request_id, view, "signal.ack")
-                    continue
-                current = (
-                    None
-                    if view is None
-                    else next((d for d in view.deliveries if d.account == update.account), None)
+            try:
+                status = (
+                    DeliveryStatus.ACKED.value if ok else _current_status(views[update.signal_id], update)
                 )
-                if view is None:
-                    self.hub.reply_error(p.conn, p.request_id, "not_found", "no such signal")
-                    continue
-                if current is None:
-                    self.hub.reply_error(
-                        p.conn, p.request_id, "not_found", "this signal does not target this account"
-                    )
-                    continue
-                status = current.status.value
+            except Exception as error:
+                self.hub.fail(p.conn, p.request_id, error, "signal.ack")
+                continue
             self.hub.reply(
                 p.conn,
                 p.request_id,
