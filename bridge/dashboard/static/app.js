@@ -182,7 +182,7 @@ function start() {
     if (!c.reconnect && c.code >= 4500 && c.code <= 4999) {
       // Terminal (invalid, revoked, forbidden): this token will not work again.
       sessionStorage.removeItem(TOKEN_KEY);
-      showLogin(`The hub closed the session: ${closeText(c.code, c.reason)}. Log in with another token.`);
+      showLogin(sessionEnded(c.code, c.reason));
     }
   });
   client.on("open", () => reloadAll());
@@ -352,11 +352,22 @@ async function pollAccounts() {
   }
 }
 
+// A REST 401 and the WebSocket close that follows it say the same thing (a revocation reaches the
+// REST API at once and the live connection within a second): whichever comes first, the login form
+// shows the same words, with the close code the hub uses for that reason.
+const CLOSE_FOR_AUTH_ERROR = { token_revoked: 4501, token_expired: 4004, token_invalid: 4500 };
+
+function sessionEnded(code, reason) {
+  return `The hub closed the session: ${closeText(code, reason)}. Log in with another token.`;
+}
+
 function onRestError(err) {
   if (err && err.status === 401) {
     sessionStorage.removeItem(TOKEN_KEY);
     if (app.client) app.client.close();
-    showLogin("The hub no longer accepts this token; log in again.");
+    const detail = err.body && err.body.detail;
+    const code = detail && typeof detail === "object" ? CLOSE_FOR_AUTH_ERROR[detail.code] : undefined;
+    showLogin(code ? sessionEnded(code) : "The hub no longer accepts this token; log in again.");
     return;
   }
   reportError(err);
