@@ -312,13 +312,13 @@ class Ledger:
             update = StatusUpdate(
                 event.signal_id, event.account, status, event.ts, detail if isinstance(detail, str) else None
             )
-        return EventWrite(event, f"account:{event.account}:events", update)
+        return EventWrite(event, f"account:{event.account}:events", update, event.to_payload())
 
     def _recorded(self, write: EventWrite, record: EventRecord) -> None:
         """Rebroadcast once, then push the status it moved; idempotent end to end."""
         if record.appended.duplicate and not record.new:
             return
-        payload = write.event.to_payload()
+        payload = write.payload if write.payload is not None else write.event.to_payload()
         if not record.appended.duplicate:
             self.hub.fanout(write.channel, record.appended.offset, payload)
         if record.new:

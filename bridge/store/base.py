@@ -77,8 +77,8 @@ class Appended:
 @dataclass(frozen=True, slots=True)
 class AppendRequest:
     """One publication of :meth:`Store.append_many`: with ``signal`` set, what :meth:`Store.publish_signal`
-    does (``payload`` is then ignored: ``signal.to_payload()`` is stored); otherwise what
-    :meth:`Store.append` does."""
+    does (``signal.to_payload()`` is stored: a caller that already built it passes it as ``payload`` so
+    it is not built twice, otherwise ``{}``); otherwise what :meth:`Store.append` does."""
 
     channel: str
     payload: dict[str, Any]
@@ -160,6 +160,8 @@ class EventWrite:
     event: TradeEvent
     channel: str
     status: StatusUpdate | None = None
+    #: ``event.to_payload()`` when the caller built it already (it is not built twice), else None.
+    payload: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -217,7 +217,9 @@ class MemoryStore:
         self._check()
         for write in writes:
             check_append(write.channel, write.event.id)
-        prepared = [(w, orjson.dumps(w.event.to_payload())) for w in writes]
+        prepared = [
+            (w, orjson.dumps(w.payload if w.payload is not None else w.event.to_payload())) for w in writes
+        ]
         records: list[EventRecord] = []
         for write, payload in prepared:
             new = self._insert_event(write.event, payload)

@@ -888,7 +888,11 @@ class SQLStore:
             if signal is not None:
                 batch.append(
                     _AppendRequest(
-                        signal.channel, signal.id, _dumps(signal.to_payload()), signal.expires_at, signal
+                        signal.channel,
+                        signal.id,
+                        _dumps(r.payload or signal.to_payload()),
+                        signal.expires_at,
+                        signal,
                     )
                 )
             else:
@@ -957,7 +961,8 @@ class SQLStore:
         requests = []
         for w in writes:
             check_append(w.channel, w.event.id)
-            requests.append(_EventRequest(w.event, _dumps(w.event.to_payload()), w.channel, w.status))
+            payload = w.payload if w.payload is not None else w.event.to_payload()
+            requests.append(_EventRequest(w.event, _dumps(payload), w.channel, w.status))
         result: list[EventRecord] = await self._submit("record", requests, size=2 * len(requests))
         return result
 
