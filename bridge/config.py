@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     retention_days: float = 30.0
     shutdown_timeout: float = 10.0
+    gc_young_threshold: int = Field(20_000, ge=0)
     marketdata: list[dict[str, Any]] = []
 
     max_message_bytes: int = L.DEFAULT_MAX_MESSAGE_BYTES

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import gc
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram
 
 __all__ = ["HubMetrics", "Tally"]
 
@@ -10,6 +12,12 @@ __all__ = ["HubMetrics", "Tally"]
 class HubMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        GCCollector(registry=r)
+        Gauge(
+            "mtbridge_gc_frozen_objects",
+            "Objects frozen out of the cyclic garbage collector once the hub started (gc_young_threshold)",
+            registry=r,
+        ).set_function(gc.get_freeze_count)
         self.connections = Gauge("mtbridge_connections", "Open connections by role", ["role"], registry=r)
         self.connections_total = Counter(
             "mtbridge_connections_opened",
