@@ -32,6 +32,7 @@ __all__ = [
     "INSERT_EVENTS",
     "INSERT_LOG",
     "INSERT_PENDING",
+    "INSERT_PENDING_PG",
     "INSERT_SIGNAL",
     "LOG_COLUMNS",
     "SELECT_CHANNELS",
@@ -43,6 +44,7 @@ __all__ = [
     "SELECT_SIGNAL_IDS",
     "SIGNAL_COLUMNS",
     "UPDATE_CHANNEL_OFFSET",
+    "UPDATE_CHANNEL_OFFSETS_PG",
     "delete_deliveries_of",
     "delete_events",
     "delete_log",
@@ -118,6 +120,14 @@ INSERT_PENDING = (
     "INSERT INTO signal_deliveries (signal_id, account, status, updated_at_ms, pending_at_ms) "
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (signal_id, account) DO NOTHING"
 )
+#: PostgreSQL: INSERT_PENDING for a whole batch in one statement, one array per column. asyncpg's
+#: executemany runs the statement once per row on the server; measured inside the hub's writer under
+#: `mtbridge bench signals`: 5.4 ms per batch of ~125 rows that way.
+INSERT_PENDING_PG = (
+    "INSERT INTO signal_deliveries (signal_id, account, status, updated_at_ms, pending_at_ms) "
+    "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::bigint[], $5::bigint[]) "
+    "ON CONFLICT (signal_id, account) DO NOTHING"
+)
 #: Store events (EVENT_COLUMNS tuples), ignoring ids stored meanwhile by another writer.
 INSERT_EVENTS = (
     "INSERT INTO trade_events (id, kind, account, signal_id, ts, received_at_ms, payload) "
@@ -151,6 +161,11 @@ SELECT_DELIVERY_STATES = "SELECT signal_id, account, status FROM signal_deliveri
 SELECT_CHANNELS = "SELECT name, epoch, last_offset FROM channels WHERE name {}"
 #: Move a channel's last offset (executemany of (last_offset, name)).
 UPDATE_CHANNEL_OFFSET = "UPDATE channels SET last_offset = ? WHERE name = ?"
+#: PostgreSQL: UPDATE_CHANNEL_OFFSET for many channels in one statement (an array of offsets, one of names).
+UPDATE_CHANNEL_OFFSETS_PG = (
+    "UPDATE channels AS c SET last_offset = u.last_offset "
+    "FROM unnest($1::bigint[], $2::varchar[]) AS u(last_offset, name) WHERE c.name = u.name"
+)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -193,6 +208,27 @@ def update_delivery(columns: tuple[str, ...], dialect: str) -> str:
     reached, in that order), then signal id, account and old status. Only the columns a batch touches are
     written: SQLite's cost of an UPDATE grows with the expressions it evaluates."""
     return positional(_UPDATE_DELIVERY.format("".join(f", {column} = ?" for column in columns)), dialect)
+
+
+# Column names come from STATUS_COLUMNS and "detail" only, never from a request.
+_UPDATE_DELIVERIES_PG = (
+    "UPDATE signal_deliveries AS d SET status = u.status, updated_at_ms = u.at{} "
+    "FROM unnest({}) AS u({}) "
+    "WHERE d.signal_id = u.signal_id AND d.account = u.account AND d.status = u.old"
+)
+
+
+@functools.lru_cache(maxsize=256)
+def update_deliveries_pg(columns: tuple[str, ...]) -> str:
+    """PostgreSQL: :func:`update_delivery` for a whole batch in one statement. The parameters are one array
+    per parameter of :func:`update_delivery`, in the same order; each (signal id, account) appears at most
+    once in a batch, so no row is updated twice by one statement."""
+    names = ["status", "at", *(f"c{i}" for i in range(len(columns))), "signal_id", "account", "old"]
+    types = ["varchar", "bigint", *("varchar" if c == "detail" else "bigint" for c in columns)]
+    types += ["varchar", "varchar", "varchar"]
+    arrays = ", ".join(f"${n}::{t}[]" for n, t in enumerate(types, 1))
+    sets = "".join(f", {column} = u.c{i}" for i, column in enumerate(columns))
+    return _UPDATE_DELIVERIES_PG.format(sets, arrays, ", ".join(names))
 
 
 def _insert(dialect: str, table: sa.Table) -> Any:

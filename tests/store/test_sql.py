@@ -264,11 +264,11 @@ def test_update_delivery_sets_only_the_named_columns() -> None:
     )
 
 
-async def test_status_steps_of_one_batch_keep_every_time(tmp_path: Path) -> None:
+async def test_status_steps_of_one_batch_keep_every_time(sql_url: tuple[str, str | None]) -> None:
     """Steps of one delivery collapsed into one UPDATE keep each status's time and the last detail, and
-    leave the times of earlier batches alone."""
+    leave the times of earlier batches alone (PostgreSQL: one statement over column arrays)."""
     clock = Clock()
-    store = SQLStore(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", clock=clock)
+    store = new_store(sql_url, clock)
     await store.start()
     try:
         await store.migrate()
@@ -287,5 +287,53 @@ async def test_status_steps_of_one_batch_keep_every_time(tmp_path: Path) -> None
         assert delivery.status is DeliveryStatus.REJECTED and delivery.updated_at_ms == 40
         assert delivery.times == {"pending": clock.ms, "delivered": 10, "acked": 20, "rejected": 40}
         assert delivery.detail == "x" * 256
+    finally:
+        await store.close()
+
+
+async def test_one_batch_moves_many_deliveries_in_several_shapes(sql_url: tuple[str, str | None]) -> None:
+    """A batch of status changes of many deliveries, grouped by the columns they set, each applied once;
+    a stale one (its delivery moved on meanwhile) changes nothing. Channel offsets of several channels
+    move in the same batch."""
+    store = new_store(sql_url)
+    await store.start()
+    try:
+        await store.migrate()
+        published = [signal(f"s{n % 3}", str(n)) for n in range(30)]
+        await asyncio.gather(*(store.publish_signal(s) for s in published))
+        first = [
+            StatusUpdate(s.id, str(n), DeliveryStatus.DELIVERED, 100 + n) for n, s in enumerate(published)
+        ]
+        assert await store.update_statuses(first) == [True] * 30
+        second: list[StatusUpdate] = []
+        for n, s in enumerate(published):
+            if n % 3 == 0:
+                second.append(StatusUpdate(s.id, str(n), DeliveryStatus.ACKED, 200 + n))
+            elif n % 3 == 1:
+                second.append(StatusUpdate(s.id, str(n), DeliveryStatus.REJECTED, 300 + n, f"retcode {n}"))
+            else:
+                second += [
+                    StatusUpdate(s.id, str(n), DeliveryStatus.ACKED, 200 + n),
+                    StatusUpdate(s.id, str(n), DeliveryStatus.EXECUTED, 400 + n),
+                    StatusUpdate(s.id, str(n), DeliveryStatus.DELIVERED, 500 + n),  # a step back: refused
+                ]
+        moved = await store.update_statuses(second)
+        assert moved == [u.status is not DeliveryStatus.DELIVERED for u in second]
+        for n, s in enumerate(published):
+            view = await store.get_signal(s.id)
+            assert view is not None
+            (delivery,) = view.deliveries
+            times = {k: v for k, v in delivery.times.items() if k != "pending"}
+            if n % 3 == 0:
+                assert (delivery.status, delivery.detail) == (DeliveryStatus.ACKED, None)
+                assert times == {"delivered": 100 + n, "acked": 200 + n}
+            elif n % 3 == 1:
+                assert (delivery.status, delivery.detail) == (DeliveryStatus.REJECTED, f"retcode {n}")
+                assert times == {"delivered": 100 + n, "rejected": 300 + n}
+            else:
+                assert delivery.status is DeliveryStatus.EXECUTED and delivery.updated_at_ms == 400 + n
+                assert times == {"delivered": 100 + n, "acked": 200 + n, "executed": 400 + n}
+        for strategy, count in (("s0", 10), ("s1", 10), ("s2", 10)):
+            assert (await store.position(f"signals:{strategy}")).last_offset == count
     finally:
         await store.close()
