@@ -30,6 +30,7 @@ __all__ = [
     "DELIVERY_COLUMNS",
     "EVENT_COLUMNS",
     "INSERT_EVENTS",
+    "INSERT_EVENTS_PG",
     "INSERT_LOG",
     "INSERT_PENDING",
     "INSERT_PENDING_PG",
@@ -37,7 +38,6 @@ __all__ = [
     "LOG_COLUMNS",
     "SELECT_CHANNELS",
     "SELECT_DELIVERY_STATES",
-    "SELECT_EVENT_IDS",
     "SELECT_EVENT_IDS_UP_TO",
     "SELECT_LAST_EVENT_SEQ",
     "SELECT_LOG_PAIRS_PG",
@@ -133,6 +133,12 @@ INSERT_EVENTS = (
     "INSERT INTO trade_events (id, kind, account, signal_id, ts, received_at_ms, payload) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
+#: PostgreSQL: INSERT_EVENTS for a whole batch over column arrays, answering the ids it inserted.
+INSERT_EVENTS_PG = (
+    "INSERT INTO trade_events (id, kind, account, signal_id, ts, received_at_ms, payload) "
+    "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::bigint[], "
+    "$6::bigint[], $7::text[]) ON CONFLICT (id) DO NOTHING RETURNING id"
+)
 
 #: PostgreSQL: the log entries of (channel, message id) pairs passed as two arrays. Joining the pairs is one
 #: probe of the (channel, message_id) index each; ``channel = ANY(..) AND message_id = ANY(..)`` is planned
@@ -146,8 +152,6 @@ SELECT_LOG_PAIRS_PG = (
 # Lookups of the writer, by id lists: plain SQL with ``{}`` where :func:`member` puts the membership test, so
 # that a batch costs no SQLAlchemy compilation and, on PostgreSQL, one prepared statement serves every size.
 
-#: Event ids already stored among the given ones.
-SELECT_EVENT_IDS = "SELECT id FROM trade_events WHERE id {}"
 #: SQLite: the given event ids stored up to a seq (the last parameter), i.e. before a batch inserted its own.
 SELECT_EVENT_IDS_UP_TO = "SELECT id FROM trade_events WHERE id {} AND seq <= ?"
 #: SQLite: the highest event seq (new rows get higher ones: seq is the rowid).
