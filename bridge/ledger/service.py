@@ -47,30 +47,6 @@ class _Pending(Generic[T]):
     item: T
 
 
-def _runs(batch: list[_Pending[Any]]) -> list[list[_Pending[Any]]]:
-    """Split a batch of acks and trade events into runs of one kind, to be applied in the returned order,
-    keeping every connection's own order: a phase holds acks, then trade events; an ack opens a new phase
-    only when its connection already has a trade event in the current one (that report came first).
-    Requests of different connections have no order between them. An EA that acks and reports every
-    signal as it comes makes two runs per phase, not two per signal (before: a run per change of kind,
-    i.e. up to one store call per request)."""
-    runs: list[list[_Pending[Any]]] = []
-    acks: list[_Pending[Any]] = []
-    events: list[_Pending[Any]] = []
-    reported: set[int] = set()  # id() of the connections with a trade event in this phase
-    for p in batch:
-        if isinstance(p.item, StatusUpdate):
-            if id(p.conn) in reported:
-                runs.extend(run for run in (acks, events) if run)
-                acks, events, reported = [], [], set()
-            acks.append(p)
-        else:
-            events.append(p)
-            reported.add(id(p.conn))
-    runs.extend(run for run in (acks, events) if run)
-    return runs
-
-
 def _current_status(view: SignalView | BaseException | None, update: StatusUpdate) -> str:
     """What an ack that moved nothing reports: the delivery's current status (a repeated ack, or one
     that arrives after the execution report), or why there is none."""
@@ -241,9 +217,14 @@ class Ledger:
             self._requests.add(_Pending(conn, env.request_id, update))
 
     async def _request_batch(self, batch: list[_Pending[Any]]) -> None:
-        """Runs of acks and of trade events: one store call per run, all submitted before any is
-        awaited, so the store's FIFO writer applies them in the order of the runs (see _runs)."""
-        runs = _runs(batch)
+        """Runs of acks and of trade events, in arrival order: one store call per run, all submitted
+        before any is awaited, so the store's FIFO writer applies them in the order they came."""
+        runs: list[list[_Pending[Any]]] = []
+        for p in batch:
+            if runs and type(runs[-1][0].item) is type(p.item):
+                runs[-1].append(p)
+            else:
+                runs.append([p])
         if len(runs) == 1:
             await self._run(runs[0])
         else:
