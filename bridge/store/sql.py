@@ -779,8 +779,8 @@ class SQLStore:
                 ids.add(req.event.id)
                 rows.append(_event_row(req, now))
         if self.dialect == "postgresql":
-            columns = tuple(list(column) for column in zip(*rows, strict=True))
-            return ids.difference(row[0] for row in conn.exec_driver_sql(q.INSERT_EVENTS_PG, columns))
+            inserted = conn.exec_driver_sql(q.INSERT_EVENTS_PG, _columns(rows))
+            return ids.difference(row[0] for row in inserted)
         last = conn.exec_driver_sql(q.SELECT_LAST_EVENT_SEQ).scalar()
         if conn.exec_driver_sql(self._sql[q.INSERT_EVENTS], rows).rowcount == len(rows) or last is None:
             return set()
@@ -1346,9 +1346,14 @@ def _write_rows(
     if not rows:
         return
     if dialect == "postgresql":
-        conn.exec_driver_sql(pg_arrays_sql, tuple(list(column) for column in zip(*rows, strict=True)))
+        conn.exec_driver_sql(pg_arrays_sql, _columns(rows))
     else:
         conn.exec_driver_sql(sql, rows)
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+    """Rows as one list per column: the parameters of a PostgreSQL statement over ``unnest`` arrays."""
+    return tuple(list(column) for column in zip(*rows, strict=True))
 
 
 @functools.cache
