@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from bridge.bench.exceptions import BenchError, NotAvailable
 from bridge.bench.loadgen import Loadgen, Mark
-from bridge.bench.procs import ServerProcess
+from bridge.bench.procs import ServerProcess, core_ticks, steal_between
 from bridge.bench.scenarios import Context, Row, finish_profile, start_profile, with_server
 from bridge.bench.targets import HubTarget
 
@@ -55,6 +55,8 @@ class _Window:
     seconds: float
     marks: list[tuple[Mark, Mark]]
     server_cpu_s: float
+    #: Share of the window the hypervisor took the server's core away (None: not measurable).
+    steal: float | None
 
 
 def _measure(
@@ -70,17 +72,17 @@ def _measure(
     out = ctx.profile_dir / f"hub-{profile}.txt" if ctx.profile_dir is not None else None
     spy = start_profile(server, out, ctx) if out is not None else None
     first = [g.mark() for g in gens]
-    c0 = server.cpu_s()
+    c0, t0 = server.cpu_s(), core_ticks(ctx.cores.server)
     time.sleep(ctx.plan.measure_s)
     last = [g.mark() for g in gens]
-    c1 = server.cpu_s()
+    c1, t1 = server.cpu_s(), core_ticks(ctx.cores.server)
     if spy is not None and out is not None:
         finish_profile(spy, out, ctx)
     for pub in publishers:
         pub.stop()
     server.check_alive()
     seconds = statistics.fmean(b.t_s - a.t_s for a, b in zip(first, last, strict=True))
-    return _Window(seconds, list(zip(first, last, strict=True)), c1 - c0)
+    return _Window(seconds, list(zip(first, last, strict=True)), c1 - c0, steal_between(t0, t1))
 
 
 def _check_errors(scenario: str, marks: Sequence[Mark], answered: int) -> int:
@@ -136,6 +138,7 @@ def run_ingest(target: HubTarget, ctx: Context, *, database: str) -> Row:
             "errors": errors,
             "first_error": last.first_error[:300],
             "server_cpu": round(w.server_cpu_s / w.seconds, 3),
+            "server_core_steal": w.steal,
             "loadgen_cpu": round((last.cpu_s - first.cpu_s) / w.seconds, 3),
             "disconnected": last.closed,
         }
@@ -245,6 +248,7 @@ def run_signals(target: HubTarget, ctx: Context, *, database: str) -> Row:
             "errors": pub_errors + ea_errors,
             "first_error": first_error[:300],
             "server_cpu": round(w.server_cpu_s / w.seconds, 3),
+            "server_core_steal": w.steal,
             "loadgen_cpu": round(sum(b.cpu_s - a.cpu_s for a, b in w.marks) / w.seconds, 3),
             "disconnected": sum(b.closed for _, b in w.marks),
         }

@@ -20,12 +20,16 @@ from pathlib import Path
 from bridge.bench.exceptions import BenchError
 
 __all__ = [
+    "CoreTicks",
     "Cores",
     "ServerProcess",
+    "core_ticks",
     "free_port",
+    "parse_core_ticks",
     "pick_cores",
     "pin_to",
     "raise_nofile",
+    "steal_between",
 ]
 
 #: Seconds a server gets to accept TCP connections after it is started.
@@ -42,6 +46,43 @@ class Cores:
     server: int
     client: int
     shared: bool
+
+
+@dataclass(frozen=True)
+class CoreTicks:
+    """One core's counters from /proc/stat, in clock ticks: all time, and time stolen by the hypervisor."""
+
+    total: int
+    steal: int
+
+    def steal_since(self, before: CoreTicks) -> float | None:
+        """Share of the interval the hypervisor gave this core to someone else (None: no ticks)."""
+        total = self.total - before.total
+        return round((self.steal - before.steal) / total, 3) if total > 0 else None
+
+
+def parse_core_ticks(stat: str, core: int) -> CoreTicks | None:
+    """The ``cpu<core>`` line of /proc/stat (fields: user nice system idle iowait irq softirq steal ...)."""
+    prefix = f"cpu{core} "
+    for line in stat.splitlines():
+        if line.startswith(prefix):
+            fields = [int(v) for v in line.split()[1:]]
+            # guest and guest_nice (fields 9, 10) are already counted in user and nice
+            return CoreTicks(sum(fields[:8]), fields[7] if len(fields) > 7 else 0)
+    return None
+
+
+def core_ticks(core: int) -> CoreTicks | None:
+    """Counters of ``core`` now; None where /proc/stat is missing (not Linux)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            return parse_core_ticks(f.read(), core)
+    except OSError:
+        return None
+
+
+def steal_between(before: CoreTicks | None, after: CoreTicks | None) -> float | None:
+    return after.steal_since(before) if before is not None and after is not None else None
 
 
 def pick_cores() -> Cores:

@@ -12,8 +12,8 @@ __all__ = ["COLUMNS", "format_table", "machine_info", "ratios"]
 #: Columns each scenario's table shows (the JSON holds every field).
 COLUMNS: Mapping[str, Sequence[str]] = {
     "fanout": (
-        "target", "subscribers", "deliveries_per_s", "msgs_per_s", "server_cpu", "loadgen_cpu",
-        "p50_ms", "p99_ms", "disconnected", "errors",
+        "target", "subscribers", "deliveries_per_s", "msgs_per_s", "server_cpu", "server_core_steal",
+        "loadgen_cpu", "p50_ms", "p99_ms", "disconnected", "errors",
     ),
     "latency": (
         "target", "encoding", "subscribers", "rate", "deliveries_per_s", "kept_up", "p50_ms", "p99_ms",
@@ -25,9 +25,12 @@ COLUMNS: Mapping[str, Sequence[str]] = {
     ),
     "signals": (
         "database", "eas", "offered_per_s", "delivered_per_s", "acked_per_s", "executed_per_s", "p50_ms",
-        "p99_ms", "server_cpu", "errors",
+        "p99_ms", "server_cpu", "server_core_steal", "errors",
     ),
-    "ingest": ("database", "connections", "events_per_s", "offered_per_s", "server_cpu", "errors"),
+    "ingest": (
+        "database", "connections", "events_per_s", "offered_per_s", "server_cpu", "server_core_steal",
+        "errors",
+    ),
 }  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from bridge.bench.exceptions import BenchError
 from bridge.bench.loadgen import Loadgen, Mark
-from bridge.bench.procs import Cores, ServerProcess, free_port, pin_to
+from bridge.bench.procs import Cores, ServerProcess, core_ticks, free_port, pin_to, steal_between
 from bridge.bench.targets import Target
 
 __all__ = [
@@ -174,6 +174,8 @@ class Window:
     sent: int
     loadgen_cpu_s: float
     server_cpu_s: float
+    #: Share of the window the hypervisor took the server's core away (None: not measurable).
+    steal: float | None
 
 
 def _measure(ctx: Context, server: ServerProcess, lg: Loadgen, profile: Path | None = None) -> Window:
@@ -181,9 +183,9 @@ def _measure(ctx: Context, server: ServerProcess, lg: Loadgen, profile: Path | N
     lg.go()
     time.sleep(ctx.plan.warmup_s)
     spy = start_profile(server, profile, ctx) if profile else None
-    m0, c0 = lg.mark(), server.cpu_s()
+    m0, c0, t0 = lg.mark(), server.cpu_s(), core_ticks(ctx.cores.server)
     time.sleep(ctx.plan.measure_s)
-    m1, c1 = lg.mark(), server.cpu_s()
+    m1, c1, t1 = lg.mark(), server.cpu_s(), core_ticks(ctx.cores.server)
     if spy is not None and profile is not None:
         finish_profile(spy, profile, ctx)
     lg.stop()
@@ -195,6 +197,7 @@ def _measure(ctx: Context, server: ServerProcess, lg: Loadgen, profile: Path | N
         sent=m1.sent - m0.sent,
         loadgen_cpu_s=m1.cpu_s - m0.cpu_s,
         server_cpu_s=c1 - c0,
+        steal=steal_between(t0, t1),
     )
 
 
@@ -281,6 +284,7 @@ def run_fanout(target: Target, ctx: Context) -> list[Row]:
                 "p50_ms": w.end.p50_ms,
                 "p99_ms": w.end.p99_ms,
                 "server_cpu": round(w.server_cpu_s / w.seconds, 3),
+                "server_core_steal": w.steal,
                 "loadgen_cpu": round(w.loadgen_cpu_s / w.seconds, 3),
                 "setup_s": round(float(ready["elapsed_s"]), 3),
                 "seconds": round(w.seconds, 3),
@@ -322,6 +326,7 @@ def run_latency(target: Target, ctx: Context, encodings: Sequence[str] | None = 
                 "max_ms": w.end.max_ms,
                 "samples": w.end.lat_n,
                 "server_cpu": round(w.server_cpu_s / w.seconds, 3),
+                "server_core_steal": w.steal,
                 "loadgen_cpu": round(w.loadgen_cpu_s / w.seconds, 3),
                 **_health(w, n),
             }
