@@ -159,9 +159,11 @@ class Ledger:
         if ch is None:
             return
         now_ms = int(self.hub.clock() * 1000)
-        for subs in (ch.json_subs, ch.msgpack_subs):
-            for conn in subs:
-                self._mark_delivered(conn, prepared.payload, now_ms, signal.id)
+        # The EAs the fan-out reached: looked up in the channel's index, not found by a scan.
+        targets = prepared.targets
+        reached = ch.targeted(targets) if targets is not None else ch.json_subs | ch.msgpack_subs
+        for conn in reached:
+            self._mark_delivered(conn, prepared.payload, now_ms, signal.id)
 
     def _on_replayed(self, conn: Connection, channel: str, payloads: list[dict[str, Any]]) -> None:
         if not channel.startswith("signals:"):
