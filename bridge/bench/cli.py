@@ -25,11 +25,12 @@ from bridge.bench.loadgen import build_loadgen
 from bridge.bench.procs import pick_cores, raise_nofile
 from bridge.bench.report import COLUMNS, format_table, machine_info, ratios
 from bridge.bench.scenarios import Context, Plan, Row, run_connections, run_fanout, run_latency
+from bridge.bench.targeted import run_targeted
 from bridge.bench.targets import PEER_NAMES, HubTarget, Target, peer_targets
 
 __all__ = ["SCENARIOS", "add_arguments", "run"]
 
-SCENARIOS = ("fanout", "latency", "connections", "signals", "ingest")
+SCENARIOS = ("fanout", "latency", "connections", "targeted", "signals", "ingest")
 #: File descriptors the harness asks for (the load generator raises its own limit too).
 WANTED_NOFILE = 65536
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -227,6 +228,9 @@ class _Runner:
                 self.log(f"\n== {scenario} ==")
                 if scenario in ("signals", "ingest"):
                     self.run_durable(scenario, ctx)
+                elif scenario == "targeted":
+                    if not self.args.no_hub:
+                        self._guard(scenario, "mtbridge", lambda: run_targeted(ctx))
                 else:
                     self.run_relay(scenario, ctx, targets)
                 entry = self.results.get(scenario)

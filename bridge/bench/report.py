@@ -23,6 +23,9 @@ COLUMNS: Mapping[str, Sequence[str]] = {
         "target", "connections", "kb_per_connection", "rss_before_mb", "rss_after_mb", "setup_s",
         "setup_per_s", "setup_server_cpu_s", "disconnected",
     ),
+    "targeted": (
+        "target", "subscribers", "publications_per_s", "us_per_publication", "scan_us_per_publication",
+    ),
     "signals": (
         "database", "eas", "offered_per_s", "delivered_per_s", "acked_per_s", "executed_per_s", "p50_ms",
         "p99_ms", "server_cpu", "server_core_steal", "errors",
