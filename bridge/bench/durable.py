@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from bridge.bench.exceptions import BenchError, NotAvailable
 from bridge.bench.loadgen import Loadgen, Mark
-from bridge.bench.procs import ServerProcess, core_ticks, steal_between
+from bridge.bench.procs import ServerProcess, core_ticks, cpu_probe_ms, steal_between
 from bridge.bench.scenarios import Context, Row, finish_profile, start_profile, with_server
 from bridge.bench.targets import HubTarget
 
@@ -57,6 +57,8 @@ class _Window:
     server_cpu_s: float
     #: Share of the window the hypervisor took the server's core away (None: not measurable).
     steal: float | None
+    #: procs.cpu_probe_ms on the server's core just before the load started.
+    probe_ms: float
 
 
 def _measure(
@@ -66,6 +68,7 @@ def _measure(
     publishers: Sequence[Loadgen],
     profile: str,
 ) -> _Window:
+    probe = cpu_probe_ms(ctx.cores.server)
     for pub in publishers:
         pub.go()
     time.sleep(ctx.plan.warmup_s)
@@ -82,7 +85,7 @@ def _measure(
         pub.stop()
     server.check_alive()
     seconds = statistics.fmean(b.t_s - a.t_s for a, b in zip(first, last, strict=True))
-    return _Window(seconds, list(zip(first, last, strict=True)), c1 - c0, steal_between(t0, t1))
+    return _Window(seconds, list(zip(first, last, strict=True)), c1 - c0, steal_between(t0, t1), probe)
 
 
 def _check_errors(scenario: str, marks: Sequence[Mark], answered: int) -> int:
@@ -139,6 +142,7 @@ def run_ingest(target: HubTarget, ctx: Context, *, database: str) -> Row:
             "first_error": last.first_error[:300],
             "server_cpu": round(w.server_cpu_s / w.seconds, 3),
             "server_core_steal": w.steal,
+            "cpu_probe_ms": w.probe_ms,
             "loadgen_cpu": round((last.cpu_s - first.cpu_s) / w.seconds, 3),
             "disconnected": last.closed,
         }
@@ -249,6 +253,7 @@ def run_signals(target: HubTarget, ctx: Context, *, database: str) -> Row:
             "first_error": first_error[:300],
             "server_cpu": round(w.server_cpu_s / w.seconds, 3),
             "server_core_steal": w.steal,
+            "cpu_probe_ms": w.probe_ms,
             "loadgen_cpu": round(sum(b.cpu_s - a.cpu_s for a, b in w.marks) / w.seconds, 3),
             "disconnected": sum(b.closed for _, b in w.marks),
         }

@@ -28,11 +28,11 @@ COLUMNS: Mapping[str, Sequence[str]] = {
     ),
     "signals": (
         "database", "eas", "offered_per_s", "delivered_per_s", "acked_per_s", "executed_per_s", "p50_ms",
-        "p99_ms", "server_cpu", "server_core_steal", "errors",
+        "p99_ms", "server_cpu", "server_core_steal", "cpu_probe_ms", "errors",
     ),
     "ingest": (
         "database", "connections", "events_per_s", "offered_per_s", "server_cpu", "server_core_steal",
-        "errors",
+        "cpu_probe_ms", "errors",
     ),
 }  # fmt: skip
 

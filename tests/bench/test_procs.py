@@ -3,13 +3,14 @@ a figure measured while the hypervisor took the core away can be told apart."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.bench.procs import CoreTicks, core_ticks, parse_core_ticks, steal_between
+from bridge.bench.procs import CoreTicks, core_ticks, cpu_probe_ms, parse_core_ticks, steal_between
 
 STAT = """cpu  32181 0 4952 66426 935 0 285 510 0 0
 cpu0 17554 0 1982 33043 218 0 96 196 0 0
@@ -45,3 +46,11 @@ def test_any_counter_line_parses_or_is_absent(fields: list[int], core: int) -> N
 def test_reads_this_machine() -> None:
     ticks = core_ticks(0)
     assert ticks is not None and ticks.total > 0 and 0 <= ticks.steal <= ticks.total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="CPU affinity is Linux's")
+def test_cpu_probe_runs_on_the_core_and_gives_the_process_its_cores_back() -> None:
+    before = os.sched_getaffinity(0)
+    ms = cpu_probe_ms(min(before), rounds=1)
+    assert ms > 0
+    assert os.sched_getaffinity(0) == before
