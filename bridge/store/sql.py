@@ -355,6 +355,21 @@ class _LogWriter:
         return Appended(result[0], result[1], self.state[result[0]][0], True)
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (it comes with uvicorn[standard] on Linux and macOS).
+
+    uvicorn hands its loop factory to ``asyncio.Runner`` without setting a policy, so a plain
+    ``asyncio.new_event_loop()`` here would be the pure-Python selector loop. Measured through the
+    writer on an idle hub, 300 batches of 10 ``SELECT 1`` alternating, three times: 144-182 us
+    per statement with uvloop against 219-259 us, and 117-147 against 184-206 us of CPU.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class _PgWriter:
     """PostgreSQL writes on a thread of their own with its own event loop.
 
@@ -368,7 +383,7 @@ class _PgWriter:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.loop = asyncio.new_event_loop()
+        self.loop = _new_loop()
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="mtbridge-store-writer", daemon=True
         )
