@@ -223,15 +223,19 @@ _UPDATE_DELIVERIES_PG = (
 
 
 @functools.lru_cache(maxsize=256)
-def update_deliveries_pg(columns: tuple[str, ...]) -> str:
+def update_deliveries_pg(columns: tuple[str, ...], keep_unset: bool = False) -> str:
     """PostgreSQL: :func:`update_delivery` for a whole batch in one statement. The parameters are one array
     per parameter of :func:`update_delivery`, in the same order; each (signal id, account) appears at most
-    once in a batch, so no row is updated twice by one statement."""
+    once in a batch, so no row is updated twice by one statement. ``keep_unset``: a NULL in a column's
+    array keeps the row's value, so rows that set different columns share the statement."""
     names = ["status", "at", *(f"c{i}" for i in range(len(columns))), "signal_id", "account", "old"]
     types = ["varchar", "bigint", *("varchar" if c == "detail" else "bigint" for c in columns)]
     types += ["varchar", "varchar", "varchar"]
     arrays = ", ".join(f"${n}::{t}[]" for n, t in enumerate(types, 1))
-    sets = "".join(f", {column} = u.c{i}" for i, column in enumerate(columns))
+    if keep_unset:
+        sets = "".join(f", {column} = COALESCE(u.c{i}, d.{column})" for i, column in enumerate(columns))
+    else:
+        sets = "".join(f", {column} = u.c{i}" for i, column in enumerate(columns))
     return _UPDATE_DELIVERIES_PG.format(sets, arrays, ", ".join(names))
 
 

@@ -1337,6 +1337,17 @@ def _apply_transitions(
             change[-1] |= 1 << 2
     if inserts:
         conn.execute(q.insert_delivery(dialect), list(inserts.values()))
+    if dialect == "postgresql":
+        # One statement for every shape: an unset column is NULL and keeps its value (times and the
+        # detail are only ever set, never cleared). Round trips, not rows, set the writer's pace here.
+        if changes:
+            every = [
+                (*change[:2], *change[2:_CHANGE_WIDTH], key[0], key[1], _STATUS_VALUES[original[key]])
+                for key, change in changes.items()
+            ]
+            sql = q.update_deliveries_pg(_CHANGE_COLUMNS[2:], keep_unset=True)
+            conn.exec_driver_sql(sql, _columns(every))
+        return flags
     by_shape: dict[int, list[tuple[Any, ...]]] = {}
     for key, change in changes.items():
         rows = by_shape.get(change[-1])

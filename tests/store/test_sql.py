@@ -291,6 +291,35 @@ async def test_status_steps_of_one_batch_keep_every_time(sql_url: tuple[str, str
         await store.close()
 
 
+async def test_a_later_step_without_detail_keeps_the_detail(sql_url: tuple[str, str | None]) -> None:
+    """A step that sets no detail, batched with one that does, leaves the earlier detail and times
+    alone (PostgreSQL writes both in one statement, where an unset column keeps its value)."""
+    store = new_store(sql_url)
+    await store.start()
+    try:
+        await store.migrate()
+        a, b = signal("alpha", "1"), signal("alpha", "2")
+        await store.publish_signal(a)
+        await store.publish_signal(b)
+        await store.update_statuses([StatusUpdate(a.id, "1", DeliveryStatus.ACKED, 10, "seen")])
+        moved = await store.update_statuses(
+            [
+                StatusUpdate(a.id, "1", DeliveryStatus.EXECUTED, 20),
+                StatusUpdate(b.id, "2", DeliveryStatus.REJECTED, 30, "no money"),
+            ]
+        )
+        assert moved == [True, True]
+        view_a, view_b = await store.get_signal(a.id), await store.get_signal(b.id)
+        assert view_a is not None and view_b is not None
+        (da,), (db,) = view_a.deliveries, view_b.deliveries
+        assert (da.status, da.detail, da.updated_at_ms) == (DeliveryStatus.EXECUTED, "seen", 20)
+        assert {k: v for k, v in da.times.items() if k != "pending"} == {"acked": 10, "executed": 20}
+        assert (db.status, db.detail) == (DeliveryStatus.REJECTED, "no money")
+        assert {k: v for k, v in db.times.items() if k != "pending"} == {"rejected": 30}
+    finally:
+        await store.close()
+
+
 async def test_one_batch_moves_many_deliveries_in_several_shapes(sql_url: tuple[str, str | None]) -> None:
     """A batch of status changes of many deliveries, grouped by the columns they set, each applied once;
     a stale one (its delivery moved on meanwhile) changes nothing. Channel offsets of several channels
