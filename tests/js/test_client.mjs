@@ -412,6 +412,32 @@ test("requests time out and a silent connection is declared dead, then reconnect
   }
 });
 
+test("close() while the socket is still connecting rejects connect() and throws nothing later", async () => {
+  // A server that accepts TCP and never answers the handshake: the socket stays CONNECTING.
+  const sockets = [];
+  const srv = net.createServer((sock) => sockets.push(sock));
+  await new Promise((r) => srv.listen(0, "127.0.0.1", r));
+  const { port } = srv.address();
+  const uncaught = [];
+  const onUncaught = (err) => uncaught.push(err);
+  process.on("uncaughtException", onUncaught);
+  const client = new MTBridgeClient(`ws://127.0.0.1:${port}/ws`, { token: "t", WebSocket });
+  try {
+    const opening = client.connect();
+    await waitFor(() => sockets.length === 1, "the TCP connection");
+    client.close();
+    await assert.rejects(opening, (err) => err.code === "closed");
+    // Node's ws reports the aborted handshake on the next tick; give it several.
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(uncaught, []);
+    assert.equal(client.state, State.CLOSED);
+  } finally {
+    process.off("uncaughtException", onUncaught);
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => srv.close(r));
+  }
+});
+
 test("the reconnect message's afterMs sets the delay before reconnecting after 1001", async () => {
   const port = await freePort();
   const wss = new WebSocketServer({ host: "127.0.0.1", port, handleProtocols: (p) => [...p][0] });

@@ -214,7 +214,10 @@ export class MTBridgeClient {
   }
 
   _detach(ws) {
-    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    // Not null: closing a socket that is still connecting makes Node's \`ws\` emit "error" later,
+    // which with no listener is thrown as an uncaught exception (browsers only fire the event).
+    ws.onerror = () => {};
   }
 
   _onSocketOpen(ws) {
