@@ -174,9 +174,9 @@ UPDATE_CHANNEL_OFFSETS_PG = (
 
 #: PostgreSQL: a segment's channel-log writes as one statement of data-modifying CTEs: log entries
 #: (LOG_COLUMNS arrays), channel offsets ((last_offset, name) arrays), signals (SIGNAL_COLUMNS arrays)
-#: and pending deliveries (DELIVERY_COLUMNS arrays). Empty arrays write nothing. Under signals load
-#: the writer's transaction is a sequence of round trips, each waiting for the hub's loop to give up
-#: the GIL; this replaces four of them (two COPYs and two statements) with one.
+#: and pending deliveries (DELIVERY_COLUMNS arrays). Empty arrays write nothing. The writer's
+#: transaction is a sequence of round trips (about 2 ms each under signals load, docs/benchmarks.md);
+#: this replaced four of them (two COPYs and two statements) with one.
 WRITE_LOG_PG = (
     "WITH log AS ("
     "INSERT INTO channel_log (channel, log_offset, message_id, payload, expires_at_ms, created_at_ms) "
@@ -245,20 +245,18 @@ _UPDATE_DELIVERIES_PG = (
 )
 
 
-@functools.lru_cache(maxsize=256)
-def update_deliveries_pg(columns: tuple[str, ...], keep_unset: bool = False) -> str:
+@functools.lru_cache(maxsize=16)
+def update_deliveries_pg(columns: tuple[str, ...]) -> str:
     """PostgreSQL: :func:`update_delivery` for a whole batch in one statement. The parameters are one array
     per parameter of :func:`update_delivery`, in the same order; each (signal id, account) appears at most
-    once in a batch, so no row is updated twice by one statement. ``keep_unset``: a NULL in a column's
-    array keeps the row's value, so rows that set different columns share the statement."""
+    once in a batch, so no row is updated twice by one statement. A NULL in a column's array keeps the
+    row's value (times and the detail are only ever set), so rows that set different columns share the
+    statement: one round trip per batch, not one per combination of columns."""
     names = ["status", "at", *(f"c{i}" for i in range(len(columns))), "signal_id", "account", "old"]
     types = ["varchar", "bigint", *("varchar" if c == "detail" else "bigint" for c in columns)]
     types += ["varchar", "varchar", "varchar"]
     arrays = ", ".join(f"${n}::{t}[]" for n, t in enumerate(types, 1))
-    if keep_unset:
-        sets = "".join(f", {column} = COALESCE(u.c{i}, d.{column})" for i, column in enumerate(columns))
-    else:
-        sets = "".join(f", {column} = u.c{i}" for i, column in enumerate(columns))
+    sets = "".join(f", {column} = COALESCE(u.c{i}, d.{column})" for i, column in enumerate(columns))
     return _UPDATE_DELIVERIES_PG.format(sets, arrays, ", ".join(names))
 
 

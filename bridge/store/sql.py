@@ -328,39 +328,34 @@ class _LogWriter:
         return Appended(channel, offset, channel_state[0], False)
 
     def flush(self) -> None:
-        """Write the rows; load the epochs of channels that only duplicates point to."""
+        """Write the rows; load the epochs of channels that only duplicates point to.
+
+        PostgreSQL: every row in one statement (``q.WRITE_LOG_PG``). A row that collides with one
+        written by another process (a unique index) fails it; the careful re-run, which writes
+        table by table, settles it."""
         conn, sql, store = self.conn, self.store._sql, self.store
+        moved = [(v[1], n) for n, v in self.state.items() if v[1] != self.before.get(n)]
         if store.dialect == "postgresql" and not self.careful:
-            self._flush_pg()
-            return
-        if self.log_rows:
-            conn.exec_driver_sql(sql[q.INSERT_LOG], self.log_rows)
-            moved = [(v[1], n) for n, v in self.state.items() if v[1] != self.before.get(n)]
-            _write_rows(conn, store.dialect, sql[q.UPDATE_CHANNEL_OFFSET], q.UPDATE_CHANNEL_OFFSETS_PG, moved)
-        if self.signal_rows:
-            conn.exec_driver_sql(sql[q.INSERT_SIGNAL], self.signal_rows)
-        if self.delivery_rows:
-            _write_rows(conn, store.dialect, sql[q.INSERT_PENDING], q.INSERT_PENDING_PG, self.delivery_rows)
+            if self.log_rows or self.signal_rows or self.delivery_rows:
+                params = (
+                    *_columns(self.log_rows, len(q.LOG_COLUMNS)),
+                    *_columns(moved, 2),
+                    *_columns(self.signal_rows, len(q.SIGNAL_COLUMNS)),
+                    *_columns(self.delivery_rows, len(q.DELIVERY_COLUMNS)),
+                )
+                conn.exec_driver_sql(q.WRITE_LOG_PG, params)
+        else:
+            dialect = store.dialect
+            if self.log_rows:
+                conn.exec_driver_sql(sql[q.INSERT_LOG], self.log_rows)
+                _write_rows(conn, dialect, sql[q.UPDATE_CHANNEL_OFFSET], q.UPDATE_CHANNEL_OFFSETS_PG, moved)
+            if self.signal_rows:
+                conn.exec_driver_sql(sql[q.INSERT_SIGNAL], self.signal_rows)
+            if self.delivery_rows:
+                _write_rows(conn, dialect, sql[q.INSERT_PENDING], q.INSERT_PENDING_PG, self.delivery_rows)
         other = sorted(self.duplicates_on - set(self.state))
         if other:
             self.state.update(self.store._lock_channels(conn, other))
-
-    def _flush_pg(self) -> None:
-        """PostgreSQL: every row of the segment in one statement (``q.WRITE_LOG_PG``). A row that
-        collides with one written by another process (a unique index) fails the statement; the
-        careful re-run, which takes the statement-per-table path, settles it."""
-        moved = [(v[1], n) for n, v in self.state.items() if v[1] != self.before.get(n)]
-        if self.log_rows or moved or self.signal_rows or self.delivery_rows:
-            params = (
-                *_columns(self.log_rows, len(q.LOG_COLUMNS)),
-                *_columns(moved, 2),
-                *_columns(self.signal_rows, len(q.SIGNAL_COLUMNS)),
-                *_columns(self.delivery_rows, len(q.DELIVERY_COLUMNS)),
-            )
-            self.conn.exec_driver_sql(q.WRITE_LOG_PG, params)
-        other = sorted(self.duplicates_on - set(self.state))
-        if other:
-            self.state.update(self.store._lock_channels(self.conn, other))
 
     def resolve(self, result: Appended | tuple[str, int]) -> Appended:
         if isinstance(result, Appended):
@@ -1323,11 +1318,10 @@ def _apply_transitions(
         # detail are only ever set, never cleared). Round trips, not rows, set the writer's pace here.
         if changes:
             every = [
-                (*change[:2], *change[2:_CHANGE_WIDTH], key[0], key[1], _STATUS_VALUES[original[key]])
+                (*change[:_CHANGE_WIDTH], key[0], key[1], _STATUS_VALUES[original[key]])
                 for key, change in changes.items()
             ]
-            sql = q.update_deliveries_pg(_CHANGE_COLUMNS[2:], keep_unset=True)
-            conn.exec_driver_sql(sql, _columns(every))
+            conn.exec_driver_sql(q.update_deliveries_pg(_CHANGE_COLUMNS[2:]), _columns(every))
         return flags
     by_shape: dict[int, list[tuple[Any, ...]]] = {}
     for key, change in changes.items():
@@ -1340,7 +1334,7 @@ def _apply_transitions(
         rows.append(tuple(values))
     for mask, rows in by_shape.items():
         columns = tuple(_CHANGE_COLUMNS[i] for i in _slots(mask))
-        _write_rows(conn, dialect, q.update_delivery(columns, dialect), q.update_deliveries_pg(columns), rows)
+        conn.exec_driver_sql(q.update_delivery(columns, dialect), rows)
     return flags
 
 
