@@ -13,7 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ __all__ = [
     "parse_core_ticks",
     "pick_cores",
     "pin_to",
+    "pinned",
     "raise_nofile",
     "steal_between",
 ]
@@ -94,9 +95,7 @@ def cpu_probe_ms(core: int, rounds: int = 3) -> float:
     share the physical core. Results carry this figure, taken just before the measured window, so
     that runs can be compared on like terms.
     """
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {core})
-    try:
+    with pinned(core):
         best = float("inf")
         for _ in range(rounds):
             start = time.process_time()
@@ -107,6 +106,15 @@ def cpu_probe_ms(core: int, rounds: int = 3) -> float:
                 table[str(i & 0xFFFF)] = total
             best = min(best, time.process_time() - start)
         return round(best * 1000, 1)
+
+
+@contextlib.contextmanager
+def pinned(core: int) -> Iterator[None]:
+    """Run this process on ``core`` for the block, then give it back the cores it had."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    try:
+        yield
     finally:
         os.sched_setaffinity(0, before)
 

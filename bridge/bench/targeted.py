@@ -12,12 +12,13 @@ the index makes the cost flat in N.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import time
+from collections.abc import Callable
 from typing import Final
 
 from bridge.auth.tokens import Claims, Verifier
+from bridge.bench.procs import pinned
 from bridge.bench.scenarios import Context, Row
 from bridge.hub.connection import Connection
 from bridge.hub.hub import Hub
@@ -65,9 +66,8 @@ def _subscribe(hub: Hub, n: int) -> list[str]:
     return logins
 
 
-def _cpu_per_call(seconds: float, call: object) -> float:
+def _cpu_per_call(seconds: float, call: Callable[[int], object]) -> float:
     """CPU microseconds per call of ``call(i)``, run for about ``seconds`` of CPU."""
-    assert callable(call)
     calls, start = 0, time.process_time()
     deadline = start + seconds
     while True:
@@ -92,12 +92,15 @@ async def _measure(n: int, seconds: float) -> Row:
 
     subs: list[Connection] = list(hub.channels[CHANNEL].json_subs)
 
-    def scan(i: int) -> None:
+    def scan(i: int) -> int:
+        """The fan-out's claim check before the index: every subscriber, every signal."""
         t = targets[i % n]
+        reached = 0
         for c in subs:
             claims = c.claims
-            if claims is not None and claims.role is Role.EA and t.accepts(claims.accounts, claims.groups):
-                pass
+            if claims is None or claims.role is not Role.EA or t.accepts(claims.accounts, claims.groups):
+                reached += 1
+        return reached
 
     us = _cpu_per_call(seconds, publish)
     scan_us = _cpu_per_call(seconds / 2, scan)
@@ -116,9 +119,7 @@ def run_targeted(ctx: Context) -> list[Row]:
     """One row per subscriber count, in this process pinned to the server's core."""
     sizes = sorted({*SMALL_SIZES, *ctx.plan.fanout_sizes})
     seconds = min(ctx.plan.measure_s, 2.0)
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {ctx.cores.server})
-    try:
+    with pinned(ctx.cores.server):
         rows = []
         for n in sizes:
             ctx.log(f"  targeted fan-out: {n:,} EAs on {CHANNEL}, each signal for one account ...")
@@ -129,5 +130,3 @@ def run_targeted(ctx: Context) -> list[Row]:
                 f"(the claim scan alone: {row['scan_us_per_publication']} us)"
             )
         return rows
-    finally:
-        os.sched_setaffinity(0, before)
