@@ -12,6 +12,11 @@ Every connection authenticates with its first message, then resubscribes every s
 requests through. Requests carry a ``requestId`` and wait on a future with a timeout; a request in
 flight when the link drops fails with :class:`ConnectionClosed` (publishing a signal again with the
 same ``id`` is safe: the hub answers ``duplicate: true``).
+
+Timeouts use ``asyncio.timeout``, not ``asyncio.wait_for``: on Python 3.11, ``wait_for`` can lose a
+cancellation that arrives as its inner awaitable finishes (CPython gh-86296, fixed in 3.12), and a
+runner that survives ``close()``'s cancel leaves ``close()`` waiting for it forever. A CI run hung in
+a client test's teardown, in ``close()``, with the event loop idle.
 """
 
 from __future__ import annotations
@@ -293,7 +298,8 @@ class Client:
             raise self.close_error or ClientClosed(None, "client closed")
         if not self._open.is_set():
             try:
-                await asyncio.wait_for(self._wait_open(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wait_open()
             except TimeoutError as exc:
                 raise RequestTimeout(mtype, timeout) from exc
         link = self._link
@@ -383,9 +389,8 @@ class Client:
         if self._open.is_set() and self._link is not None:
             self._spawn(self._resubscribe(self._link, self._generation, sub))
         try:
-            await asyncio.wait_for(
-                sub.wait_subscribed(), self.request_timeout if timeout is None else timeout
-            )
+            async with asyncio.timeout(self.request_timeout if timeout is None else timeout):
+                await sub.wait_subscribed()
         except BaseException as exc:
             if self._subs.get(channel) is sub:
                 del self._subs[channel]
@@ -538,7 +543,9 @@ class Client:
             max_size=self.max_message_bytes,
         )
         try:
-            welcome = decode_incoming(await asyncio.wait_for(link.recv(), self.open_timeout), self.encoding)
+            async with asyncio.timeout(self.open_timeout):
+                raw = await link.recv()
+            welcome = decode_incoming(raw, self.encoding)
             if welcome.type != "welcome":
                 raise ProtocolViolation(f"expected welcome, got {welcome.type!r}")
             self.welcome = welcome.payload or {}
@@ -660,7 +667,8 @@ class Client:
             except TransportClosed as exc:
                 raise ConnectionClosed(exc.code, exc.reason) from exc
             try:
-                return await asyncio.wait_for(asyncio.shield(future), timeout)
+                async with asyncio.timeout(timeout):
+                    return await asyncio.shield(future)
             except TimeoutError as exc:
                 raise RequestTimeout(mtype, timeout) from exc
         finally:
