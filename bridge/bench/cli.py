@@ -66,6 +66,7 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
         help="server for the PostgreSQL runs of signals/ingest; a scratch database is created there",
     )
     parser.add_argument("--no-postgres", action="store_true", help="durable scenarios on SQLite only")
+    parser.add_argument("--no-sqlite", action="store_true", help="durable scenarios on PostgreSQL only")
     parser.add_argument(
         "--profile", type=Path, help="fan-out, signals, ingest: py-spy profiles of the hub into this folder"
     )
@@ -182,7 +183,7 @@ class _Runner:
         if self.args.no_hub:
             return
         fn = run_signals if scenario == "signals" else run_ingest
-        databases: list[tuple[str, str | None]] = [("sqlite", None)]
+        databases: list[tuple[str, str | None]] = [] if self.args.no_sqlite else [("sqlite", None)]
         if not self.args.quick and not self.args.no_postgres:
             databases.append(("postgresql", self.args.postgres_url))
         for name, admin_url in databases:

@@ -86,7 +86,9 @@ signal_deliveries = sa.Table(
     sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
     *(sa.Column(column, sa.BigInteger, nullable=True) for column in STATUS_COLUMNS.values()),
     sa.Column("detail", sa.String(256), nullable=True),
-    sa.Index("ix_signal_deliveries_account", "account"),
+    # (account, signal_id), not account alone: see migration 0002.
+    sa.Index("ix_signal_deliveries_account_signal", "account", "signal_id"),
+    postgresql_with={"fillfactor": 70},
 )
 
 trade_events = sa.Table(

@@ -26,6 +26,7 @@ from bridge.store import (
     StoreUnavailable,
     open_store,
 )
+from bridge.store import queries as q
 from bridge.store.schema import metadata
 from bridge.store.sql import SQLITE_WAL_AUTOCHECKPOINT, normalize_url
 
@@ -180,7 +181,7 @@ async def test_migrations_from_empty_match_the_schema(sql_url: tuple[str, str | 
                 return list(compare_metadata(context, metadata))
 
             differences = await conn.run_sync(diff)
-        assert version == "0001"
+        assert version == "0002"
         assert differences == []
     finally:
         await store.close()
@@ -251,7 +252,6 @@ def test_normalize_url_picks_async_drivers() -> None:
 
 def test_update_delivery_sets_only_the_named_columns() -> None:
     """update_delivery's parameters are status, time, the named columns in order, then the row's key."""
-    from bridge.store import queries as q
 
     sqlite = q.update_delivery(("detail", "acked_at_ms"), "sqlite")
     assert sqlite == (
@@ -364,5 +364,39 @@ async def test_one_batch_moves_many_deliveries_in_several_shapes(sql_url: tuple[
                 assert times == {"delivered": 100 + n, "acked": 200 + n, "executed": 400 + n}
         for strategy, count in (("s0", 10), ("s1", 10), ("s2", 10)):
             assert (await store.position(f"signals:{strategy}")).last_offset == count
+    finally:
+        await store.close()
+
+
+async def test_postgres_writer_probes_by_key_on_a_young_table(pg_schema: str) -> None:
+    """The writer's status UPDATE and delivery lookup reach rows through the primary key even while the
+    table is young, where the default planner picks a sequential scan (and a hash join) over it."""
+    store = SQLStore(PG_URL, schema=pg_schema, clock=Clock())
+    await store.start()
+    try:
+        await store.migrate()
+        published = [signal("young", str(n % 5)) for n in range(400)]
+        await asyncio.gather(*(store.publish_signal(s) for s in published))
+        ids = [s.id for s in published[:300]]
+        accounts = [str(n % 5) for n in range(300)]
+        update = q.update_deliveries_pg(("delivered_at_ms",))
+        params = (["delivered"] * 300, [1] * 300, [1] * 300, ids, accounts, ["pending"] * 300)
+        lookup = q.member(q.SELECT_DELIVERY_STATES, len(ids), "postgresql")
+
+        def plans(conn: sa.Connection) -> list[str]:
+            texts = []
+            for sql, args in ((update, params), (lookup, q.member_params(ids, "postgresql"))):
+                rows = conn.exec_driver_sql(f"EXPLAIN {sql}", args).all()
+                texts.append("\n".join(row[0] for row in rows))
+            return texts
+
+        update_plan, lookup_plan = await store._run_write(plans)
+        for plan in (update_plan, lookup_plan):
+            assert "Seq Scan on signal_deliveries" not in plan, plan
+            assert "Hash Join" not in plan, plan
+        conds = [line for line in update_plan.splitlines() if "Index Cond" in line]
+        assert any("signal_id" in line and "account" in line for line in conds), update_plan
+        lookup_conds = [line for line in lookup_plan.splitlines() if "Index Cond" in line]
+        assert any("signal_id" in line for line in lookup_conds), lookup_plan
     finally:
         await store.close()
