@@ -106,7 +106,7 @@ MAX_BATCH_ITEMS = 5000
 MAX_QUEUE = 100_000
 #: Rows per ``IN (...)`` list, below SQLite's and asyncpg's bind-parameter limits.
 IN_CHUNK: Final = 900
-#: Rows per array parameter on PostgreSQL (arrays have no bind-parameter limit).
+#: Rows per array or jsonb parameter on PostgreSQL (neither has a bind-parameter limit).
 PG_ARRAY_CHUNK: Final = 10_000
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
 #: WAL pages after which a commit checkpoints (SQLite's default: 1000). Hot pages (index leaves, channel rows)
@@ -275,7 +275,7 @@ class _LogWriter:
         pairs = sorted(wanted)
         if dialect == "postgresql":
             for chunk in _chunks(pairs, PG_ARRAY_CHUNK):
-                params = ([c for c, _ in chunk], [m for _, m in chunk])
+                params = (_json_rows(chunk),)
                 for channel, message_id, offset in conn.exec_driver_sql(q.SELECT_LOG_PAIRS_PG, params).all():
                     self.known_messages[(channel, message_id)] = offset
         elif pairs:
@@ -348,10 +348,10 @@ class _LogWriter:
         if store.dialect == "postgresql" and not self.careful:
             if self.log_rows or self.signal_rows or self.delivery_rows:
                 params = (
-                    *_columns(self.log_rows, len(q.LOG_COLUMNS)),
-                    *_columns(moved, 2),
-                    *_columns(self.signal_rows, len(q.SIGNAL_COLUMNS)),
-                    *_columns(self.delivery_rows, len(q.DELIVERY_COLUMNS)),
+                    _json_rows(self.log_rows),
+                    _json_rows(moved),
+                    _json_rows(self.signal_rows),
+                    _json_rows(self.delivery_rows),
                 )
                 conn.exec_driver_sql(q.WRITE_LOG_PG, params)
         else:
@@ -799,7 +799,7 @@ class SQLStore:
         """Store the first request of every event id (``ON CONFLICT DO NOTHING`` skips ids already stored)
         and return the ids that were stored before.
 
-        PostgreSQL: one statement over column arrays that returns the ids it inserted; the others were
+        PostgreSQL: one statement over the rows that returns the ids it inserted; the others were
         there (an id inserted meanwhile by another process is waited for, then skipped). It replaced a
         lookup followed by COPY: one round trip less per batch, and round trips set the writer's pace.
         SQLite: when every row went in, which is the rule, no lookup at all; otherwise the ids at or
@@ -812,7 +812,7 @@ class SQLStore:
                 ids.add(req.event.id)
                 rows.append(_event_row(req, now))
         if self.dialect == "postgresql":
-            inserted = conn.exec_driver_sql(q.INSERT_EVENTS_PG, _columns(rows))
+            inserted = conn.exec_driver_sql(q.INSERT_EVENTS_PG, (_json_rows(rows),))
             return ids.difference(row[0] for row in inserted)
         last = conn.exec_driver_sql(q.SELECT_LAST_EVENT_SEQ).scalar()
         if conn.exec_driver_sql(self._sql[q.INSERT_EVENTS], rows).rowcount == len(rows) or last is None:
@@ -1331,7 +1331,7 @@ def _apply_transitions(
                 (*change[:_CHANGE_WIDTH], key[0], key[1], _STATUS_VALUES[original[key]])
                 for key, change in changes.items()
             ]
-            conn.exec_driver_sql(q.update_deliveries_pg(_CHANGE_COLUMNS[2:]), _columns(every))
+            conn.exec_driver_sql(q.update_deliveries_pg(_CHANGE_COLUMNS[2:]), (_json_rows(every),))
         return flags
     by_shape: dict[int, list[tuple[Any, ...]]] = {}
     for key, change in changes.items():
@@ -1349,25 +1349,22 @@ def _apply_transitions(
 
 
 def _write_rows(
-    conn: sa.Connection, dialect: str, sql: str, pg_arrays_sql: str, rows: list[tuple[Any, ...]]
+    conn: sa.Connection, dialect: str, sql: str, pg_rows_sql: str, rows: list[tuple[Any, ...]]
 ) -> None:
     """Run a write once per row: ``executemany`` of ``sql`` on SQLite (rows cost microseconds in-process),
-    one statement over column arrays (``pg_arrays_sql``) on PostgreSQL, where asyncpg's executemany makes
-    the server execute the statement once per row."""
+    one statement over all the rows (``pg_rows_sql``, :func:`~bridge.store.queries.json_rows`) on
+    PostgreSQL, where asyncpg's executemany makes the server execute the statement once per row."""
     if not rows:
         return
     if dialect == "postgresql":
-        conn.exec_driver_sql(pg_arrays_sql, _columns(rows))
+        conn.exec_driver_sql(pg_rows_sql, (_json_rows(rows),))
     else:
         conn.exec_driver_sql(sql, rows)
 
 
-def _columns(rows: Sequence[tuple[Any, ...]], width: int | None = None) -> tuple[list[Any], ...]:
-    """Rows as one list per column: the parameters of a PostgreSQL statement over ``unnest`` arrays.
-    ``width``: the column count, so that no rows still give that many (empty) arrays."""
-    if not rows and width is not None:
-        return tuple([] for _ in range(width))
-    return tuple(list(column) for column in zip(*rows, strict=True))
+def _json_rows(rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as the jsonb parameter of a PostgreSQL statement over :func:`~bridge.store.queries.json_rows`."""
+    return orjson.dumps(rows).decode()
 
 
 @functools.cache

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -380,7 +381,8 @@ async def test_postgres_writer_probes_by_key_on_a_young_table(pg_schema: str) ->
         ids = [s.id for s in published[:300]]
         accounts = [str(n % 5) for n in range(300)]
         update = q.update_deliveries_pg(("delivered_at_ms",))
-        params = (["delivered"] * 300, [1] * 300, [1] * 300, ids, accounts, ["pending"] * 300)
+        rows = [("delivered", 1, 1, i, a, "pending") for i, a in zip(ids, accounts, strict=True)]
+        params = (orjson.dumps(rows).decode(),)
         lookup = q.member(q.SELECT_DELIVERY_STATES, len(ids), "postgresql")
 
         def plans(conn: sa.Connection) -> list[str]:
