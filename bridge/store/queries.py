@@ -107,6 +107,7 @@ SIGNAL_COLUMNS = (
 DELIVERY_COLUMNS = ("signal_id", "account", "status", "updated_at_ms", "pending_at_ms")
 EVENT_COLUMNS = ("id", "kind", "account", "signal_id", "ts", "received_at_ms", "payload")
 
+
 def json_rows(param: int, columns: Sequence[tuple[str, str]]) -> str:
     """PostgreSQL: a SELECT of the rows passed as parameter ``param``, one jsonb array of arrays (rows in
     ``columns`` order; ``columns`` are (name, SQL type) pairs).
@@ -123,42 +124,17 @@ def json_rows(param: int, columns: Sequence[tuple[str, str]]) -> str:
     return f"SELECT {fields} FROM jsonb_array_elements(${param}::jsonb) AS r"  # noqa: S608 (constants only)
 
 
-_LOG_TYPES = (
-    ("channel", "text"),
-    ("log_offset", "bigint"),
-    ("message_id", "text"),
-    ("payload", "text"),
-    ("expires_at_ms", "bigint"),
-    ("created_at_ms", "bigint"),
-)
-_SIGNAL_TYPES = (
-    ("id", "text"),
-    ("strategy", "text"),
-    ("channel", "text"),
-    ("log_offset", "bigint"),
-    ("accounts", "text"),
-    ("groups", "text"),
-    ("payload", "text"),
-    ("created_at_ms", "bigint"),
-    ("expires_at_ms", "bigint"),
-)
-_DELIVERY_TYPES = (
-    ("signal_id", "text"),
-    ("account", "text"),
-    ("status", "text"),
-    ("updated_at_ms", "bigint"),
-    ("pending_at_ms", "bigint"),
-)
-_EVENT_TYPES = (
-    ("id", "text"),
-    ("kind", "text"),
-    ("account", "text"),
-    ("signal_id", "text"),
-    ("ts", "bigint"),
-    ("received_at_ms", "bigint"),
-    ("payload", "text"),
-)
-_OFFSET_TYPES = (("last_offset", "bigint"), ("name", "text"))
+def _typed(table: sa.Table, names: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """(name, SQL type) of ``names`` in ``table`` for :func:`json_rows`: the tables hold only BIGINT and
+    strings."""
+    return tuple((n, "bigint" if isinstance(table.c[n].type, sa.BigInteger) else "text") for n in names)
+
+
+_LOG_TYPES = _typed(channel_log, LOG_COLUMNS)
+_SIGNAL_TYPES = _typed(signals, SIGNAL_COLUMNS)
+_DELIVERY_TYPES = _typed(signal_deliveries, DELIVERY_COLUMNS)
+_EVENT_TYPES = _typed(trade_events, EVENT_COLUMNS)
+_OFFSET_TYPES = _typed(channels, ("last_offset", "name"))
 
 #: Append log entries (LOG_COLUMNS tuples).
 INSERT_LOG = (
