@@ -61,6 +61,11 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--subscribers", type=int, help="latency: subscriber count")
     parser.add_argument(
+        "--eas",
+        type=int,
+        help="ingest: EA connections sharing the offered rate (default: the fewest that offer it, 15)",
+    )
+    parser.add_argument(
         "--postgres-url",
         default=os.environ.get("MTBRIDGE_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
         help="server for the PostgreSQL runs of signals/ingest; a scratch database is created there",
@@ -89,6 +94,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         ("latency_rate", args.rate),
         ("signal_rate", args.rate),
         ("latency_subscribers", args.subscribers),
+        ("ingest_eas", args.eas),
     ):
         if value is not None:
             changes[field] = value

@@ -110,7 +110,13 @@ def _check_errors(scenario: str, marks: Sequence[Mark], answered: int) -> int:
 
 def run_ingest(target: HubTarget, ctx: Context, *, database: str) -> Row:
     """EA-like connections send trade.event and wait for the committed result: events/s."""
-    conns = max(ctx.plan.ingest_connections, math.ceil(INGEST_TARGET * INGEST_HEADROOM / PER_CONNECTION_RATE))
+    offered = INGEST_TARGET * INGEST_HEADROOM
+    if ctx.plan.ingest_eas is None:
+        conns = max(ctx.plan.ingest_connections, math.ceil(offered / PER_CONNECTION_RATE))
+        per_connection = PER_CONNECTION_RATE
+    else:  # many EAs, each sending less: closer to a firm's accounts than 15 EAs at 1,900/s each
+        conns = max(1, ctx.plan.ingest_eas)
+        per_connection = min(PER_CONNECTION_RATE, offered / conns)
     account = str(FIRST_LOGIN)
     template = (
         '{"type":"trade.event","requestId":"%S","payload":{"id":"%U","kind":"deal","account":"'
@@ -125,7 +131,7 @@ def run_ingest(target: HubTarget, ctx: Context, *, database: str) -> Row:
             "--mode", "pub", "--port", str(server.port), "--conns", str(conns),
             "--concurrency", str(ctx.plan.concurrency),
             *target.request_args(token), "--template", template,
-            "--rate", f"{PER_CONNECTION_RATE * conns:g}", "--window", str(REQUEST_WINDOW),
+            "--rate", f"{per_connection * conns:g}", "--window", str(REQUEST_WINDOW),
         ]  # fmt: skip
         with Loadgen(ctx.exe, args, core=ctx.cores.client, label="ingest EAs") as lg:
             lg.wait_ready()

@@ -63,3 +63,18 @@ def test_bench_all_quick_writes_every_figure(tmp_path: Path) -> None:
     # printed as tables too
     for scenario in ("fanout", "latency", "connections"):
         assert f"== {scenario} ==" in proc.stdout
+
+
+def test_ingest_runs_with_the_given_number_of_eas(tmp_path: Path) -> None:
+    out = tmp_path / "ingest.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge.bench.cli", "ingest", "--quick", "--eas", "6", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["scenarios"]["ingest"]["rows"]
+    assert (row["database"], row["connections"], row["errors"]) == ("sqlite", 6, 0)
+    assert row["events_per_s"] > 0 and row["disconnected"] == 0
