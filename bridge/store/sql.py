@@ -122,8 +122,9 @@ DEFAULT_POOL_SIZE = 4
 #: a table it believes small looks cheaper to scan than to probe a few hundred times. Measured under
 #: ``mtbridge bench signals`` on a fresh database: the status UPDATE (a hash join over a sequential scan
 #: of signal_deliveries) took 4.35 ms per batch and the delivery lookup 3.06 ms; with these settings
-#: 3.42 and 0.96 ms, and signals/s rose 17-18 % in alternating runs (docs/benchmarks.md). A statement
-#: with no usable index still scans: these settings only price the alternatives out.
+#: 3.42 and 0.96 ms. Signals/s rose 17 % and 18 % in two alternating pairs; in six more, four gained
+#: 17-52 % and two lost 5-10 % (a noisy host; docs/benchmarks.md). A statement with no usable index
+#: still scans: these settings only price the alternatives out.
 PG_WRITER_SETTINGS: Final = {"enable_seqscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off"}
 _SQLITE_SYNCHRONOUS: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -566,8 +567,9 @@ class SQLStore:
         # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic plan made
         # when the tables were small, e.g. a sequential scan of signal_deliveries for `signal_id =
         # ANY($1)` that then costs 50-80 ms per batch once the table has grown. Custom plans are made
-        # with the real parameters and current table sizes; planning costs microseconds per statement,
-        # and a writer batch runs a handful of statements.
+        # with the real parameters and current table sizes. Planning is paid on every run: about 1 ms
+        # for the writer's largest statement (the log CTE) under signals load, a handful of statements
+        # per batch.
         server_settings = {"plan_cache_mode": "force_custom_plan", **(settings or {})}
         if self.schema is not None:
             server_settings["search_path"] = self.schema
