@@ -66,6 +66,9 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
         help="ingest: EA connections sharing the offered rate (default: the fewest that offer it, 15)",
     )
     parser.add_argument(
+        "--window", type=int, help="signals, ingest: unanswered requests per connection (default 64)"
+    )
+    parser.add_argument(
         "--postgres-url",
         default=os.environ.get("MTBRIDGE_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
         help="server for the PostgreSQL runs of signals/ingest; a scratch database is created there",
@@ -95,6 +98,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         ("signal_rate", args.rate),
         ("latency_subscribers", args.subscribers),
         ("ingest_eas", args.eas),
+        ("request_window", args.window),
     ):
         if value is not None:
             changes[field] = value

@@ -37,13 +37,11 @@ SIGNAL_TARGET = 5_000
 #: Ingest offers this much above the target at least (more connections than the plan if needed).
 INGEST_HEADROOM = 1.4
 #: Signals offered per second by default (``--rate`` changes it): 10 % above the target; each engine
-#: connection also stops at ``REQUEST_WINDOW`` unanswered publishes.
+#: connection also stops at ``Plan.request_window`` unanswered publishes (``--window``, default 64).
 SIGNAL_RATE = 5_500.0
 #: Engine connections, each with a subject of its own (status pushes go to every connection of the
 #: publishing subject; an engine normally has one).
 SIGNAL_PUBLISHERS = 4
-#: Unanswered requests allowed per connection.
-REQUEST_WINDOW = 64
 #: First MT5 login the benchmark's simulated EAs use.
 FIRST_LOGIN = 700001
 #: Error codes meaning the hub does not implement a request type yet.
@@ -131,7 +129,7 @@ def run_ingest(target: HubTarget, ctx: Context, *, database: str) -> Row:
             "--mode", "pub", "--port", str(server.port), "--conns", str(conns),
             "--concurrency", str(ctx.plan.concurrency),
             *target.request_args(token), "--template", template,
-            "--rate", f"{per_connection * conns:g}", "--window", str(REQUEST_WINDOW),
+            "--rate", f"{per_connection * conns:g}", "--window", str(ctx.plan.request_window),
         ]  # fmt: skip
         with Loadgen(ctx.exe, args, core=ctx.cores.client, label="ingest EAs") as lg:
             lg.wait_ready()
@@ -142,6 +140,7 @@ def run_ingest(target: HubTarget, ctx: Context, *, database: str) -> Row:
         return {
             "database": database,
             "connections": conns,
+            "window": ctx.plan.request_window,
             "events_per_s": round((answered - errors) / w.seconds),
             "offered_per_s": round((last.sent - first.sent) / w.seconds),
             "errors": errors,
@@ -167,8 +166,8 @@ def run_signals(target: HubTarget, ctx: Context, *, database: str) -> Row:
     ``delivered`` counts the signals the EAs received (each targets one account, so it is also the
     number published and fanned out); ``acked`` and ``executed`` count the hub's successful answers
     to the two requests. Engines publish open loop at ``rate`` but never with more than
-    ``REQUEST_WINDOW`` unanswered publishes per connection (only ``result``/``error`` frames answer a
-    publish; the ``signal.status`` pushes do not), so past saturation the window sets the pace.
+    ``ctx.plan.request_window`` unanswered publishes per connection (only ``result``/``error`` frames
+    answer a publish; the ``signal.status`` pushes do not), so past saturation the window sets the pace.
     """
     eas = ctx.plan.signal_eas
     logins = [str(FIRST_LOGIN + i) for i in range(eas)]
@@ -217,7 +216,7 @@ def run_signals(target: HubTarget, ctx: Context, *, database: str) -> Row:
                 pub_args = [
                     "--mode", "pub", "--port", str(server.port), "--conns", "1",
                     *target.request_args(token), "--template", template, "--cycle", ",".join(logins),
-                    "--rate", f"{rate / publishers:g}", "--window", str(REQUEST_WINDOW),
+                    "--rate", f"{rate / publishers:g}", "--window", str(ctx.plan.request_window),
                     "--pub-answer-contains", '"requestId":"',
                 ]  # fmt: skip
                 pubs.append(
@@ -246,6 +245,7 @@ def run_signals(target: HubTarget, ctx: Context, *, database: str) -> Row:
         return {
             "database": database,
             "eas": eas,
+            "window": ctx.plan.request_window,
             "publisher_connections": publishers,
             "rate": rate,
             "offered_per_s": round(offered / w.seconds),

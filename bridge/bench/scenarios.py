@@ -60,6 +60,8 @@ class Plan:
     ingest_connections: int = 10
     #: Ingest: exactly this many EA connections sharing the offered rate (None: the fewest that offer it).
     ingest_eas: int | None = None
+    #: Signals and ingest: unanswered requests allowed per engine or EA connection.
+    request_window: int = 64
     quick: bool = False
 
     @classmethod
