@@ -136,38 +136,43 @@ _DELIVERY_TYPES = _typed(signal_deliveries, DELIVERY_COLUMNS)
 _EVENT_TYPES = _typed(trade_events, EVENT_COLUMNS)
 _OFFSET_TYPES = _typed(channels, ("last_offset", "name"))
 
-#: Append log entries (LOG_COLUMNS tuples).
-INSERT_LOG = (
+_LOG_INSERT = (
     "INSERT INTO channel_log (channel, log_offset, message_id, payload, expires_at_ms, created_at_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
 )
-#: Record signals (SIGNAL_COLUMNS tuples); "groups" is quoted because GROUPS is a keyword.
-INSERT_SIGNAL = (
+# "groups" is quoted because GROUPS is a keyword.
+_SIGNAL_INSERT = (
     'INSERT INTO signals (id, strategy, channel, log_offset, accounts, "groups", payload, created_at_ms, '
-    "expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "expires_at_ms) "
 )
+_PENDING_INSERT = "INSERT INTO signal_deliveries (signal_id, account, status, updated_at_ms, pending_at_ms) "
+
+
+def _pending_insert_pg(param: int) -> str:
+    return f"{_PENDING_INSERT}{json_rows(param, _DELIVERY_TYPES)} ON CONFLICT (signal_id, account) DO NOTHING"
+
+
+def _offsets_update_pg(param: int) -> str:
+    return (
+        "UPDATE channels AS c SET last_offset = u.last_offset "  # noqa: S608 (constants only)
+        f"FROM ({json_rows(param, _OFFSET_TYPES)}) AS u WHERE c.name = u.name"
+    )
+
+
+#: Append log entries (LOG_COLUMNS tuples).
+INSERT_LOG = f"{_LOG_INSERT}VALUES (?, ?, ?, ?, ?, ?)"
+#: Record signals (SIGNAL_COLUMNS tuples).
+INSERT_SIGNAL = f"{_SIGNAL_INSERT}VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 #: Create pending deliveries (DELIVERY_COLUMNS tuples), leaving existing rows alone.
-INSERT_PENDING = (
-    "INSERT INTO signal_deliveries (signal_id, account, status, updated_at_ms, pending_at_ms) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (signal_id, account) DO NOTHING"
-)
+INSERT_PENDING = f"{_PENDING_INSERT}VALUES (?, ?, ?, ?, ?) ON CONFLICT (signal_id, account) DO NOTHING"
 #: PostgreSQL: INSERT_PENDING for a whole batch in one statement (rows as :func:`json_rows`). asyncpg's
 #: executemany runs the statement once per row on the server; measured inside the hub's writer under
 #: `mtbridge bench signals`: 5.4 ms per batch of ~125 rows that way.
-INSERT_PENDING_PG = (
-    "INSERT INTO signal_deliveries (signal_id, account, status, updated_at_ms, pending_at_ms) "
-    f"{json_rows(1, _DELIVERY_TYPES)} ON CONFLICT (signal_id, account) DO NOTHING"
-)
+INSERT_PENDING_PG = _pending_insert_pg(1)
+_EVENT_INSERT = "INSERT INTO trade_events (id, kind, account, signal_id, ts, received_at_ms, payload) "
 #: Store events (EVENT_COLUMNS tuples), ignoring ids stored meanwhile by another writer.
-INSERT_EVENTS = (
-    "INSERT INTO trade_events (id, kind, account, signal_id, ts, received_at_ms, payload) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
-)
+INSERT_EVENTS = f"{_EVENT_INSERT}VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 #: PostgreSQL: INSERT_EVENTS for a whole batch (rows as :func:`json_rows`), answering the ids it inserted.
-INSERT_EVENTS_PG = (
-    "INSERT INTO trade_events (id, kind, account, signal_id, ts, received_at_ms, payload) "
-    f"{json_rows(1, _EVENT_TYPES)} ON CONFLICT (id) DO NOTHING RETURNING id"
-)
+INSERT_EVENTS_PG = f"{_EVENT_INSERT}{json_rows(1, _EVENT_TYPES)} ON CONFLICT (id) DO NOTHING RETURNING id"
 
 #: PostgreSQL: the log entries of (channel, message id) pairs (rows as :func:`json_rows`). Joining the pairs
 #: is one probe of the (channel, message_id) index each; ``channel = ANY(..) AND message_id = ANY(..)`` is
@@ -196,10 +201,7 @@ SELECT_CHANNELS = "SELECT name, epoch, last_offset FROM channels WHERE name {}"
 UPDATE_CHANNEL_OFFSET = "UPDATE channels SET last_offset = ? WHERE name = ?"
 #: PostgreSQL: UPDATE_CHANNEL_OFFSET for many channels in one statement ((last_offset, name) rows as
 #: :func:`json_rows`).
-UPDATE_CHANNEL_OFFSETS_PG = (
-    "UPDATE channels AS c SET last_offset = u.last_offset "  # noqa: S608 (constants only)
-    f"FROM ({json_rows(1, _OFFSET_TYPES)}) AS u WHERE c.name = u.name"
-)
+UPDATE_CHANNEL_OFFSETS_PG = _offsets_update_pg(1)
 
 #: PostgreSQL: a segment's channel-log writes as one statement of data-modifying CTEs, four parameters of
 #: rows as :func:`json_rows`: log entries (LOG_COLUMNS), channel offsets ((last_offset, name)), signals
@@ -207,16 +209,10 @@ UPDATE_CHANNEL_OFFSETS_PG = (
 #: transaction is a sequence of round trips (about 2 ms each under signals load, docs/benchmarks.md);
 #: this replaced four of them (two COPYs and two statements) with one.
 WRITE_LOG_PG = (
-    "WITH log AS ("  # noqa: S608 (constants only)
-    "INSERT INTO channel_log (channel, log_offset, message_id, payload, expires_at_ms, created_at_ms) "
-    f"{json_rows(1, _LOG_TYPES)}), "
-    "moved AS (UPDATE channels AS c SET last_offset = u.last_offset "
-    f"FROM ({json_rows(2, _OFFSET_TYPES)}) AS u WHERE c.name = u.name), "
-    "sig AS ("
-    'INSERT INTO signals (id, strategy, channel, log_offset, accounts, "groups", payload, created_at_ms, '
-    f"expires_at_ms) {json_rows(3, _SIGNAL_TYPES)}) "
-    "INSERT INTO signal_deliveries (signal_id, account, status, updated_at_ms, pending_at_ms) "
-    f"{json_rows(4, _DELIVERY_TYPES)} ON CONFLICT (signal_id, account) DO NOTHING"
+    f"WITH log AS ({_LOG_INSERT}{json_rows(1, _LOG_TYPES)}), "
+    f"moved AS ({_offsets_update_pg(2)}), "
+    f"sig AS ({_SIGNAL_INSERT}{json_rows(3, _SIGNAL_TYPES)}) "
+    f"{_pending_insert_pg(4)}"
 )
 
 
