@@ -57,7 +57,9 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, help="seconds of load before measuring")
     parser.add_argument("--inflight", type=int, help="fan-out: messages owed to every subscriber, at most")
     parser.add_argument(
-        "--rate", type=float, help="latency: messages per second; signals: signals offered per second"
+        "--rate",
+        type=float,
+        help="latency: messages per second; signals, ingest: signals or trade events offered per second",
     )
     parser.add_argument("--subscribers", type=int, help="latency: subscriber count")
     parser.add_argument(
@@ -96,6 +98,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         ("inflight", args.inflight),
         ("latency_rate", args.rate),
         ("signal_rate", args.rate),
+        ("ingest_rate", args.rate),
         ("latency_subscribers", args.subscribers),
         ("ingest_eas", args.eas),
         ("request_window", args.window),

@@ -108,7 +108,7 @@ def _check_errors(scenario: str, marks: Sequence[Mark], answered: int) -> int:
 
 def run_ingest(target: HubTarget, ctx: Context, *, database: str) -> Row:
     """EA-like connections send trade.event and wait for the committed result: events/s."""
-    offered = INGEST_TARGET * INGEST_HEADROOM
+    offered = ctx.plan.ingest_rate or INGEST_TARGET * INGEST_HEADROOM
     if ctx.plan.ingest_eas is None:
         conns = max(ctx.plan.ingest_connections, math.ceil(offered / PER_CONNECTION_RATE))
         per_connection = PER_CONNECTION_RATE
@@ -141,6 +141,7 @@ def run_ingest(target: HubTarget, ctx: Context, *, database: str) -> Row:
             "database": database,
             "connections": conns,
             "window": ctx.plan.request_window,
+            "rate": per_connection * conns,
             "events_per_s": round((answered - errors) / w.seconds),
             "offered_per_s": round((last.sent - first.sent) / w.seconds),
             "errors": errors,

@@ -58,6 +58,8 @@ class Plan:
     #: Signals offered per second (None: the scenario's default, above the target).
     signal_rate: float | None = None
     ingest_connections: int = 10
+    #: Trade events offered per second (None: the scenario's default, 40 % above the target).
+    ingest_rate: float | None = None
     #: Ingest: exactly this many EA connections sharing the offered rate (None: the fewest that offer it).
     ingest_eas: int | None = None
     #: Signals and ingest: unanswered requests allowed per engine or EA connection.

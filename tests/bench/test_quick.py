@@ -65,9 +65,9 @@ def test_bench_all_quick_writes_every_figure(tmp_path: Path) -> None:
         assert f"== {scenario} ==" in proc.stdout
 
 
-def test_ingest_runs_with_the_given_eas_and_window(tmp_path: Path) -> None:
+def test_ingest_runs_with_the_given_eas_window_and_rate(tmp_path: Path) -> None:
     out = tmp_path / "ingest.json"
-    options = ["--quick", "--eas", "6", "--window", "8", "--out", str(out)]
+    options = ["--quick", "--eas", "6", "--window", "8", "--rate", "3000", "--out", str(out)]
     proc = subprocess.run(
         [sys.executable, "-m", "bridge.bench.cli", "ingest", *options],
         capture_output=True,
@@ -78,4 +78,5 @@ def test_ingest_runs_with_the_given_eas_and_window(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (row,) = json.loads(out.read_text())["scenarios"]["ingest"]["rows"]
     assert (row["database"], row["connections"], row["window"], row["errors"]) == ("sqlite", 6, 8, 0)
+    assert row["rate"] == 3000
     assert row["events_per_s"] > 0 and row["disconnected"] == 0
