@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import sys
 import time
@@ -36,6 +37,14 @@ WANTED_NOFILE = 65536
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
+def _positive_rate(text: str) -> float:
+    """A rate of zero or less would make the load generators offer nothing, or divide by zero."""
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
 def add_arguments(parser: Any) -> argparse.ArgumentParser:
     """Add `bench` to a subparsers action, or its options to a parser; returns the parser."""
     if hasattr(parser, "add_parser"):
@@ -58,7 +67,7 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
     parser.add_argument("--inflight", type=int, help="fan-out: messages owed to every subscriber, at most")
     parser.add_argument(
         "--rate",
-        type=float,
+        type=_positive_rate,
         help="latency: messages per second; signals, ingest: signals or trade events offered per second",
     )
     parser.add_argument("--subscribers", type=int, help="latency: subscriber count")

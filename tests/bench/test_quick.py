@@ -80,3 +80,15 @@ def test_ingest_runs_with_the_given_eas_window_and_rate(tmp_path: Path) -> None:
     assert (row["database"], row["connections"], row["window"], row["errors"]) == ("sqlite", 6, 8, 0)
     assert row["rate"] == 3000
     assert row["events_per_s"] > 0 and row["disconnected"] == 0
+
+
+def test_a_rate_of_zero_or_less_is_refused() -> None:
+    for rate in ("0", "-5", "nan", "inf"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bridge.bench.cli", "ingest", "--rate", rate],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+        assert proc.returncode == 2 and "--rate: must be a finite number above 0" in proc.stderr, rate
