@@ -145,6 +145,7 @@ _SIGNAL_INSERT = (
     "expires_at_ms) "
 )
 _PENDING_INSERT = "INSERT INTO signal_deliveries (signal_id, account, status, updated_at_ms, pending_at_ms) "
+_EVENT_INSERT = "INSERT INTO trade_events (id, kind, account, signal_id, ts, received_at_ms, payload) "
 
 
 def _pending_insert_pg(param: int) -> str:
@@ -168,7 +169,6 @@ INSERT_PENDING = f"{_PENDING_INSERT}VALUES (?, ?, ?, ?, ?) ON CONFLICT (signal_i
 #: executemany runs the statement once per row on the server; measured inside the hub's writer under
 #: `mtbridge bench signals`: 5.4 ms per batch of ~125 rows that way.
 INSERT_PENDING_PG = _pending_insert_pg(1)
-_EVENT_INSERT = "INSERT INTO trade_events (id, kind, account, signal_id, ts, received_at_ms, payload) "
 #: Store events (EVENT_COLUMNS tuples), ignoring ids stored meanwhile by another writer.
 INSERT_EVENTS = f"{_EVENT_INSERT}VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 #: PostgreSQL: INSERT_EVENTS for a whole batch (rows as :func:`json_rows`), answering the ids it inserted.
@@ -179,7 +179,7 @@ INSERT_EVENTS_PG = f"{_EVENT_INSERT}{json_rows(1, _EVENT_TYPES)} ON CONFLICT (id
 #: planned as a scan of the channels' whole logs, which grows with the log.
 SELECT_LOG_PAIRS_PG = (
     "SELECT l.channel, l.message_id, l.log_offset "  # noqa: S608 (constants only)
-    f"FROM ({json_rows(1, (('channel', 'text'), ('message_id', 'text')))}) AS k "
+    f"FROM ({json_rows(1, _typed(channel_log, ('channel', 'message_id')))}) AS k "
     "JOIN channel_log AS l ON l.channel = k.channel AND l.message_id = k.message_id"
 )
 
