@@ -37,12 +37,17 @@ WANTED_NOFILE = 65536
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
-def _positive_rate(text: str) -> float:
-    """A rate of zero or less would make the load generators offer nothing, or divide by zero."""
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
-    return value
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type for a count or a rate: zero or less would make the load generators offer nothing,
+    wait forever for a window that never opens, or divide by zero."""
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+        return value
+
+    return parse
 
 
 def add_arguments(parser: Any) -> argparse.ArgumentParser:
@@ -67,17 +72,19 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
     parser.add_argument("--inflight", type=int, help="fan-out: messages owed to every subscriber, at most")
     parser.add_argument(
         "--rate",
-        type=_positive_rate,
+        type=_positive(float),
         help="latency: messages per second; signals, ingest: signals or trade events offered per second",
     )
     parser.add_argument("--subscribers", type=int, help="latency: subscriber count")
     parser.add_argument(
         "--eas",
-        type=int,
+        type=_positive(int),
         help="ingest: EA connections sharing the offered rate (default: the fewest that offer it, 15)",
     )
     parser.add_argument(
-        "--window", type=int, help="signals, ingest: unanswered requests per connection (default 64)"
+        "--window",
+        type=_positive(int),
+        help="signals, ingest: unanswered requests per connection (default 64)",
     )
     parser.add_argument(
         "--postgres-url",

@@ -82,13 +82,14 @@ def test_ingest_runs_with_the_given_eas_window_and_rate(tmp_path: Path) -> None:
     assert row["events_per_s"] > 0 and row["disconnected"] == 0
 
 
-def test_a_rate_of_zero_or_less_is_refused() -> None:
-    for rate in ("0", "-5", "nan", "inf"):
+def test_a_rate_eas_or_window_of_zero_or_less_is_refused() -> None:
+    refused = [("--rate", v) for v in ("0", "-5", "nan", "inf")] + [("--eas", "0"), ("--window", "-1")]
+    for option, value in refused:
         proc = subprocess.run(
-            [sys.executable, "-m", "bridge.bench.cli", "ingest", "--rate", rate],
+            [sys.executable, "-m", "bridge.bench.cli", "ingest", option, value],
             capture_output=True,
             text=True,
             timeout=TIMEOUT_S,
             check=False,
         )
-        assert proc.returncode == 2 and "--rate: must be a finite number above 0" in proc.stderr, rate
+        assert proc.returncode == 2 and f"{option}: must be a finite number above 0" in proc.stderr, value
