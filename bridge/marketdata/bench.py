@@ -22,8 +22,9 @@ from bridge.marketdata.mock import BinanceFake, FakeExchange, KrakenFake, OkxFak
 
 __all__ = ["DEFAULT_FIXTURES", "CountingSink", "InHubSink", "bench_adapter_throughput"]
 
-#: ``shared/`` is cloned beside the repository.
-DEFAULT_FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "exchanges"
+#: The recorded exchange sessions the repository keeps for its tests (tests/fixtures/exchanges);
+#: a benchmark run from a clone needs nothing beside it.
+DEFAULT_FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "exchanges"
 _UNLIMITED = VenueLimits(symbols_per_connection=1000, messages_per_second=1e6, connect_interval=0.0)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "exchanges"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "exchanges"
 RECORDED = FIXTURES / "recorded"
 TIMEOUT = 30.0 * float(os.environ.get("MTBRIDGE_TESTS_TIMEOUT_FACTOR", "1"))
 
@@ -44,4 +44,7 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) ->
 
 def require_fixtures() -> None:
     if not FIXTURES.is_dir():
-        pytest.fail(f"exchange fixtures not found at {FIXTURES} (clone shared/ beside the repo)")
+        pytest.fail(
+            f"exchange fixtures not found at {FIXTURES}"
+            " (the repository keeps them under tests/fixtures/exchanges)"
+        )

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from bridge.marketdata.mock import OkxFake
 from tests.support.hub import running_hub
 
-RECORDED = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "exchanges" / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "exchanges" / "recorded"
 
 
 async def test_configured_adapter_feeds_subscribers(tmp_path: Path) -> None:
-    if not (RECORDED / "OKX.ws.1.0").exists():
-        pytest.skip("shared fixtures not found beside the repository")
     fake = OkxFake(RECORDED / "OKX.ws.1.0")
     async with fake:
         config = [{"venue": "okx", "symbols": ["BTC-USDT"], "ws_url": fake.ws_url}]
