@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bridge.simulator.risk import (
+    LOT_MODES,
     DailyLoss,
     LotMode,
     TradingWindow,
@@ -110,6 +111,17 @@ class RiskGuards:
     trading_hours: tuple[TradingWindow, ...] = ()  # empty: any time
     #: Broker server time minus UTC (the harness's server runs on UTC).
     server_utc_offset_s: int = 0
+
+    def __post_init__(self) -> None:
+        """The EA's OnInit checks: it does not start with these wrong (INIT_PARAMETERS_INCORRECT)."""
+        if self.lot_mode not in LOT_MODES:
+            raise ValueError(f"lot_mode must be one of {', '.join(LOT_MODES)}")
+        if not (self.max_lot > 0 and self.lot_multiplier > 0 and self.fixed_lot > 0):
+            raise ValueError("max_lot, lot_multiplier and fixed_lot must be > 0")
+        if not (0 < self.risk_percent <= 100 and 0 <= self.max_daily_loss_pct < 100):
+            raise ValueError("risk_percent must be in (0, 100], max_daily_loss_pct in [0, 100)")
+        if self.max_open_positions < 0:
+            raise ValueError("max_open_positions must be >= 0")
 
     def server_s(self, now_ms: int) -> int:
         """The broker's server time (MetaTrader's ``TimeCurrent()``) at ``now_ms``."""

@@ -266,3 +266,53 @@ def test_limit_reasons_are_registered() -> None:
         "daily_loss",
     ):
         assert REJECT_REASONS[code].limit
+
+
+def test_simulate_ea_takes_the_limits_as_options_and_refuses_bad_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    from bridge.client.cli import _guards, cmd_simulate_ea, register
+
+    parser = argparse.ArgumentParser(prog="mtbridge")
+    register(parser.add_subparsers(dest="command"))
+    base = ["simulate-ea", "--account", "1", "--state-dir", "d"]
+    args = parser.parse_args(
+        [
+            *base,
+            "--lot-mode",
+            "risk",
+            "--risk-percent",
+            "0.5",
+            "--max-open-positions",
+            "3",
+            "--max-daily-loss-pct",
+            "4",
+            "--trading-hours",
+            "22:00-02:00",
+            "--server-utc-offset",
+            "7200",
+        ]
+    )
+    guards = _guards(args)
+    assert (guards.lot_mode, guards.risk_percent, guards.max_open_positions, guards.max_daily_loss_pct) == (
+        "risk",
+        0.5,
+        3,
+        4.0,
+    )
+    assert guards.trading_hours == (TradingWindow(1320, 120),)
+    assert guards.server_s(0) == 7200
+    for bad in (
+        ["--trading-hours", "8-12"],
+        ["--fixed-lot", "0"],
+        ["--max-open-positions", "-1"],
+        ["--lot-multiplier", "nan"],
+        ["--lot-mode", "martingale"],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([*base, *bad])
+        assert exit_info.value.code == 2
+    assert cmd_simulate_ea(parser.parse_args([*base, "--risk-percent", "150"])) == 2
+    assert "risk_percent" in capsys.readouterr().err
