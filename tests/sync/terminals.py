@@ -33,6 +33,7 @@ __all__ = [
     "ACCOUNT",
     "INPUTS",
     "MAGIC",
+    "SERVER_UTC_OFFSET",
     "SYMBOLS",
     "HubRest",
     "MQL5Terminal",
@@ -49,6 +50,7 @@ MAGIC = 770001
 #: Symbols the broker (both terminals) knows; the EA's AllowedSymbols is a subset of them.
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY")
 WAIT = 90.0
+SERVER_UTC_OFFSET = "SERVER_UTC_OFFSET"
 #: The EA's inputs both terminals start with (the MQL5 names; the simulator maps them to RiskGuards).
 INPUTS: dict[str, str] = {
     "Strategies": "alpha",
@@ -65,6 +67,9 @@ INPUTS: dict[str, str] = {
     "MaxOpenPositions": "0",
     "MaxDailyLossPct": "0",
     "TradingHours": "",
+    # not an EA input: the broker's server clock minus UTC, in seconds (the harness's
+    # MQL_SERVER_UTC_OFFSET, the simulator's server_utc_offset_s); 86400 jumps to the next broker day
+    SERVER_UTC_OFFSET: "0",
 }
 
 
@@ -83,6 +88,7 @@ def guards_from_inputs(inputs: dict[str, str]) -> RiskGuards:
         max_open_positions=int(inputs["MaxOpenPositions"]),
         max_daily_loss_pct=float(inputs["MaxDailyLossPct"]),
         trading_hours=parse_trading_hours(inputs["TradingHours"]),
+        server_utc_offset_s=int(inputs[SERVER_UTC_OFFSET]),
     )
 
 
@@ -217,9 +223,10 @@ class MQL5Terminal:
                 "MQL_TRADE_STATE": str(self.root / "trade.state"),
                 "MQL_TIMER_MIN_MS": "10",
                 "ASAN_OPTIONS": "detect_leaks=1",
+                "MQL_SERVER_UTC_OFFSET": self.inputs[SERVER_UTC_OFFSET],
             }
         )
-        env.update({f"MQL_INPUT_{k}": v for k, v in self.inputs.items()})
+        env.update({f"MQL_INPUT_{k}": v for k, v in self.inputs.items() if k != SERVER_UTC_OFFSET})
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([str(self.binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
         state = self.state_dir / "state.txt"

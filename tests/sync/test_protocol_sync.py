@@ -27,6 +27,7 @@ from sync.terminals import (
     ACCOUNT,
     HARNESS,
     REPO,
+    SERVER_UTC_OFFSET,
     HubRest,
     MQL5Terminal,
     PythonTerminal,
@@ -206,7 +207,12 @@ SCENARIO: list[Step] = [
     Step("close-while-paused", signal={"symbol": "GBPUSD", "action": "close"}, events=3, status="executed"),
     Step("resume-ends-the-daily-loss-pause", control="resume", events=1),
     open_("open-after-resume", "EURUSD", "sell", 0.1, sl=1.065),
-    Step("close-all-again", signal={"action": "close_all"}, events=15, status="executed"),
+    # measured from the resume now: another 100 pips down trips it again (its second pause that day)
+    Step("eurusd-drops-again", price=("EURUSD", 1.0499, 1.05), events=1),
+    # the next broker day (the server clock one day ahead) ends the pause, from that day's equity
+    Step("next-broker-day", inputs={SERVER_UTC_OFFSET: "86400"}, events=1),
+    open_("open-on-the-next-day", "EURUSD", "buy", 0.1, sl=1.045),
+    Step("close-all-again", signal={"action": "close_all"}, events=18, status="executed"),
 ]
 
 
@@ -378,6 +384,8 @@ async def test_mql5_ea_and_python_simulator_agree(hub_factory: Any, ea_binary: P
         assert [p["message"] for p in by_step[step_name]] == [reason], step_name
     assert [p["riskState"] for p in by_step["eurusd-drops-past-the-daily-loss"]] == ["daily_loss"]
     assert [p["riskState"] for p in by_step["resume-ends-the-daily-loss-pause"]] == ["active"]
+    assert [p["riskState"] for p in by_step["eurusd-drops-again"]] == ["daily_loss"]
+    assert [p["riskState"] for p in by_step["next-broker-day"]] == ["active"]
 
     diffs = [
         f"step {a['step']} differs\n--- python\n{describe([a])}\n--- mql5\n{describe([b])}"
