@@ -13,7 +13,9 @@ Event kinds and their fields (besides the common ``id``, ``kind``, ``account``, 
   ``priceOpen`` (required), ``sl``, ``tp``, ``profit``, ``swap``, ``magic``, ``comment``;
 - ``account``: snapshot with ``balance``, ``equity``, ``margin``, ``freeMargin`` (required), ``marginLevel``,
   ``currency``, ``leverage``, ``positions`` (list of open positions: ``ticket``, ``symbol``, ``side``,
-  ``volume``, ``priceOpen`` required; ``sl``, ``tp``, ``profit``, ``swap``, ``magic``, ``comment`` optional).
+  ``volume``, ``priceOpen`` required; ``sl``, ``tp``, ``profit``, ``swap``, ``magic``, ``comment`` optional),
+  and, when the EA's daily loss limit pauses or un-pauses the account, ``riskState`` (active|daily_loss),
+  ``dayStartEquity`` and ``resumeAt`` (unix ms, the next broker day).
 
 Delivery status only moves forward along this rank:
 ``pending(0) < delivered(1) < acked(2) < expired(3) < executed(4) | rejected(4)``. Steps may be skipped (an
@@ -58,6 +60,7 @@ __all__ = [
     "MAX_EVENT_COMMENT_LENGTH",
     "MAX_EVENT_MESSAGE_LENGTH",
     "MAX_SNAPSHOT_POSITIONS",
+    "RISK_STATES",
     "DeliveryStatus",
     "EventInvalid",
     "EventKind",
@@ -92,6 +95,9 @@ _ORDER_TYPES: Final = ("market", "limit", "stop", "stop_limit")
 _SIDES: Final = ("buy", "sell")
 _DEAL_ENTRIES: Final = ("in", "out", "inout", "out_by")
 _POSITION_STATES: Final = ("opened", "modified", "closed")
+#: An account's trading state under the EA's risk limits: ``daily_loss`` while the daily loss limit
+#: pauses it, ``active`` otherwise (reported when the pause ends).
+RISK_STATES: Final = ("active", "daily_loss")
 _CURRENCY_RE: Final = re.compile(r"[A-Za-z0-9]{2,8}")
 
 _KIND_FIELDS: Final[dict[str, frozenset[str]]] = {
@@ -147,7 +153,19 @@ _KIND_FIELDS: Final[dict[str, frozenset[str]]] = {
         }
     ),
     "account": frozenset(
-        {"balance", "equity", "margin", "freeMargin", "marginLevel", "currency", "leverage", "positions"}
+        {
+            "balance",
+            "equity",
+            "margin",
+            "freeMargin",
+            "marginLevel",
+            "currency",
+            "leverage",
+            "riskState",
+            "dayStartEquity",
+            "resumeAt",
+            "positions",
+        }
     ),
 }
 _SNAPSHOT_POSITION_FIELDS: Final = frozenset(
@@ -410,6 +428,9 @@ def _account(c: _Checker, data: dict[str, Any]) -> None:
     _put(data, "marginLevel", c.number("marginLevel", minimum=0.0, maximum=_MAX_MONEY))
     _put(data, "currency", c.string("currency", pattern=_CURRENCY_RE, what="a currency code"))
     _put(data, "leverage", c.integer("leverage", minimum=1, maximum=100_000))
+    _put(data, "riskState", c.choice("riskState", RISK_STATES))
+    _put(data, "dayStartEquity", _money(c, "dayStartEquity"))
+    _put(data, "resumeAt", c.integer("resumeAt", minimum=0, maximum=_MAX_TS_MS))
     raw = c.obj.get("positions")
     if raw is None:
         data["positions"] = []
@@ -518,6 +539,9 @@ _FAST_ACCOUNT: Final[_FastSpec] = (
     ("marginLevel", False, fast_number, 0.0, _MAX_MONEY),
     ("currency", False, fast_pattern, _CURRENCY_RE, None),
     ("leverage", False, fast_integer, 1, 100_000),
+    ("riskState", False, fast_choice, frozenset(RISK_STATES), None),
+    ("dayStartEquity", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
+    ("resumeAt", False, fast_integer, 0, _MAX_TS_MS),
 )
 #: kind -> (every field allowed at the top level, the kind's table).
 _FAST_KINDS: Final[dict[str, tuple[frozenset[str], _FastSpec]]] = {

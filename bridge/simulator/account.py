@@ -15,6 +15,16 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bridge.simulator.risk import (
+    LOT_MODES,
+    DailyLoss,
+    LotMode,
+    TradingWindow,
+    broker_day,
+    in_trading_hours,
+    size_volume,
+)
+
 __all__ = [
     "CONTRACT_SIZES",
     "DEFAULT_PRICES",
@@ -91,6 +101,31 @@ class RiskGuards:
     max_slippage_points: int = DEFAULT_MAX_SLIPPAGE_POINTS
     trading_enabled: bool = True
     magic: int = DEFAULT_MAGIC
+    #: Position sizing and account limits (docs/mql5.md, "Position sizing and risk limits").
+    lot_mode: LotMode = "multiplier"
+    lot_multiplier: float = 1.0
+    fixed_lot: float = 0.01
+    risk_percent: float = 1.0
+    max_open_positions: int = 0  # 0: no limit
+    max_daily_loss_pct: float = 0.0  # 0: no limit
+    trading_hours: tuple[TradingWindow, ...] = ()  # empty: any time
+    #: Broker server time minus UTC (the harness's server runs on UTC).
+    server_utc_offset_s: int = 0
+
+    def __post_init__(self) -> None:
+        """The EA's OnInit checks: it does not start with these wrong (INIT_PARAMETERS_INCORRECT)."""
+        if self.lot_mode not in LOT_MODES:
+            raise ValueError(f"lot_mode must be one of {', '.join(LOT_MODES)}")
+        if not (self.max_lot > 0 and self.lot_multiplier > 0 and self.fixed_lot > 0):
+            raise ValueError("max_lot, lot_multiplier and fixed_lot must be > 0")
+        if not (0 < self.risk_percent <= 100 and 0 <= self.max_daily_loss_pct < 100):
+            raise ValueError("risk_percent must be in (0, 100], max_daily_loss_pct in [0, 100)")
+        if self.max_open_positions < 0:
+            raise ValueError("max_open_positions must be >= 0")
+
+    def server_s(self, now_ms: int) -> int:
+        """The broker's server time (MetaTrader's ``TimeCurrent()``) at ``now_ms``."""
+        return now_ms // 1000 + self.server_utc_offset_s
 
 
 @dataclass
@@ -136,6 +171,7 @@ class SimAccount:
     #: (bid, ask) set by :meth:`set_quote`, overriding the mid price and spread.
     quotes: dict[str, list[float]] = field(default_factory=dict)
     orders: list[PendingOrder] = field(default_factory=list)
+    daily: DailyLoss = field(default_factory=DailyLoss)
 
     # -- market --------------------------------------------------------------------------------------
 
@@ -214,18 +250,40 @@ class SimAccount:
             return [self._rejected(signal, symbol, "unsupported_order_type", now_ms, guards)]
         if side not in ("buy", "sell"):
             return [self._rejected(signal, symbol, "invalid_side", now_ms, guards)]
-        volume = _num(signal.get("volume"))
-        if volume <= 0 or volume > guards.max_lot + 1e-9:
-            return [self._rejected(signal, symbol, "max_lot", now_ms, guards)]
-        steps = volume / VOLUME_STEP
-        if volume < VOLUME_MIN - 1e-9 or volume > VOLUME_MAX + 1e-9 or abs(steps - round(steps)) > 1e-6:
-            return [self._rejected(signal, symbol, "invalid_volume", now_ms, guards)]
-        if order_type != "market":
-            return self._place(signal, sid, symbol, str(side), str(order_type), volume, now_ms, guards)
+        if self.daily.paused:
+            return [self._rejected(signal, symbol, "daily_loss", now_ms, guards)]
+        if not in_trading_hours(guards.trading_hours, guards.server_s(now_ms)):
+            return [self._rejected(signal, symbol, "outside_trading_hours", now_ms, guards)]
+        held = len(self.positions) + len(self.orders)
+        if guards.max_open_positions > 0 and held >= guards.max_open_positions:
+            return [self._rejected(signal, symbol, "max_open_positions", now_ms, guards)]
         digits = digits_of(symbol)
         point = 10.0**-digits
         bid, ask = self.quote(symbol)
         market = ask if side == "buy" else bid
+        entry = market if order_type == "market" else round(_num(signal.get("price")), digits)
+        if guards.lot_mode == "risk" and entry <= 0:
+            return [self._rejected(signal, symbol, "invalid_price", now_ms, guards)]
+        volume, reason = size_volume(
+            guards.lot_mode,
+            signal_volume=_num(signal.get("volume")),
+            multiplier=guards.lot_multiplier,
+            fixed_lot=guards.fixed_lot,
+            risk_percent=guards.risk_percent,
+            equity=self.equity(),
+            entry=entry,
+            sl=round(_num(signal.get("sl")), digits),
+            tick_size=point,
+            tick_value=point * contract_of(symbol),
+            vol_min=VOLUME_MIN,
+            vol_max=VOLUME_MAX,
+            vol_step=VOLUME_STEP,
+            max_lot=guards.max_lot,
+        )
+        if reason:
+            return [self._rejected(signal, symbol, reason, now_ms, guards)]
+        if order_type != "market":
+            return self._place(signal, sid, symbol, str(side), str(order_type), volume, now_ms, guards)
         deviation = guards.max_slippage_points
         signal_dev = signal.get("deviation")
         if isinstance(signal_dev, int) and 0 <= signal_dev < deviation:
@@ -429,12 +487,43 @@ class SimAccount:
             events.append(event)
         return events
 
-    def snapshot(self, now_ms: int) -> dict[str, Any]:
-        """The periodic ``account`` event."""
+    # -- daily loss limit -----------------------------------------------------------------------------
+
+    def check_daily_loss(self, now_ms: int, guards: RiskGuards) -> list[dict[str, Any]]:
+        """Roll the broker day and trip the daily loss limit, as the EA does on every timer tick and
+        before every ``open``; returns the ``account`` event of a pause that began or ended."""
+        equity = self.equity()
+        day = broker_day(guards.server_s(now_ms))
+        paused_day, trips = self.daily.day, self.daily.trips
+        if self.daily.roll(day, equity):
+            return [self._risk_event(now_ms, guards, "active", paused_day, trips)]
+        if self.daily.trip(equity, guards.max_daily_loss_pct):
+            return [self._risk_event(now_ms, guards, "daily_loss", day, self.daily.trips)]
+        return []
+
+    def resume_daily_loss(self, now_ms: int, guards: RiskGuards) -> list[dict[str, Any]]:
+        """An operator resumed the account: a daily-loss pause ends, with a fresh allowance."""
+        if not self.daily.resume(self.equity()):
+            return []
+        return [self._risk_event(now_ms, guards, "active", self.daily.day, self.daily.trips)]
+
+    def _risk_event(
+        self, now_ms: int, guards: RiskGuards, state: str, day: int, trips: int
+    ) -> dict[str, Any]:
+        """A snapshot that says the limit paused (``daily_loss``) or released (``active``) the account."""
+        event = self.snapshot(now_ms, name=f"{self.login}|risk|{day}|{trips}|{state}")
+        event["riskState"] = state
+        event["dayStartEquity"] = round(self.daily.start_equity, 2)
+        if state == "daily_loss":
+            event["resumeAt"] = ((day + 1) * 86_400 - guards.server_utc_offset_s) * 1000
+        return event
+
+    def snapshot(self, now_ms: int, *, name: str = "") -> dict[str, Any]:
+        """The periodic ``account`` event (``name``: a name-based id instead of one per time)."""
         margin = self.margin()
         equity = self.equity()
         event: dict[str, Any] = {
-            "id": event_uuid(f"{self.login}|account|{now_ms}"),
+            "id": event_uuid(name or f"{self.login}|account|{now_ms}"),
             "kind": "account",
             "account": self.login,
             "ts": now_ms,
@@ -611,8 +700,9 @@ class SimAccount:
     def from_dict(cls, data: dict[str, Any]) -> SimAccount:
         positions = [Position(**p) for p in data.get("positions", [])]
         orders = [PendingOrder(**o) for o in data.get("orders", [])]
-        fields = {k: v for k, v in data.items() if k not in ("positions", "orders")}
-        return cls(**fields, positions=positions, orders=orders)
+        daily = DailyLoss(**data.get("daily", {}))
+        fields = {k: v for k, v in data.items() if k not in ("positions", "orders", "daily")}
+        return cls(**fields, positions=positions, orders=orders, daily=daily)
 
 
 def _num(value: object) -> float:

@@ -90,7 +90,7 @@ def demo_script(accounts: tuple[str, ...]) -> Iterator[dict[str, Any]]:
             "side": "buy",
             "orderType": "market",
             "volume": 1.5,
-        },  # above the EAs' max lot: rejected
+        },  # above the EAs' max lot: clamped to 1.0 lot (MaxLot)
         {"accounts": everyone, "symbol": "EURUSD", "action": "close", "side": "buy"},
         {"accounts": everyone, "action": "close_all"},
     ]

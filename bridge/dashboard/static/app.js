@@ -474,6 +474,13 @@ function fillSignal(row, s) {
   row.title = s.id;
 }
 
+// A rejection's message with its label from codes.json ("max_open_positions" → "max open positions");
+// trade-server refusals ("trade_server: ...") and unknown reasons are shown as sent.
+function rejectLabel(message) {
+  const r = app.codes && app.codes.rejectReasons && app.codes.rejectReasons[message];
+  return r ? r.label : message;
+}
+
 function fillEvent(row, e) {
   const c = cells(row, 6);
   const p = e.payload || {};
@@ -483,9 +490,9 @@ function fillEvent(row, e) {
   c[2].textContent = e.account;
   let what = "";
   if (e.kind === "deal") what = `${p.side} ${p.volume} ${p.symbol} @ ${p.price} (${p.entry}) #${p.ticket}`;
-  else if (e.kind === "order") what = `${p.state} ${p.side ?? ""} ${p.volume ?? ""} ${p.symbol ?? ""}${p.message ? " · " + p.message : ""}`;
+  else if (e.kind === "order") what = `${p.state} ${p.side ?? ""} ${p.volume ?? ""} ${p.symbol ?? ""}${p.message ? " · " + rejectLabel(p.message) : ""}`;
   else if (e.kind === "position") what = `${p.state} ${p.side} ${p.volume} ${p.symbol} @ ${p.priceOpen}`;
-  else if (e.kind === "account") what = `balance ${num(p.balance)} equity ${num(p.equity)} margin ${num(p.margin)}`;
+  else if (e.kind === "account") what = `balance ${num(p.balance)} equity ${num(p.equity)} margin ${num(p.margin)}${p.riskState === "daily_loss" ? " · paused: daily loss limit" : p.riskState === "active" ? " · daily loss pause ended" : ""}`;
   c[3].textContent = what;
   c[4].textContent = e.signalId ? e.signalId.slice(0, 8) : "";
   c[4].title = e.signalId || "";
@@ -621,12 +628,13 @@ function renderAccounts() {
       c[6].textContent = String((a.positions || []).length);
       c[6].title = (a.positions || []).map((p) => `${p.side} ${p.volume} ${p.symbol} @ ${p.priceOpen}`).join("\n");
       c[7].textContent = ago(a.lastSeen);
-      c[8].textContent = a.paused ? "paused" : "";
-      c[8].className = a.paused ? "paused" : "";
+      const lossPaused = a.riskState === "daily_loss";
+      c[8].textContent = a.paused ? "paused" : lossPaused ? "daily loss" : "";
+      c[8].className = a.paused || lossPaused ? "paused" : "";
       if (isAdmin) {
         const b = c[9].firstChild;
-        b.dataset.command = a.paused ? "resume" : "pause";
-        b.textContent = a.paused ? "resume" : "pause";
+        b.dataset.command = a.paused || lossPaused ? "resume" : "pause";
+        b.textContent = a.paused || lossPaused ? "resume" : "pause";
       }
     },
   );

@@ -246,7 +246,7 @@ export class AccountBook {
     if (!a) {
       a = {
         account: login, connected: false, lastSeen: null, balance: null, equity: null, margin: null,
-        freeMargin: null, currency: null, positions: [], updatedAt: null, paused: false,
+        freeMargin: null, currency: null, positions: [], updatedAt: null, paused: false, riskState: null,
       };
       this.byLogin.set(login, a);
     }
@@ -274,6 +274,8 @@ export class AccountBook {
     if (ev.kind === "account" && (a.updatedAt == null || ev.ts >= a.updatedAt)) {
       for (const k of ["balance", "equity", "margin", "freeMargin", "currency"]) if (k in ev) a[k] = ev[k];
       if (Array.isArray(ev.positions)) a.positions = ev.positions;
+      // The EA's daily loss limit: "daily_loss" while it pauses opening, "active" once it ended.
+      if (typeof ev.riskState === "string") a.riskState = ev.riskState;
       a.updatedAt = ev.ts;
     }
     this.version += 1;

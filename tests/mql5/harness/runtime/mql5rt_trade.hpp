@@ -970,7 +970,8 @@ inline bool OrderSend(const MqlTradeRequest &req, MqlTradeResult &res) {
         if (req.price <= 0 || !ok_side) return fail(TRADE_RETCODE_INVALID_PRICE, "invalid price");
         long expiration = 0;
         if (req.type_time == ORDER_TIME_SPECIFIED) {
-            if (long(req.expiration) <= long(TimeCurrent())) return fail(TRADE_RETCODE_INVALID_EXPIRATION, "invalid expiration");
+            // expirations are unix seconds (UTC), as the EA sends them and the event loop expires them
+            if (long(req.expiration) <= long(std::time(nullptr))) return fail(TRADE_RETCODE_INVALID_EXPIRATION, "invalid expiration");
             expiration = long(req.expiration);
         } else if (req.type_time != ORDER_TIME_GTC) {
             return fail(TRADE_RETCODE_INVALID_EXPIRATION, "only GTC and specified expiration are simulated");
