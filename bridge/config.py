@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     close_timeout: float = L.DEFAULT_CLOSE_TIMEOUT
     max_connections_per_ip: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_IP
     max_connections_per_subject: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_SUBJECT
+    http_header_timeout: float = Field(L.DEFAULT_HANDSHAKE_TIMEOUT, gt=0)
+    http_body_timeout: float = Field(L.DEFAULT_BODY_TIMEOUT, gt=0)
+    max_request_bytes: int = Field(L.DEFAULT_MAX_REQUEST_BYTES, ge=1024)
 
     @field_validator("jwt_algorithms", "allowed_origins", mode="before")
     @classmethod

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from bridge.api import accounts, admin, events, ops, signals
+from bridge.api import accounts, admin, errors, events, ops, signals
 from bridge.auth.tokens import Verifier, load_or_create_secret
 from bridge.config import Settings
 from bridge.hub.websocket import WebSocketOptions
@@ -73,7 +73,9 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         summary="MetaTrader bridge and signal relay",
         lifespan=lifespan,
+        responses=errors.ERROR_RESPONSES,
     )
+    errors.install(app)
     app.include_router(ops.router)
     app.include_router(admin.router)
     app.include_router(signals.router)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, status
 
 from bridge.api.deps import BearerClaims, ServicesDep
+from bridge.api.params import Cursor, Since, Until
 from bridge.hub.hub import HubError
 from bridge.protocol.channels import Role, can_publish, holds_account
 from bridge.protocol.events import DeliveryStatus
@@ -87,9 +88,9 @@ async def list_signals(
     strategy: str | None = None,
     account: str | None = None,
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
-    since: Annotated[int | None, Query(description="createdAt >= since (unix ms)")] = None,
-    until: Annotated[int | None, Query(description="createdAt < until (unix ms)")] = None,
-    cursor: str | None = None,
+    since: Since = None,
+    until: Until = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
     """Signals, newest first; pass ``nextCursor`` back as ``cursor`` for the next page."""

@@ -453,6 +453,7 @@ class Hub:
         if requires_auth and conn.claims is None:
             self._bad_message(conn, env.request_id, "auth_required", "authenticate first")
             return
+        conn.bad_messages = 0  # the limit counts bad messages in a row (docs/protocol.md)
         try:
             result = handler(conn, env)
         except HubError as exc:
@@ -505,12 +506,17 @@ class Hub:
     def _auth_result(self, claims: Claims) -> dict[str, Any]:
         return {"sub": claims.sub, "role": claims.role.value, "expiresAt": int(claims.exp)}
 
-    def authenticate(self, conn: Connection, token: object, request_id: str | None) -> bool:
-        """Check a token and bind it to ``conn``; on failure reply, close and return False."""
+    def authenticate(
+        self, conn: Connection, token: object, request_id: str | None, *, welcome: bool = False
+    ) -> bool:
+        """Check a token and bind it to ``conn``; on failure reply, close and return False.
+        ``welcome``: a token from the URL; a refusal still sends ``welcome`` first (docs/protocol.md)."""
         try:
             claims = self._verify(token)
         except AuthError as exc:
             self.metrics.auth_failures.labels(exc.code).inc()
+            if welcome:
+                self.welcome(conn)
             self.reply_error(conn, request_id, exc.code, str(exc))
             close = {
                 "token_expired": codes.TOKEN_EXPIRED,
@@ -521,6 +527,8 @@ class Hub:
         cap = self.limits.max_connections_per_subject
         peers = self.by_subject.get(claims.sub)
         if cap is not None and peers is not None and len(peers) >= cap:
+            if welcome:
+                self.welcome(conn)
             self.reply_error(conn, request_id, "forbidden", "too many connections for this subject")
             self.close(conn, codes.TOO_MANY_CONNECTIONS)
             return False

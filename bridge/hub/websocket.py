@@ -210,7 +210,7 @@ class HubWebSocketProtocol(asyncio.Protocol):
         self._pump()
         self.conn = conn = hub.connect(self, encoding, self.ip)
         token = parse_qs(split.query).get("token")
-        if token and not hub.authenticate(conn, token[0], None):
+        if token and not hub.authenticate(conn, token[0], None, welcome=True):
             return
         hub.welcome(conn)
 

@@ -55,6 +55,7 @@ from bridge.protocol.signals import (
 )
 
 __all__ = [
+    "CSV_FORMULA_PREFIXES",
     "EVENT_CSV_COLUMNS",
     "EVENT_KINDS",
     "MAX_EVENT_COMMENT_LENGTH",
@@ -66,6 +67,7 @@ __all__ = [
     "EventKind",
     "TradeEvent",
     "can_transition",
+    "csv_cell",
     "event_csv_row",
     "parse_event",
     "status_from_event",
@@ -188,7 +190,11 @@ EVENT_CSV_COLUMNS: Final[tuple[str, ...]] = (
     "profit",
     "balance",
     "equity",
+    "comment",
 )
+#: First characters that make a spreadsheet (Excel, LibreOffice, Google Sheets) read a cell as a
+#: formula or a command: OWASP's list (``=``, ``+``, ``-``, ``@``, tab, carriage return) and line feed.
+CSV_FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 class EventInvalid(Invalid):
@@ -281,13 +287,22 @@ def status_from_event(event: TradeEvent) -> DeliveryStatus | None:
     return None
 
 
+def csv_cell(value: object) -> str:
+    """One CSV cell. A string that starts like a formula gets a leading ``'`` (OWASP, "CSV
+    injection"): symbols such as ``+1+1`` and free-text comments are accepted from EAs and would
+    otherwise run as formulas when an operator opens the export. Numbers are written as they are,
+    so a negative ``profit`` stays a number."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return "'" + value if value.startswith(CSV_FORMULA_PREFIXES) else value
+    return str(value)
+
+
 def event_csv_row(payload: Mapping[str, Any]) -> list[str]:
-    """One CSV row (per :data:`EVENT_CSV_COLUMNS`) from a stored event payload; missing cells are empty."""
-    row: list[str] = []
-    for column in EVENT_CSV_COLUMNS:
-        value = payload.get(column)
-        row.append("" if value is None else str(value))
-    return row
+    """One CSV row (per :data:`EVENT_CSV_COLUMNS`) from a stored event payload; missing cells are empty,
+    text cells are neutralised by :func:`csv_cell`."""
+    return [csv_cell(payload.get(column)) for column in EVENT_CSV_COLUMNS]
 
 
 def parse_event(obj: object, now: float) -> TradeEvent:
