@@ -10,6 +10,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from bridge.api.app import build_verifier
 from bridge.config import Settings
 from bridge.hub.hub import Hub
@@ -23,6 +25,10 @@ logger = logging.getLogger("mtbridge")
 HEALTH_INTERVAL = 1.0
 HEALTH_HISTORY = 300
 RETENTION_INTERVAL = 3600.0
+#: The shared Redis client's socket timeouts (seconds): connecting, and one command's round trip.
+#: Short, so that a dead Redis is noticed within seconds and the node reports itself degraded.
+REDIS_CONNECT_TIMEOUT = 2.0
+REDIS_COMMAND_TIMEOUT = 5.0
 
 
 class HealthSampler:
@@ -94,10 +100,27 @@ class Services:
     health: HealthSampler
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     marketdata_sink: Any = None
+    #: This process's node id (``--node-id``, default ``<hostname>-<pid>``).
+    node_id: str = ""
+    #: The node's shared Redis client (a connection pool) when ``--redis-url`` is set, else None.
+    #: The broker takes its own pub/sub connection from it; the cluster control plane uses it too.
+    redis: aioredis.Redis | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
+        problem = settings.cluster_problem()
+        if problem is not None:
+            raise RuntimeError(problem)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        node_id = settings.node
+        redis = None
+        if settings.redis_url:
+            redis = aioredis.Redis.from_url(
+                settings.redis_url,
+                socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+                socket_timeout=REDIS_COMMAND_TIMEOUT,
+                health_check_interval=10,
+            )
         verifier, secret = build_verifier(settings)
         store = SQLStore(settings.db_url)
         await store.start()
@@ -108,7 +131,7 @@ class Services:
         await ledger.start()
         await hub.start()
         health = HealthSampler(hub)
-        services = cls(settings, hub, secret, store, ledger, health)
+        services = cls(settings, hub, secret, store, ledger, health, node_id=node_id, redis=redis)
         services.tasks.append(asyncio.create_task(health.run(), name="mtbridge-health"))
         services.tasks.append(asyncio.create_task(services._retention(), name="mtbridge-retention"))
         if settings.marketdata:
@@ -155,3 +178,5 @@ class Services:
                 await task
         await self.ledger.stop()
         await self.store.close()
+        if self.redis is not None:
+            await self.redis.aclose()
