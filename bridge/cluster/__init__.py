@@ -1,0 +1,26 @@
+"""The cluster control plane: what is node-local in one hub made cluster-wide (docs/architecture.md,
+"Cluster control plane").
+
+- :mod:`~bridge.cluster.model`: the pure rules (keys, bus messages, health aggregation);
+- :mod:`~bridge.cluster.presence`: presence entries and per-subject claims in Redis;
+- :mod:`~bridge.cluster.control`: the control bus (commands between nodes over Redis pub/sub);
+- :mod:`~bridge.cluster.leader`: leadership through PostgreSQL advisory locks;
+- :mod:`~bridge.cluster.node`: the wiring into one hub process, with and without Redis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.cluster.node import MARKETDATA, SWEEPS, LocalCluster, RedisCluster
+
+__all__ = ["MARKETDATA", "SWEEPS", "LocalCluster", "RedisCluster", "start_cluster"]
+
+
+async def start_cluster(services: Any) -> LocalCluster:
+    """The control plane of ``services``: a :class:`RedisCluster` node when the hub has a Redis
+    client (``--redis-url``), else a :class:`LocalCluster` that keeps one hub's behaviour exactly."""
+    redis = getattr(services, "redis", None)
+    cluster = LocalCluster(services) if redis is None else RedisCluster(services, redis)
+    await cluster.start()
+    return cluster
