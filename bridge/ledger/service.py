@@ -84,6 +84,7 @@ class Ledger:
         hub.register("signal.ack", self._on_ack)
         hub.register("trade.event", self._on_trade_event)
         hub.after_publish.append(self._after_publish)
+        hub.repair.on_delivered.append(self._on_delivered)
         hub.on_replayed.append(self._on_replayed)
         hub.on_connection_change.append(self._on_connection_change)
         hub.batches.append(self._requests)
@@ -148,22 +149,29 @@ class Ledger:
             self.publishers.popitem(last=False)
 
     def _after_publish(self, channel: str, offset: int, prepared: Prepared) -> None:
+        """On the publishing node only: tell dashboards (every node's, through the broker)."""
         if prepared.signal is None:
             return
-        signal = prepared.signal
         self.hub.publish_ephemeral(
             "system:signals",
             {"event": "signal", "signal": {**prepared.payload, "offset": offset, "channel": channel}},
         )
+
+    def _on_delivered(
+        self, channel: str, offset: int, payload: dict[str, Any], targets: Targets | None
+    ) -> None:
+        """On every node: a signal reached this node's live subscribers; record it for its EAs."""
+        if not channel.startswith("signals:"):
+            return
+        signal_id = payload.get("id")
         ch = self.hub.channels.get(channel)
-        if ch is None:
+        if ch is None or not isinstance(signal_id, str):
             return
         now_ms = int(self.hub.clock() * 1000)
         # The EAs the fan-out reached: looked up in the channel's index, not found by a scan.
-        targets = prepared.targets
         reached = ch.targeted(targets) if targets is not None else ch.json_subs | ch.msgpack_subs
         for conn in reached:
-            self._mark_delivered(conn, prepared.payload, now_ms, signal.id)
+            self._mark_delivered(conn, payload, now_ms, signal_id)
 
     def _on_replayed(self, conn: Connection, channel: str, payloads: list[dict[str, Any]]) -> None:
         if not channel.startswith("signals:"):
@@ -322,7 +330,8 @@ class Ledger:
             return
         payload = write.payload if write.payload is not None else write.event.to_payload()
         if not record.appended.duplicate:
-            self.hub.fanout(write.channel, record.appended.offset, payload)
+            appended = record.appended
+            self.hub.distribute(write.channel, appended.epoch, appended.offset, payload, None)
         if record.new:
             self.hub.publish_ephemeral("system:events", payload)
             if write.status is not None and record.status_moved:

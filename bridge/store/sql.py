@@ -104,6 +104,9 @@ MAX_BATCH_OPS = 2000
 MAX_BATCH_ITEMS = 5000
 #: Queued calls beyond which callers wait for room (backpressure).
 MAX_QUEUE = 100_000
+#: Channel names per statement of ``tops`` (a cluster node's periodic gap check): one IN list of
+#: at most this many bound parameters, far under PostgreSQL's 65,535 and SQLite's 32,766.
+TOPS_CHUNK = 5_000
 #: Rows per ``IN (...)`` list, below SQLite's and asyncpg's bind-parameter limits.
 IN_CHUNK: Final = 900
 #: Rows per array or jsonb parameter on PostgreSQL (neither has a bind-parameter limit).
@@ -925,6 +928,20 @@ class SQLStore:
 
         result: Position = await self._submit("call", create)
         return result
+
+    async def tops(self, channels: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """One read on the reader pool; chunked at TOPS_CHUNK names to keep the IN list bounded."""
+        out: dict[str, tuple[str, int]] = {}
+        names = list(channels)
+        if not names:
+            return out
+        reader = self._reader()
+        with wrap_exceptions("tops"):
+            async with reader.connect() as conn:
+                for i in range(0, len(names), TOPS_CHUNK):
+                    rows = await conn.execute(q.select_tops(names[i : i + TOPS_CHUNK]))
+                    out.update({r.name: (r.epoch, r.last_offset) for r in rows})
+        return out
 
     async def reset_channel(self, channel: str) -> Position:
         def reset(conn: sa.Connection) -> Position:
