@@ -14,7 +14,7 @@ from typing import Any
 
 from bridge.cluster.node import MARKETDATA, SWEEPS, LocalCluster, RedisCluster
 
-__all__ = ["MARKETDATA", "SWEEPS", "LocalCluster", "RedisCluster", "start_cluster"]
+__all__ = ["MARKETDATA", "SWEEPS", "LocalCluster", "RedisCluster", "cluster_of", "start_cluster"]
 
 
 async def start_cluster(services: Any) -> LocalCluster:
@@ -24,3 +24,11 @@ async def start_cluster(services: Any) -> LocalCluster:
     cluster = LocalCluster(services) if redis is None else RedisCluster(services, redis)
     await cluster.start()
     return cluster
+
+
+def cluster_of(services: Any) -> LocalCluster:
+    """The control plane ``services`` runs (a local one for services started without one)."""
+    cluster = getattr(services, "cluster", None)
+    if cluster is None:
+        cluster = services.cluster = LocalCluster(services)
+    return cluster  # type: ignore[no-any-return]
