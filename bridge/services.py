@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bridge.api.app import build_verifier
+from bridge.broker.base import Broker
+from bridge.broker.redis import RedisBroker
+from bridge.cluster import SWEEPS, start_cluster
 from bridge.config import Settings
 from bridge.hub.hub import Hub
 from bridge.ledger.service import Ledger
@@ -29,6 +33,8 @@ RETENTION_INTERVAL = 3600.0
 #: Short, so that a dead Redis is noticed within seconds and the node reports itself degraded.
 REDIS_CONNECT_TIMEOUT = 2.0
 REDIS_COMMAND_TIMEOUT = 5.0
+#: How long a starting node waits for its Redis subscriber connection before it starts degraded.
+REDIS_START_WAIT = 5.0
 
 
 class HealthSampler:
@@ -105,6 +111,8 @@ class Services:
     #: The node's shared Redis client (a connection pool) when ``--redis-url`` is set, else None.
     #: The broker takes its own pub/sub connection from it; the cluster control plane uses it too.
     redis: aioredis.Redis | None = None
+    #: The cluster control plane (bridge/cluster): presence, control bus, leadership.
+    cluster: Any = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -125,18 +133,35 @@ class Services:
         store = SQLStore(settings.db_url)
         await store.start()
         await store.migrate()
-        hub = Hub(verifier, limits=settings.hub_limits(), log=store)
+        origin = f"{node_id}/{secrets.token_hex(4)}"  # unique even if two nodes share an id
+        broker: Broker | None = None
+        if settings.redis_url:
+            broker = RedisBroker.from_url(settings.redis_url, origin)
+        hub = Hub(
+            verifier, limits=settings.hub_limits(), log=store, broker=broker, node_id=node_id, origin=origin
+        )
+        if isinstance(broker, RedisBroker):
+            broker.metrics = hub.metrics.cluster
         ledger = Ledger(hub, store)
         hub.persist_revocation = ledger.persist_revocation
         await ledger.start()
         await hub.start()
+        if isinstance(broker, RedisBroker):
+            if not await broker.wait_ready(REDIS_START_WAIT):
+                logger.warning("Redis not reachable at start: serving degraded until it is")
+            hub.repair.start_checks(settings.gap_check_interval)
         health = HealthSampler(hub)
         services = cls(settings, hub, secret, store, ledger, health, node_id=node_id, redis=redis)
-        services.tasks.append(asyncio.create_task(health.run(), name="mtbridge-health"))
-        services.tasks.append(asyncio.create_task(services._retention(), name="mtbridge-retention"))
+        services.cluster = cluster = await start_cluster(services)
+        ledger.leads = lambda: cluster.leads(SWEEPS)
+        services.tasks.append(cluster.health_task(health))
+        services.tasks.append(cluster.led("retention", services._retention))
         if settings.marketdata:
-            services.tasks.append(asyncio.create_task(services._marketdata(), name="mtbridge-marketdata"))
-        logger.info("hub ready: store %s, epoch %s", store.dialect, hub.epoch)
+            services.tasks.append(cluster.led("marketdata", services._marketdata))
+        logger.info(
+            "hub ready: node %s, store %s, broker %s, epoch %s",
+            node_id, store.dialect, "redis" if broker else "in-process", hub.epoch,
+        )  # fmt: skip
         return services
 
     async def ready_check(self) -> None:
@@ -176,6 +201,8 @@ class Services:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.ledger.stop()
         await self.store.close()
         if self.redis is not None:

@@ -204,7 +204,7 @@ class Hub:
         revocations: RevocationList | None = None,
         persist_revocation: Callable[[Revocation], Awaitable[None]] | None = None,
         broker: Broker | None = None,
-        node: str = "",
+        node_id: str = "",
         origin: str = "",
     ) -> None:
         self.verifier = verifier
@@ -215,9 +215,10 @@ class Hub:
         self.revocations = revocations or RevocationList()
         self.persist_revocation = persist_revocation
         self.broker: Broker = broker or MemoryBroker()
-        self.node = node
+        #: This node's id in a cluster ("" for a single hub) and its instance id (unique per process).
+        self.node_id = node_id
         self.origin = origin
-        self.metrics = HubMetrics(node)
+        self.metrics = HubMetrics(node_id)
         self._public_limits = self.limits.public()
         self.tally = Tally()
         self.epoch = uuid.uuid4().hex[:12]  # epoch of ephemeral channels: changes with every hub start
@@ -1124,6 +1125,7 @@ class Hub:
                     "subscriptions": sorted(c.subscriptions),
                     "messagesIn": c.msgs_in,
                     "messagesOut": c.msgs_out,
+                    "node": self.node_id,
                 }
             )
         return out

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -72,6 +72,9 @@ class Ledger:
         self._flush_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._seen_revocations: set[tuple[str, str, int]] = set()
+        #: Whether this node runs the signal-expiry sweep (one node of a cluster leads it; a single
+        #: hub always does). Set by the cluster control plane.
+        self.leads: Callable[[], bool] = lambda: True
         # Acks and trade events share one batch: an EA's ack and then its execution report must reach
         # the store in that order, or the report's "executed" would overtake the "acked".
         self._requests: IterationBatch[_Pending[Any]] = IterationBatch(self._request_batch, "mtbridge-ledger")
@@ -402,7 +405,8 @@ class Ledger:
             try:
                 await self._flush_statuses()
                 now_ms = int(self.hub.clock() * 1000)
-                for signal_id, account in await self.store.expire_signals(now_ms):
+                expired = await self.store.expire_signals(now_ms) if self.leads() else []
+                for signal_id, account in expired:
                     self._push_status(StatusUpdate(signal_id, account, DeliveryStatus.EXPIRED, now_ms))
                 await self._load_revocations()
             except asyncio.CancelledError:

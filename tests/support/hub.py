@@ -124,17 +124,23 @@ def _find_services(config: uvicorn.Config) -> Services:
 class Client:
     """A thin JSON-envelope client over the `websockets` library, for tests."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, encoding: str = "json") -> None:
         self.ws = ws
+        self.encoding = encoding
         self.welcome: dict[str, Any] = {}
         self._rid = 0
 
     @classmethod
-    async def open(cls, url: str, token: str | None = None, **kwargs: Any) -> Client:
+    async def open(
+        cls, url: str, token: str | None = None, *, encoding: str = "json", **kwargs: Any
+    ) -> Client:
+        """Connect (``encoding`` "json" or "msgpack", negotiated by subprotocol) and authenticate."""
         kwargs.setdefault("ping_interval", None)
         kwargs.setdefault("open_timeout", WAIT)
+        if encoding != "json":
+            kwargs.setdefault("subprotocols", [f"mtbridge.v1.{encoding}"])
         ws = await websockets.connect(url, **kwargs)
-        client = cls(ws)
+        client = cls(ws, encoding)
         client.welcome = await client.recv()
         assert client.welcome["type"] == "welcome", client.welcome
         if token is not None:
@@ -143,6 +149,11 @@ class Client:
         return client
 
     async def send(self, obj: dict[str, Any]) -> None:
+        if self.encoding == "msgpack":
+            import msgpack
+
+            await self.ws.send(msgpack.packb(obj))
+            return
         await self.ws.send(json.dumps(obj))
 
     async def recv(self, timeout: float = WAIT) -> dict[str, Any]:

@@ -1,0 +1,166 @@
+"""The cross-node data path on a real 3-node cluster (issue 15): every publication — WebSocket publish,
+REST publish, a trade event's rebroadcast — reaches subscribers on every node once, in offset order,
+in JSON and MessagePack; nothing stays behind in any registry or in Redis afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.ledger.helpers import deal, signal
+from tests.support.cluster import Cluster, ClusterServices
+from tests.support.hub import WAIT, Client
+
+pytestmark = pytest.mark.integration
+
+STRATEGY = "xnode"
+CHANNEL = f"signals:{STRATEGY}"
+ACCOUNT = "70001"
+EVENTS = f"account:{ACCOUNT}:events"
+
+
+@dataclass
+class Listener:
+    """A subscriber collecting every message of its channels, in arrival order."""
+
+    client: Client
+    name: str
+    got: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+
+    async def subscribe(self, channel: str) -> dict[str, Any]:
+        result = await self.client.request("subscribe", channel)
+        assert result["type"] == "result", result
+        self.got.setdefault(channel, [])
+        return result
+
+    def start(self) -> None:
+        async def read() -> None:
+            with contextlib.suppress(Exception):
+                while True:
+                    msg = await self.client.recv(timeout=3600)
+                    if msg.get("type") == "message":
+                        self.got.setdefault(msg["channel"], []).append((msg["offset"], msg["payload"]))
+
+        self.task = asyncio.create_task(read())
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.task
+        await self.client.close()
+
+
+async def wait_for(predicate: Any, what: str, timeout: float = WAIT * 3) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def wait_clean(cluster: Cluster, nodes: list[int] | None = None) -> None:
+    """Every node's registries empty (admin REST view of this node) and no subscription left in Redis
+    but the nodes' own liveness channels."""
+    indices = nodes if nodes is not None else list(range(len(cluster)))
+    deadline = time.monotonic() + WAIT * 3
+    while True:
+        leftovers: dict[str, Any] = {}
+        for i in indices:
+            m = cluster.metrics(i)
+            conns = sum(v for k, v in m.items() if k.startswith("mtbridge_connections{"))
+            if conns:
+                leftovers[f"node{i} connections"] = conns
+        channels = [c for c in cluster.redis.channels() if not c.startswith("mtb:node:")]
+        channels = [c for c in channels if not c.startswith("mtb:ctl")]
+        if channels:
+            leftovers["redis channels"] = channels
+        if not leftovers:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"left behind: {leftovers}")
+        await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def running(services: ClusterServices, nodes: int = 3, **env: str) -> AsyncIterator[Cluster]:
+    cluster = Cluster(services, nodes, env={"MTBRIDGE_LOG_LEVEL": "warning", **env})
+    await asyncio.to_thread(cluster.start)
+    try:
+        yield cluster
+    finally:
+        await asyncio.to_thread(cluster.stop)
+
+
+async def test_publication_on_any_node_reaches_every_node(services: ClusterServices) -> None:
+    async with running(services) as cluster:
+        ea_token = cluster.token("ea", "ea-x", accounts=[ACCOUNT], subscribe=[CHANNEL])
+        dash_token = cluster.token("dashboard", "dash-x", accounts=[ACCOUNT])
+        engine_token = cluster.token("engine", "engine-x", publish=[CHANNEL])
+        listeners: list[Listener] = []
+        for i in range(3):
+            for encoding in ("json", "msgpack"):
+                ea = Listener(
+                    await Client.open(cluster[i].url, ea_token, encoding=encoding), f"ea{i}{encoding}"
+                )
+                await ea.subscribe(CHANNEL)
+                dash = Listener(
+                    await Client.open(cluster[i].url, dash_token, encoding=encoding), f"dash{i}{encoding}"
+                )
+                await dash.subscribe(EVENTS)
+                listeners += [ea, dash]
+        for listener in listeners:
+            listener.start()
+
+        # 10 signals over WebSocket on node 0, 10 over REST on node 1, 10 over WebSocket on node 2.
+        expected: list[str] = []
+        engine0 = await Client.open(cluster[0].url, engine_token)
+        engine2 = await Client.open(cluster[2].url, engine_token, encoding="msgpack")
+        async with httpx.AsyncClient(base_url=cluster[1].http, timeout=WAIT) as rest:
+            for engine in (engine0, None, engine2):
+                for _ in range(10):
+                    body = signal(STRATEGY, [ACCOUNT])
+                    expected.append(body["id"])
+                    if engine is None:
+                        r = await rest.post(
+                            "/api/v1/signals", json=body, headers={"Authorization": f"Bearer {engine_token}"}
+                        )
+                        assert r.status_code == 201, r.text
+                    else:
+                        res = await engine.request("publish", CHANNEL, body)
+                        assert res["type"] == "result", res
+        # Trade events reported by an EA on node 2: rebroadcast on account:<login>:events everywhere.
+        reporter = await Client.open(cluster[2].url, cluster.token("ea", "ea-rep", accounts=[ACCOUNT]))
+        events = []
+        for sid in expected[:5]:
+            ev = deal(ACCOUNT, sid, eid=str(uuid.uuid4()))
+            events.append(ev["id"])
+            res = await reporter.request("trade.event", payload=ev)
+            assert res["type"] == "result", res
+
+        eas = [x for x in listeners if x.name.startswith("ea")]
+        dashes = [x for x in listeners if x.name.startswith("dash")]
+        await wait_for(lambda: all(len(x.got[CHANNEL]) >= 30 for x in eas), "30 signals on every node")
+        await wait_for(lambda: all(len(x.got[EVENTS]) >= 5 for x in dashes), "5 events on every node")
+        for x in eas:
+            offsets = [o for o, _ in x.got[CHANNEL]]
+            assert offsets == list(range(1, 31)), (x.name, offsets)
+            assert [p["id"] for _, p in x.got[CHANNEL]] == expected, x.name
+        for x in dashes:
+            assert [o for o, _ in x.got[EVENTS]] == list(range(1, 6)), x.name
+            assert [p["id"] for _, p in x.got[EVENTS]] == events, x.name
+
+        for c in (engine0, engine2, reporter):
+            await c.close()
+        for listener in listeners:
+            await listener.close()
+        await wait_clean(cluster)
