@@ -121,3 +121,10 @@ async def close_connection(conn_id: str, services: ServicesDep, _: AdminClaims) 
     if closed is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, {"code": "not_found", "message": "no such connection"})
     return closed
+
+
+@router.get("/cluster")
+async def cluster_status(services: ServicesDep, _: AdminClaims) -> dict[str, object]:
+    """This node's view of the cluster: its node id, the live nodes, Redis and bus state, and what
+    it leads (``sweeps``: retention, signal expiry, the health sample; ``marketdata``: the adapters)."""
+    return cluster_of(services).status()

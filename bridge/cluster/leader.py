@@ -108,6 +108,10 @@ class PgLeadership:
     def leads(self, name: str) -> bool:
         return name in self._held
 
+    def held(self) -> list[str]:
+        """The names this node leads now."""
+        return sorted(self._held)
+
     def want(self, name: str) -> None:
         """Compete for ``name`` (also done by :meth:`led`)."""
         self._names.add(name)

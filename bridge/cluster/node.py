@@ -111,7 +111,7 @@ class LocalCluster:
         return None
 
     def status(self) -> dict[str, Any]:
-        return {"node": self.node_id, "clustered": False}
+        return {"node": self.node_id, "clustered": False, "nodes": [self.node_id], "leads": ["*"]}
 
 
 class RedisCluster(LocalCluster):
@@ -475,5 +475,5 @@ class RedisCluster(LocalCluster):
             "nodes": sorted(node_of(i) for i in self.live),
             "redis": self.redis_ok,
             "bus": self.bus.up,
-            "leads": sorted(n for n in (SWEEPS, MARKETDATA) if self.pg.leads(n)),
+            "leads": self.pg.held(),
         }

@@ -440,11 +440,11 @@ class Ledger:
         claims = conn.claims
         if claims is None:
             return
-        if "system:connections" in self.hub.channels:
-            self.hub.publish_ephemeral(
-                "system:connections",
-                {"event": "connected" if up else "disconnected", "connection": self.hub.describe([conn])[0]},
-            )
+        # Published whether or not this node has a subscriber: dashboards on other nodes listen (S2).
+        self.hub.publish_ephemeral(
+            "system:connections",
+            {"event": "connected" if up else "disconnected", "connection": self.hub.describe([conn])[0]},
+        )
         if claims.role is not Role.EA:
             return
         logins = [a for a in claims.accounts if a != "*"]
