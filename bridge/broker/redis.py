@@ -338,6 +338,9 @@ class RedisBroker:
         if self.healthy:
             self.healthy = False
             self.metrics.redis_up.set(0)
+            # Idle pooled connections are dead too (a restarted Redis closed them): drop them now, so
+            # the first publish after the return does not fail on one of them.
+            self._track(self._redis.connection_pool.disconnect(inuse_connections=False))
             if self._resync is not None:
                 self._resync(True)
         self._release_waiters()
@@ -346,10 +349,17 @@ class RedisBroker:
             # A failed publish or subscribe means the subscriber connection may be broken too:
             # drop it, so the reader reconnects and resubscribes from scratch.
             self._ps = None
-            task = asyncio.get_running_loop().create_task(self._drop(ps))
-            self._drops.add(task)
-            task.add_done_callback(self._drops.discard)
+            self._track(self._drop(ps))
+
+    def _track(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(self._quietly(coro))
+        self._drops.add(task)
+        task.add_done_callback(self._drops.discard)
+
+    @staticmethod
+    async def _quietly(coro: Any) -> None:
+        with contextlib.suppress(Exception):
+            await coro
 
     async def _drop(self, ps: PubSub) -> None:
-        with contextlib.suppress(Exception):
-            await ps.aclose()  # type: ignore[no-untyped-call]
+        await ps.aclose()  # type: ignore[no-untyped-call]

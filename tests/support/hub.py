@@ -249,6 +249,10 @@ class HubProcess:
         raise TimeoutError(f"hub not ready: {self.log.read_text()[-2000:]}")
 
     def token(self, role: str, sub: str, ttl: float = 3600, **claims: Any) -> str:
+        shared = self.env.get("MTBRIDGE_JWT_SECRET_FILE")  # a cluster's nodes share one secret
+        if shared:
+            secret, _ = load_or_create_secret(Path(shared))
+            return issue(secret, sub=sub, role=role, now=time.time(), ttl=ttl, **claims)
         return mint(self.data_dir, role, sub, ttl, **claims)
 
     def signal(self, sig: int) -> None:
