@@ -981,6 +981,16 @@ class Hub:
         pub = Publication(name, epoch, offset, payload, targets, True, time.time(), self.origin)
         self.broker.publish(pub)
 
+    def listen_internal(self, name: str, handler: Callable[[dict[str, Any]], None]) -> None:
+        """Receive the hub's own notices on ``name`` from every node (``publish_internal``); such a
+        channel is no client channel and is never stored."""
+        self.repair.internal[name] = handler
+        self.broker.watch(name)
+
+    def publish_internal(self, name: str, payload: dict[str, Any]) -> None:
+        """A notice to every node's ``listen_internal`` handler for ``name`` (this node's at once)."""
+        self.broker.publish(Publication(name, self.epoch, 0, payload, None, False, time.time(), self.origin))
+
     def publish_ephemeral(self, name: str, payload: dict[str, Any], targets: Targets | None = None) -> int:
         """Publish on an ephemeral channel (no store) to every node; the hub's own ``system:`` feeds
         and market data use this. Returns this node's offset of it (0 when nobody here listens):
@@ -1098,6 +1108,7 @@ class Hub:
                     del ch.floors[c]
         self.metrics.queue_bytes.set(total_q)
         self.metrics.queue_max_bytes.set(deepest)
+        self.metrics.channels.set(len(self.channels))
         self.revocations.prune(now)
 
     def sync_metrics(self) -> None:

@@ -34,6 +34,9 @@ class HubMetrics:
         self.bytes_in = Counter("mtbridge_bytes_in", "Bytes of WebSocket messages received", registry=r)
         self.bytes_out = Counter("mtbridge_bytes_out", "Bytes written to sockets", registry=r)
         self.queue_bytes = Gauge("mtbridge_queue_bytes", "Bytes waiting in outbound queues", registry=r)
+        self.channels = Gauge(
+            "mtbridge_channels", "Channels with a local subscriber (each one watched in Redis)", registry=r
+        )
         self.queue_max_bytes = Gauge(
             "mtbridge_queue_max_bytes", "Deepest outbound queue at the last housekeeping pass", registry=r
         )

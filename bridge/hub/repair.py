@@ -63,6 +63,8 @@ class Repair:
         #: Called after each durable publication reached this node's live subscribers (the ledger
         #: records signal deliveries here, on whichever node the EA is connected to).
         self.on_delivered: list[Delivered] = []
+        #: Handlers of the hub's internal notices (``Hub.listen_internal``), by channel name.
+        self.internal: dict[str, Callable[[dict[str, Any]], None]] = {}
         self.interval: float | None = None
         self._metrics = hub.metrics.cluster
         self._lost = False
@@ -115,11 +117,14 @@ class Repair:
     def receive(self, pub: Publication) -> None:
         """The broker's delivery callback: one publication, from this node or another."""
         hub = self.hub
-        ch = hub.channels.get(pub.channel)
-        if ch is None:
-            return
         if pub.origin != self.origin:
             self._metrics.redis_received.inc()
+        ch = hub.channels.get(pub.channel)
+        if ch is None:
+            handler = self.internal.get(pub.channel)
+            if handler is not None:
+                handler(pub.payload)
+            return
         if not ch.policy.durable:
             # Ephemeral: this node numbers what it delivers, so its subscribers' offsets only grow
             # whichever node published (docs/protocol.md, "Several nodes").

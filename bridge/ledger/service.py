@@ -33,6 +33,10 @@ __all__ = ["CONTROL_CHANNEL", "Ledger"]
 logger = logging.getLogger("mtbridge.ledger")
 
 CONTROL_CHANNEL = "control:state"
+#: The hub-internal notice channel of status pushes: the node where an ack or a trade event moved a
+#: status tells every node, and the node where the publishing engine is connected pushes
+#: ``signal.status`` to it.
+STATUS_NOTICES = "_ledger:status"
 PUBLISHERS_KEPT = 100_000
 SWEEP_INTERVAL = 0.4
 T = TypeVar("T")  # revocations by other processes (CLI, other hubs) apply within half a second
@@ -88,6 +92,7 @@ class Ledger:
         hub.register("trade.event", self._on_trade_event)
         hub.after_publish.append(self._after_publish)
         hub.repair.on_delivered.append(self._on_delivered)
+        hub.listen_internal(STATUS_NOTICES, self._on_status_notice)
         hub.on_replayed.append(self._on_replayed)
         hub.on_connection_change.append(self._on_connection_change)
         hub.batches.append(self._requests)
@@ -392,7 +397,12 @@ class Ledger:
         if update.detail:
             message["detail"] = update.detail
         self.hub.publish_ephemeral("system:signals", {"event": "status", **message})
-        sub = self.publishers.get(update.signal_id)
+        self.hub.publish_internal(STATUS_NOTICES, message)
+
+    def _on_status_notice(self, message: dict[str, Any]) -> None:
+        """On every node: push ``signal.status`` to the publishing engine if it is connected here."""
+        signal_id = message.get("signalId")
+        sub = self.publishers.get(signal_id) if isinstance(signal_id, str) else None
         if sub is not None:
             for conn in list(self.hub.by_subject.get(sub, ())):
                 if conn.claims is not None and conn.claims.role in (Role.ENGINE, Role.ADMIN):

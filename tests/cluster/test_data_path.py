@@ -80,8 +80,13 @@ async def wait_clean(cluster: Cluster, nodes: list[int] | None = None) -> None:
             conns = sum(v for k, v in m.items() if k.startswith("mtbridge_connections{"))
             if conns:
                 leftovers[f"node{i} connections"] = conns
-        channels = [c for c in cluster.redis.channels() if not c.startswith("mtb:node:")]
-        channels = [c for c in channels if not c.startswith("mtb:ctl")]
+            if m.get("mtbridge_channels"):
+                leftovers[f"node{i} channels"] = m["mtbridge_channels"]
+        # What stays is the nodes' own: liveness (mtb:node:*), hub-internal notices (mtb:pub:_*) and
+        # the control plane's bus (mtb:ctl*).
+        channels = [
+            c for c in cluster.redis.channels() if not c.startswith(("mtb:node:", "mtb:pub:_", "mtb:ctl"))
+        ]
         if channels:
             leftovers["redis channels"] = channels
         if not leftovers:
@@ -169,6 +174,48 @@ async def test_publication_on_any_node_reaches_every_node(services: ClusterServi
 N_REDIS_KILL = 2_000
 EAS_PER_NODE = 2
 WINDOW = 50  # publishes in flight per engine
+
+
+async def test_ephemeral_offsets_and_status_pushes_across_nodes(services: ClusterServices) -> None:
+    """Ephemeral publications from two nodes reach a subscriber on a third with offsets that only
+    grow (numbered by the delivering node); ``signal.status`` reaches the publishing engine on node 0
+    when the EA acknowledges on node 1."""
+    async with running(services) as cluster:
+        channel = "instrument:EURUSD"
+        watcher = Listener(await Client.open(cluster[2].url, cluster.token("dashboard", "d-eph")), "watcher")
+        await watcher.subscribe(channel)
+        watcher.start()
+        token = cluster.token("engine", "e-eph", publish=[channel, CHANNEL])
+        publishers = [await Client.open(cluster[i].url, token) for i in (0, 1)]
+        for n in range(20):
+            res = await publishers[n % 2].request("publish", channel, {"bid": n, "ask": n + 1})
+            assert res["type"] == "result", res
+        await wait_for(lambda: len(watcher.got[channel]) >= 20, "20 ticks on node 2")
+        assert [o for o, _ in watcher.got[channel]] == list(range(1, 21))
+        bids = [p["bid"] for _, p in watcher.got[channel]]
+        # Each publisher's order is kept; between two nodes' publishers no order is promised.
+        assert sorted(bids) == list(range(20))
+        assert [b for b in bids if b % 2 == 0] == list(range(0, 20, 2))
+        assert [b for b in bids if b % 2 == 1] == list(range(1, 20, 2))
+
+        ea = await Client.open(
+            cluster[1].url, cluster.token("ea", "ea-st", accounts=[ACCOUNT], subscribe=[CHANNEL])
+        )
+        assert (await ea.request("subscribe", CHANNEL))["type"] == "result"
+        engine = publishers[0]
+        body = signal(STRATEGY, [ACCOUNT])
+        assert (await engine.request("publish", CHANNEL, body))["type"] == "result"
+        msg = await ea.until(lambda m: m.get("type") == "message")
+        assert msg["payload"]["id"] == body["id"]
+        assert (await ea.request("signal.ack", payload={"signalId": body["id"]}))["type"] == "result"
+        pushed = await engine.until(
+            lambda m: m.get("type") == "signal.status" and m["payload"].get("status") == "acked"
+        )
+        assert pushed["payload"]["signalId"] == body["id"] and pushed["payload"]["account"] == ACCOUNT
+        for c in (*publishers, ea):
+            await c.close()
+        await watcher.close()
+        await wait_clean(cluster)
 
 
 async def publish_all(
