@@ -18,10 +18,10 @@ __all__ = ["MARKETDATA", "SWEEPS", "LocalCluster", "RedisCluster", "cluster_of",
 
 
 async def start_cluster(services: Any) -> LocalCluster:
-    """The control plane of ``services``: a :class:`RedisCluster` node when the hub has a Redis
-    client (``--redis-url``), else a :class:`LocalCluster` that keeps one hub's behaviour exactly."""
-    redis = getattr(services, "redis", None)
-    cluster = LocalCluster(services) if redis is None else RedisCluster(services, redis)
+    """The control plane of ``services``: a :class:`RedisCluster` node with ``--redis-url``, else a
+    :class:`LocalCluster` that keeps one hub's behaviour exactly."""
+    url = services.settings.redis_url
+    cluster = RedisCluster(services, url) if url else LocalCluster(services)
     await cluster.start()
     return cluster
 

@@ -24,7 +24,11 @@ from collections import deque
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bridge.auth.revocation import Revocation
 from bridge.auth.tokens import Claims
@@ -54,6 +58,12 @@ PRESENCE_REFRESH = 5.0
 #: Seconds between reads of the operator-control log (the fallback when a bus message is lost).
 CONTROL_POLL = 2.0
 CONTROL_CHANNEL = "control:state"
+#: The control plane's Redis client: seconds to connect, seconds for one command's round trip, and
+#: immediate retries of a command whose connection failed (a Redis restart leaves every pooled
+#: connection stale once).
+REDIS_CONNECT_TIMEOUT = 2.0
+REDIS_COMMAND_TIMEOUT = 5.0
+REDIS_RETRIES = 2
 
 
 def _entry(hub: Hub, node: str, conn: Connection) -> dict[str, Any]:
@@ -118,8 +128,22 @@ class RedisCluster(LocalCluster):
     """One node of a cluster: presence and claims in Redis, commands on the bus, leadership in
     PostgreSQL."""
 
-    def __init__(self, services: Any, redis: aioredis.Redis, keys: Keys | None = None) -> None:
+    def __init__(self, services: Any, redis_url: str, keys: Keys | None = None) -> None:
         super().__init__(services)
+        # A client (and pool) of the control plane's own: its commands are idempotent (a claim by the
+        # same connection is the same claim; deleting, releasing and overwriting again change
+        # nothing; every bus command may arrive twice), so a command that meets a connection Redis
+        # closed (a restart) is retried at once on a fresh one instead of failing a REST call or
+        # refusing an EA. The data path keeps its own client without transparent retries.
+        redis = aioredis.Redis.from_url(
+            redis_url,
+            socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+            socket_timeout=REDIS_COMMAND_TIMEOUT,
+            retry=Retry(NoBackoff(), REDIS_RETRIES),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            health_check_interval=10,
+        )
+        self.redis = redis
         self.ledger = services.ledger
         self.store = services.store
         self.keys = keys or Keys()
@@ -184,6 +208,7 @@ class RedisCluster(LocalCluster):
             await self.presence.leave()
         except (RedisError, OSError) as exc:
             logger.warning("cluster: could not remove this node's presence (%s); it expires by itself", exc)
+        await self.redis.aclose()
         self._claimed.clear()
         self._dirty.clear()
         self._written.clear()
@@ -260,9 +285,10 @@ class RedisCluster(LocalCluster):
                         if sub is not None:
                             await self.presence.release(sub, conn_id)
                 except (RedisError, OSError) as exc:
-                    # The heartbeat rewrites presence after an outage; a claim we could not release
-                    # is dropped when Redis returns (reassert) or when this instance is reaped.
+                    # The next good heartbeat rewrites all of this instance's presence and claims
+                    # (_reassert), which drops what could not be removed now.
                     logger.warning("cluster: presence update failed (%s)", exc)
+                    self.redis_ok = False
                     for conn_id in gone:
                         self._claimed.pop(conn_id, None)
         finally:
@@ -310,10 +336,15 @@ class RedisCluster(LocalCluster):
         await self.presence.put(changed)
 
     async def _reassert(self) -> None:
-        """After Redis lost this instance (an outage past the TTL, or an emptied Redis): write every
-        presence entry again and claim again for every connection. A connection whose claim is now
-        held by another node's connection is closed: two EAs of one subject must not both run."""
+        """After Redis lost this instance or some of its writes (an outage, or an emptied Redis):
+        drop whatever this instance had in Redis (entries and claims of connections that left during
+        the outage would otherwise linger and count against the cap), then write every presence entry
+        again and claim again for every connection, oldest first. A connection whose claim is now held
+        by another node's connection is closed: two EAs of one subject must not both run."""
+        await self.presence.reap(self.instance)
+        await self.presence.heartbeat()
         conns = [c for c in self.hub.connections.values() if c.claims is not None and not c.closing]
+        self._written = {c.id: (c.msgs_in, c.msgs_out, len(c.subscriptions)) for c in conns}
         await self.presence.put([_entry(self.hub, self.node_id, c) for c in conns])
         for conn_id, sub in sorted(self._claimed.items(), key=lambda kv: self._age_key(kv[0])):
             conn = self.hub.connections.get(conn_id)

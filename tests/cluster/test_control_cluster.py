@@ -297,6 +297,31 @@ async def test_subject_cap_holds_across_nodes(cl: Cluster, api: Api) -> None:
     await again.close()
 
 
+async def test_redis_restart_keeps_presence_caps_and_commands(cl: Cluster, api: Api) -> None:
+    """Redis SIGKILLed and restarted empty: every node writes its presence and claims again, the cap
+    still refuses a second EA, and commands flow on the bus again."""
+    token = cl.token("ea", "ea-redis", accounts=["6001"])
+    ea = await Client.open(cl[0].url, token)
+    ea_id = ea.welcome["payload"]["connectionId"]
+    await eventually(lambda: api.connections(2), lambda items: ea_id in {e["id"] for e in items})
+    cl.redis.restart()
+    for i in range(NODES):  # presence comes back by itself, within a few heartbeats
+        await eventually(lambda i=i: api.connections(i), lambda items: ea_id in {e["id"] for e in items})  # type: ignore[misc]
+
+    async def refused_on(i: int) -> bool:
+        c = await Client.open(cl[i].url)
+        reply = await c.request("auth", payload={"token": token})
+        await c.closed()
+        return reply["type"] == "error" and reply["payload"]["code"] == "forbidden"
+
+    assert await refused_on(1) and await refused_on(2)
+    # The bus is back too: close through node1.
+    await eventually(
+        lambda: api.call(1, "DELETE", f"/api/v1/connections/{ea_id}"), lambda r: r.status_code == 200
+    )
+    assert (await ea.closed())[0] == 4006
+
+
 async def _status(api: Api) -> dict[int, dict[str, Any]]:
     out = {}
     for i in range(len(api.cl)):
@@ -315,16 +340,20 @@ async def test_leadership_and_a_node_death(cl: Cluster, api: Api, venue: FakeVen
     takes over, its presence entries and subject claims expire, and its EA gets in elsewhere."""
     status = await eventually(
         lambda: _status(api),
-        lambda s: len(_leaders(s, "sweeps")) == 1 and len(_leaders(s, "marketdata")) == 1,
+        lambda s: len(_leaders(s, "sweeps")) == 1
+        and len(_leaders(s, "marketdata")) == 1
+        and all(n["nodes"] == ["node0", "node1", "node2"] for n in s.values()),
     )
-    assert all(s["nodes"] == ["node0", "node1", "node2"] for s in status.values())
 
     async def venue_clients() -> int:
         return venue.live()
 
     await eventually(venue_clients, lambda n: n == 1)  # one node runs the adapter, not three
-    health = await api.ok(0, "GET", "/api/v1/health")
-    assert sorted(n["node"] for n in health["nodes"]) == ["node0", "node1", "node2"]
+    # The health sample is the cluster's, with each node's figures.
+    await eventually(
+        lambda: api.ok(0, "GET", "/api/v1/health"),
+        lambda h: sorted(n["node"] for n in h["nodes"]) == ["node0", "node1", "node2"],
+    )
     md_leader = _leaders(status, "marketdata")[0]
     token = cl.token("ea", "ea-dead", accounts=["5001"])
     ea = await Client.open(cl[md_leader].url, token)
