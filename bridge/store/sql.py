@@ -104,6 +104,8 @@ MAX_BATCH_OPS = 2000
 MAX_BATCH_ITEMS = 5000
 #: Queued calls beyond which callers wait for room (backpressure).
 MAX_QUEUE = 100_000
+#: PostgreSQL advisory lock key that serialises migrations of several hub nodes ("mtbr" in ASCII).
+MIGRATION_LOCK = 0x6D746272
 #: Channel names per statement of ``tops`` (a cluster node's periodic gap check): one IN list of
 #: at most this many bound parameters, far under PostgreSQL's 65,535 and SQLite's 32,766.
 TOPS_CHUNK = 5_000
@@ -618,6 +620,10 @@ class SQLStore:
         schema = self.schema if self.dialect == "postgresql" else None
 
         def upgrade(connection: sa.Connection) -> None:
+            if self.dialect == "postgresql":
+                # Cluster nodes starting together on a fresh database: one migrates, the others
+                # wait for its commit and then find the schema at head (held until COMMIT).
+                connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
             if schema is not None:
                 connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             config.attributes["connection"] = connection
