@@ -35,7 +35,7 @@ from bridge.auth.tokens import Claims
 from bridge.cluster.control import ControlBus
 from bridge.cluster.leader import Factory, LocalLeadership, PgLeadership, asyncpg_dsn
 from bridge.cluster.model import BusMessage, Keys, aggregate_health, new_instance, node_of, online_accounts
-from bridge.cluster.presence import HEARTBEAT_INTERVAL, Presence
+from bridge.cluster.presence import HEARTBEAT_INTERVAL, STALE_BELOW, Presence
 from bridge.hub.connection import Connection
 from bridge.hub.hub import Hub
 from bridge.protocol import codes
@@ -64,6 +64,9 @@ CONTROL_CHANNEL = "control:state"
 REDIS_CONNECT_TIMEOUT = 2.0
 REDIS_COMMAND_TIMEOUT = 5.0
 REDIS_RETRIES = 2
+#: Seconds added to a stale claim's remaining liveness before claiming again (Redis expires keys
+#: within a millisecond of their TTL; the margin covers a busy event loop).
+STALE_MARGIN = 0.1
 
 
 def _entry(hub: Hub, node: str, conn: Connection) -> dict[str, Any]:
@@ -391,13 +394,20 @@ class RedisCluster(LocalCluster):
         if self.cap is None:
             return None
         try:
-            ok = await self.presence.claim(claims.sub, conn.id, self.cap)
+            ok, left = await self.presence.try_claim(claims.sub, conn.id, self.cap)
+            if not ok and left <= STALE_BELOW and not conn.closing:
+                # The slot is held by a node that stopped beating (it died a moment ago and its EA is
+                # reconnecting here): wait for its liveness to run out rather than refuse with 4007.
+                await asyncio.sleep(left + STALE_MARGIN)
+                ok, _ = await self.presence.try_claim(claims.sub, conn.id, self.cap)
         except (RedisError, OSError) as exc:
             if claims.role is Role.EA:
                 logger.warning("cluster: cannot check the subject cap (%s); refusing an EA", exc)
                 return codes.INTERNAL_ERROR
             return None
         if not ok:
+            if conn.closing:
+                return codes.NORMAL
             return codes.TOO_MANY_CONNECTIONS
         if conn.closing:  # it left while we asked
             with contextlib.suppress(RedisError, OSError):

@@ -37,7 +37,7 @@ import redis.asyncio as aioredis
 
 from bridge.cluster.model import Keys
 
-__all__ = ["ALIVE_TTL", "HEARTBEAT_INTERVAL", "Presence"]
+__all__ = ["ALIVE_TTL", "HEARTBEAT_INTERVAL", "STALE_BELOW", "Presence"]
 
 logger = logging.getLogger("mtbridge.cluster")
 
@@ -47,27 +47,37 @@ HEARTBEAT_INTERVAL = 1.0
 #: dead node's presence entries and subject claims last (a killed node's EAs reconnecting elsewhere
 #: are refused with 4007 until then, and retry).
 ALIVE_TTL = 5.0
+#: A blocking claim whose instance has this little liveness left has missed at least two
+#: heartbeats: it is most likely dead, and an authentication waits for it to expire (at most this
+#: long) instead of being refused with 4007, after which clients back off for 30 s.
+STALE_BELOW = ALIVE_TTL - 2 * HEARTBEAT_INTERVAL
 
 # Claim one slot of a subject if fewer than `cap` live claims exist; drops dead members on the way.
-# ARGV: prefix, sub, instance, connection id, cap.  Returns 1 (claimed) or 0 (refused).
+# ARGV: prefix, sub, instance, connection id, cap.
+# Returns {1, 0} (claimed) or {0, ms}: refused, and the longest any blocking claim's instance may
+# still live (the smallest remaining TTL of their liveness keys: the first slot that can free up).
 _CLAIM = """
 local p, sub, inst, conn, cap = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local skey = p .. 'subject:' .. sub
 local mine = inst .. '|' .. conn
 local live = 0
+local soonest = -1
 for _, m in ipairs(redis.call('SMEMBERS', skey)) do
-  if m == mine then return 1 end
+  if m == mine then return {1, 0} end
   local owner = string.match(m, '^(.*)|[^|]*$')
-  if owner and redis.call('EXISTS', p .. 'alive:' .. owner) == 1 then
+  local ttl = -2
+  if owner then ttl = redis.call('PTTL', p .. 'alive:' .. owner) end
+  if ttl > 0 then
     live = live + 1
+    if soonest < 0 or ttl < soonest then soonest = ttl end
   else
     redis.call('SREM', skey, m)
   end
 end
-if live >= cap then return 0 end
+if live >= cap then return {0, soonest} end
 redis.call('SADD', skey, mine)
 redis.call('SADD', p .. 'claims:' .. inst, sub)
-return 1
+return {1, 0}
 """
 
 # Release one claim; forget the subject in the instance's claim index once it holds none there.
@@ -199,7 +209,14 @@ class Presence:
 
     async def claim(self, sub: str, conn_id: str, cap: int) -> bool:
         """Take one of the ``cap`` slots of ``sub`` across the cluster for ``conn_id``."""
-        return bool(await self._claim(args=[self.keys.prefix, sub, self.instance, conn_id, cap]))
+        ok, _ = await self.try_claim(sub, conn_id, cap)
+        return ok
+
+    async def try_claim(self, sub: str, conn_id: str, cap: int) -> tuple[bool, float]:
+        """Like :meth:`claim`; when refused, also the seconds until the first blocking instance's
+        liveness runs out if it stops beating (ALIVE_TTL for one that just beat)."""
+        ok, ms = await self._claim(args=[self.keys.prefix, sub, self.instance, conn_id, cap])
+        return bool(ok), max(0, int(ms)) / 1000
 
     async def release(self, sub: str, conn_id: str) -> None:
         await self._release(args=[self.keys.prefix, sub, self.instance, conn_id])

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from bridge.cluster import presence
 from bridge.cluster.control import ControlBus
 from bridge.cluster.model import BusMessage, Keys, new_instance
 from bridge.cluster.presence import Presence
@@ -64,7 +65,9 @@ async def test_subject_cap_across_instances(rds: tuple[aioredis.Redis, Keys]) ->
     await b.heartbeat()
     assert await a.claim("ea-1", "c-1", 1)
     assert await a.claim("ea-1", "c-1", 1)  # the same connection again: still its own slot
-    assert not await b.claim("ea-1", "c-2", 1)  # another node: refused
+    ok, left = await b.try_claim("ea-1", "c-2", 1)  # another node: refused
+    assert not ok and 0 < left <= presence.ALIVE_TTL  # a's liveness left: it just beat
+    assert left > presence.STALE_BELOW  # so nobody waits for it to expire
     assert await b.claim("ea-1", "c-2", 2)  # a cap of two admits it
     await a.release("ea-1", "c-1")
     assert await a.claimants("ea-1") == [f"{b.instance}|c-2"]
@@ -102,8 +105,6 @@ async def test_dead_instance_claims_stop_counting_and_are_reaped(rds: tuple[aior
 async def test_liveness_expires_by_itself(
     rds: tuple[aioredis.Redis, Keys], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bridge.cluster.presence as presence
-
     monkeypatch.setattr(presence, "ALIVE_TTL", 0.3)
     client, keys = rds
     p = Presence(client, new_instance("short"), keys)
