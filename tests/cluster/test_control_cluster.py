@@ -340,9 +340,11 @@ async def test_leadership_and_a_node_death(cl: Cluster, api: Api, venue: FakeVen
     takes over, its presence entries and subject claims expire, and its EA gets in elsewhere."""
     status = await eventually(
         lambda: _status(api),
-        lambda s: len(_leaders(s, "sweeps")) == 1
-        and len(_leaders(s, "marketdata")) == 1
-        and all(n["nodes"] == ["node0", "node1", "node2"] for n in s.values()),
+        lambda s: (
+            len(_leaders(s, "sweeps")) == 1
+            and len(_leaders(s, "marketdata")) == 1
+            and all(n["nodes"] == ["node0", "node1", "node2"] for n in s.values())
+        ),
     )
 
     async def venue_clients() -> int:
