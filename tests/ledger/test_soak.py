@@ -507,6 +507,8 @@ async def soak(tmp_path: Path, database_url: str | None, cluster: Cluster | None
         assert sorted(engine.offsets.values()) == list(range(1, n_signals + 1))
 
         await verify_store(hub, signals, engine, eas)
+        if cluster is not None:
+            await cluster.wait_clean()  # every node's registries empty, nothing of theirs left in Redis
     finally:
         for node in nodes:
             await asyncio.to_thread(node.stop)

@@ -234,6 +234,33 @@ class Cluster:
         self.nodes[i].kill()
         return self.nodes[i].start()
 
+    async def wait_clean(self, nodes: list[int] | None = None) -> None:
+        """Once clients left: every node's connection and channel registries empty (its /metrics),
+        and Redis holding no subscription of theirs. What stays is the nodes' own: liveness
+        (``mtb:node:*``), hub-internal notices (``mtb:pub:_*``) and the control plane (``mtb:ctl*``)."""
+        import asyncio
+
+        indices = nodes if nodes is not None else list(range(len(self)))
+        deadline = time.monotonic() + WAIT * 3
+        while True:
+            leftovers: dict[str, Any] = {}
+            for i in indices:
+                m = await asyncio.to_thread(self.metrics, i)
+                conns = sum(v for k, v in m.items() if k.startswith("mtbridge_connections{"))
+                if conns:
+                    leftovers[f"node{i} connections"] = conns
+                if m.get("mtbridge_channels"):
+                    leftovers[f"node{i} channels"] = m["mtbridge_channels"]
+            own = ("mtb:node:", "mtb:pub:_", "mtb:ctl")
+            channels = [c for c in await asyncio.to_thread(self.redis.channels) if not c.startswith(own)]
+            if channels:
+                leftovers["redis channels"] = channels
+            if not leftovers:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"left behind: {leftovers}")
+            await asyncio.sleep(0.1)
+
     def metrics(self, i: int) -> dict[str, float]:
         """Node ``i``'s Prometheus samples, ``name{labels}`` -> value."""
         with urllib.request.urlopen(self.nodes[i].http + "/metrics", timeout=WAIT) as r:
