@@ -265,6 +265,16 @@ async def test_redis_killed_mid_stream(services: ClusterServices) -> None:
         async def chaos() -> None:
             await wait_for(lambda: progress[0] >= N_REDIS_KILL * 0.3, "30 % published", WAIT * 12)
             await asyncio.to_thread(cluster.redis.kill)
+            # Every node notices, says so, and stays ready: degraded, serving its subscribers.
+            async with httpx.AsyncClient(timeout=WAIT) as http:
+                for i in range(len(cluster)):
+                    await wait_for(
+                        lambda i=i: cluster.metric(i, "mtbridge_redis_up") == 0, f"node{i} degraded"
+                    )
+                    r = await http.get(cluster[i].http + "/readyz")
+                    assert r.status_code == 200, r.text
+                    body = r.json()
+                    assert body["status"] == "degraded" and body["checks"]["redis"] is False, body
             await wait_for(lambda: progress[0] >= N_REDIS_KILL * 0.6, "60 % published", WAIT * 12)
             await asyncio.to_thread(cluster.redis.start)
 
@@ -287,6 +297,13 @@ async def test_redis_killed_mid_stream(services: ClusterServices) -> None:
         filled = sum(cluster.metric(i, "mtbridge_gap_filled_publications_total") for i in range(len(cluster)))
         fills = sum(cluster.metric(i, "mtbridge_gap_fills_total") for i in range(len(cluster)))
         assert fills > 0 and filled > 0, (fills, filled)
+        # What could not cross Redis was counted: durable ones (repaired above) and ephemeral ones
+        # (the system:signals feed of the publishing nodes: lost for the other nodes, by definition).
+        dropped = {
+            kind: sum(cluster.metric(i, f'mtbridge_redis_dropped_total{{kind="{kind}"}}') for i in range(3))
+            for kind in ("durable", "ephemeral")
+        }
+        assert dropped["durable"] > 0 and dropped["ephemeral"] > 0, dropped
         # Redis is back in use: every node reconnected and resubscribed.
         await wait_for(
             lambda: all(cluster.metric(i, "mtbridge_redis_up") == 1 for i in range(len(cluster))), "redis up"
