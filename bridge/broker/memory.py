@@ -14,12 +14,15 @@ class MemoryBroker:
 
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
+        self._closed = False
 
     async def start(self, deliver: Deliver, resync: Resync) -> None:
         self._deliver = deliver
 
     def publish(self, pub: Publication) -> None:
         if self._deliver is None:
+            if self._closed:
+                return  # the hub stopped: its subscribers are gone (e.g. a status flushed at stop)
             raise RuntimeError("broker not started")
         self._deliver(pub)
 
@@ -31,3 +34,4 @@ class MemoryBroker:
 
     async def close(self) -> None:
         self._deliver = None
+        self._closed = True
