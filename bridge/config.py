@@ -7,6 +7,7 @@ listed in docs/configuration.md.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -46,6 +47,14 @@ class Settings(BaseSettings):
     shutdown_timeout: float = 10.0
     gc_young_threshold: int = Field(20_000, ge=0)
     marketdata: list[dict[str, Any]] = []
+    #: Scale-out (docs/scaling.md): several hubs share PostgreSQL (offsets, history) and Redis
+    #: (the fan-out between nodes). None keeps the in-process broker of a single hub.
+    redis_url: str | None = None
+    #: This hub's name in a cluster (metrics label, presence, logs); default ``<hostname>-<pid>``.
+    node_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    #: Seconds between the batched check of every served durable channel's top offset against the
+    #: store (the repair of a lost last publication); see docs/configuration.md.
+    gap_check_interval: float = Field(2.0, gt=0, le=60)
 
     max_message_bytes: int = L.DEFAULT_MAX_MESSAGE_BYTES
     max_queue_bytes: int = L.DEFAULT_MAX_QUEUE_BYTES
@@ -97,6 +106,23 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'mtbridge.db').resolve()}"
+
+    @property
+    def node(self) -> str:
+        """This process's node id: the configured one, or ``<hostname>-<pid>`` (unique per process)."""
+        return self.node_id or f"{socket.gethostname()}-{os.getpid()}"
+
+    def cluster_problem(self) -> str | None:
+        """Why this configuration cannot start as a cluster node, or None.
+
+        Offsets and history must be shared by every node, which SQLite (one file, one process)
+        cannot do: a Redis URL with SQLite is refused rather than silently diverging."""
+        if self.redis_url and self.db_url.startswith("sqlite"):
+            return (
+                "a Redis URL requires PostgreSQL: several hubs cannot share one SQLite file; "
+                "set --database-url postgresql+asyncpg://... or drop --redis-url"
+            )
+        return None
 
     @property
     def origins(self) -> list[str]:

@@ -20,7 +20,11 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request, response: Response) -> dict[str, object]:
-    """Ready to take connections: hub accepting and the store answering."""
+    """Ready to take connections: hub accepting and the store answering.
+
+    On a cluster node, ``checks.redis`` says whether the node reaches Redis. Without it the node is
+    ``degraded`` but still ready (200): it serves its own subscribers, and what other nodes publish
+    reaches them from PostgreSQL by the periodic gap check (docs/scaling.md)."""
     hub = getattr(request.state, "hub", None)
     checks: dict[str, object] = {"hub": bool(hub and hub.accepting)}
     ready_check = getattr(request.state, "ready_check", None)
@@ -33,7 +37,13 @@ async def readyz(request: Request, response: Response) -> dict[str, object]:
     ok = all(v is True for v in checks.values())
     if not ok:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return {"status": "ok" if ok else "unavailable", "checks": checks}
+    services = getattr(request.state, "services", None)
+    degraded = False
+    if hub is not None and services is not None and getattr(services, "redis", None) is not None:
+        checks["redis"] = bool(hub.broker.healthy)
+        degraded = not hub.broker.healthy
+    state = "unavailable" if not ok else "degraded" if degraded else "ok"
+    return {"status": state, "checks": checks, "node": getattr(hub, "node_id", "") or None}
 
 
 @router.get("/metrics")

@@ -32,6 +32,8 @@ from bridge.bench.targets import PEER_NAMES, HubTarget, Target, peer_targets
 __all__ = ["SCENARIOS", "add_arguments", "run"]
 
 SCENARIOS = ("fanout", "latency", "connections", "targeted", "signals", "ingest")
+#: Run only when named: ``cluster`` needs redis-server and PostgreSQL and starts three hubs.
+SCENARIOS_BY_NAME = ("cluster",)
 #: File descriptors the harness asks for (the load generator raises its own limit too).
 WANTED_NOFILE = 65536
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -58,7 +60,9 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
             help="benchmark the hub (and, with --peers, the servers users would pick instead)",
             description=__doc__,
         )
-    parser.add_argument("scenario", nargs="?", default="all", choices=(*SCENARIOS, "all"))
+    parser.add_argument(
+        "scenario", nargs="?", default="all", choices=(*SCENARIOS, *SCENARIOS_BY_NAME, "all")
+    )
     parser.add_argument(
         "--quick", action="store_true", help="small sizes and short windows (under 2 minutes)"
     )
@@ -236,6 +240,30 @@ class _Runner:
                     with suppress(Exception):
                         asyncio.run(_drop_database(admin_url, url))
 
+    def run_cluster(self, ctx: Context) -> None:
+        """Two nodes on a scratch PostgreSQL database and a Redis of the bench's own."""
+        from dataclasses import replace
+
+        from bridge.bench.cluster import ClusterPlan, run_cluster
+
+        plan = ClusterPlan.quick_plan() if self.args.quick else ClusterPlan()
+        if self.args.rate:
+            plan = replace(plan, relay_rate=self.args.rate, durable_rate=self.args.rate)
+        if self.args.measure:
+            plan = replace(plan, measure_s=self.args.measure)
+        try:
+            url = asyncio.run(_create_database(self.args.postgres_url))
+        except Exception as exc:
+            reason = f"PostgreSQL unusable: {type(exc).__name__}: {exc}"
+            self.log(f"  cluster: not available: {reason}")
+            self._record("cluster", [], "not available", reason)
+            return
+        try:
+            self._guard("cluster", "mtbridge", lambda: run_cluster(ctx, self.hub_command, url, plan))
+        finally:
+            with suppress(Exception):
+                asyncio.run(_drop_database(self.args.postgres_url, url))
+
     def run(self) -> int:
         started = time.monotonic()
         nofile = raise_nofile(WANTED_NOFILE)
@@ -258,6 +286,9 @@ class _Runner:
                 self.log(f"\n== {scenario} ==")
                 if scenario in ("signals", "ingest"):
                     self.run_durable(scenario, ctx)
+                elif scenario == "cluster":
+                    if not self.args.no_hub:
+                        self.run_cluster(ctx)
                 elif scenario == "targeted":
                     if not self.args.no_hub:
                         self._guard(scenario, "mtbridge", lambda: run_targeted(ctx))

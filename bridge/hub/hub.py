@@ -20,7 +20,7 @@ from typing import Any
 from bridge.auth.exceptions import AuthError, TokenRevoked
 from bridge.auth.revocation import Revocation, RevocationList
 from bridge.auth.tokens import Claims, Verifier
-from bridge.broker.base import Broker
+from bridge.broker.base import Broker, Publication
 from bridge.broker.memory import MemoryBroker
 from bridge.hub.batch import IterationBatch
 from bridge.hub.connection import Connection, Sink
@@ -28,6 +28,7 @@ from bridge.hub.limits import HubLimits
 from bridge.hub.metrics import HubMetrics, Tally
 from bridge.hub.ports import DurableLog, Prepared, PublishHook, Targets
 from bridge.hub.ratelimit import TokenBucket
+from bridge.hub.repair import Repair
 from bridge.protocol import codes
 from bridge.protocol.channels import (
     DEFAULT_POLICIES,
@@ -50,6 +51,9 @@ logger = logging.getLogger("mtbridge.hub")
 HOUSEKEEPING_INTERVAL = 0.25
 FLOOR_TTL = 30.0
 RECOVERY_PAGE = 1_000
+#: How long a subscribe waits for the broker to confirm it receives the channel before reading the
+#: channel's position (seconds); past it (Redis down) the periodic gap check covers the difference.
+WATCH_TIMEOUT = 2.0
 
 Handler = Callable[[Connection, Envelope], Awaitable[None] | None]
 
@@ -95,6 +99,7 @@ class Channel:
         "policy",
         "recovering",
         "seq",
+        "watched",
     )
 
     def __init__(self, name: str, policy: NamespacePolicy) -> None:
@@ -116,6 +121,8 @@ class Channel:
         # Entries expire after FLOOR_TTL: a publishing coroutine resumes within moments.
         self.floors: dict[Connection, tuple[int, float]] = {}
         self.seq = 0
+        #: Completes once the broker delivers this channel's publications from other nodes.
+        self.watched: asyncio.Future[None] | None = None
 
     def subs_for(self, conn: Connection) -> dict[Connection, None]:
         return self.json_subs if conn.encoding is Encoding.JSON else self.msgpack_subs
@@ -197,6 +204,8 @@ class Hub:
         revocations: RevocationList | None = None,
         persist_revocation: Callable[[Revocation], Awaitable[None]] | None = None,
         broker: Broker | None = None,
+        node_id: str = "",
+        origin: str = "",
     ) -> None:
         self.verifier = verifier
         self.limits = limits or HubLimits()
@@ -206,7 +215,10 @@ class Hub:
         self.revocations = revocations or RevocationList()
         self.persist_revocation = persist_revocation
         self.broker: Broker = broker or MemoryBroker()
-        self.metrics = HubMetrics()
+        #: This node's id in a cluster ("" for a single hub) and its instance id (unique per process).
+        self.node_id = node_id
+        self.origin = origin
+        self.metrics = HubMetrics(node_id)
         self._public_limits = self.limits.public()
         self.tally = Tally()
         self.epoch = uuid.uuid4().hex[:12]  # epoch of ephemeral channels: changes with every hub start
@@ -217,6 +229,13 @@ class Hub:
         self.handlers: dict[str, tuple[Handler, bool]] = {}
         self.publish_hooks: dict[str, PublishHook] = {}
         self.on_connection_change: list[Callable[[Connection, bool], None]] = []
+        # -- cluster admission (S2, bridge/cluster) --
+        #: An async check after the token and the local per-subject cap: the cap across the nodes of
+        #: a cluster. It returns None to admit or the close code to refuse with. None (one hub):
+        #: authentication stays synchronous, exactly as before.
+        self.admission: Callable[[Connection, Claims], Awaitable[codes.Disconnect | None]] | None = None
+        self._admitting: dict[Connection, asyncio.Task[None]] = {}
+        # -- end cluster admission --
         self.after_publish: list[Callable[[str, int, Prepared], None]] = []
         self.on_replayed: list[Callable[[Connection, str, list[dict[str, Any]]], None]] = []
         self.latency_samples: list[float] = []
@@ -230,13 +249,15 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self.accepting = True
+        #: Receives every publication from the broker: ordering and gap repair (bridge/hub/repair.py).
+        self.repair = Repair(self, origin)
         self._register_core()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await self.broker.start(self.fanout)
+        await self.broker.start(self.repair.receive, self.repair.resync)
         for warning in self.limits.warnings():
             logger.warning("limits: %s", warning)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="mtbridge-housekeeping")
@@ -256,6 +277,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
             self._housekeeping = None
+        await self.repair.stop()
         await self.broker.close()
 
     async def _drain_batches(self, seconds: float) -> None:
@@ -506,11 +528,21 @@ class Hub:
     def _auth_result(self, claims: Claims) -> dict[str, Any]:
         return {"sub": claims.sub, "role": claims.role.value, "expiresAt": int(claims.exp)}
 
-    def authenticate(
-        self, conn: Connection, token: object, request_id: str | None, *, welcome: bool = False
-    ) -> bool:
+    def authenticate(self, conn: Connection, token: object, request_id: str | None) -> bool:
         """Check a token and bind it to ``conn``; on failure reply, close and return False.
-        ``welcome``: a token from the URL; a refusal still sends ``welcome`` first (docs/protocol.md)."""
+        (Synchronous: without admission hook only; see :meth:`authenticate_then`.)"""
+        claims = self._admissible(conn, token, request_id, welcome=False)
+        if claims is None:
+            return False
+        self._bind(conn, claims)
+        return True
+
+    def _admissible(
+        self, conn: Connection, token: object, request_id: str | None, *, welcome: bool
+    ) -> Claims | None:
+        """The token's claims if it is valid, unrevoked and within the local per-subject cap; else
+        reply, close and return None. ``welcome``: a token from the URL, so a refusal still sends
+        ``welcome`` first (docs/protocol.md: it is the first message on every connection)."""
         try:
             claims = self._verify(token)
         except AuthError as exc:
@@ -523,7 +555,7 @@ class Hub:
                 "token_revoked": codes.TOKEN_REVOKED,
             }.get(exc.code, codes.UNAUTHORIZED)
             self.close(conn, close)
-            return False
+            return None
         cap = self.limits.max_connections_per_subject
         peers = self.by_subject.get(claims.sub)
         if cap is not None and peers is not None and len(peers) >= cap:
@@ -531,22 +563,85 @@ class Hub:
                 self.welcome(conn)
             self.reply_error(conn, request_id, "forbidden", "too many connections for this subject")
             self.close(conn, codes.TOO_MANY_CONNECTIONS)
-            return False
+            return None
+        return claims
+
+    # -- cluster admission (S2, bridge/cluster) --
+    def authenticate_then(
+        self,
+        conn: Connection,
+        token: object,
+        request_id: str | None,
+        then: Callable[[Connection], None],
+        *,
+        welcome: bool = False,
+    ) -> None:
+        """Authenticate ``conn``, then call ``then(conn)`` once it is bound: at once on one hub, after
+        the admission hook answered in a cluster. On refusal reply and close, and never call ``then``.
+        ``welcome``: as for :meth:`_admissible` (a refusal sends ``welcome`` before its error)."""
+        claims = self._admissible(conn, token, request_id, welcome=welcome)
+        if claims is None:
+            return
+        if self.admission is None:
+            self._bind(conn, claims)
+            then(conn)
+            return
+        task = asyncio.ensure_future(self._admit(conn, claims, request_id, then, welcome))
+        self._admitting[conn] = task
+
+    async def _admit(
+        self,
+        conn: Connection,
+        claims: Claims,
+        request_id: str | None,
+        then: Callable[[Connection], None],
+        welcome: bool,
+    ) -> None:
+        assert self.admission is not None
+        try:
+            refusal = await self.admission(conn, claims)
+        except Exception:
+            logger.exception("admission failed on %s", conn.id)
+            refusal = codes.INTERNAL_ERROR
+        finally:
+            self._admitting.pop(conn, None)
+        if conn.closing or conn.id not in self.connections:
+            return  # the hook releases what it took for a connection that left meanwhile
+        if refusal is not None:
+            if welcome:
+                self.welcome(conn)
+            if refusal is codes.TOO_MANY_CONNECTIONS:
+                self.reply_error(conn, request_id, "forbidden", "too many connections for this subject")
+            else:
+                self.reply_error(
+                    conn, request_id, "unavailable", "cannot admit now; retry", retryAfterMs=1000
+                )
+            self.close(conn, refusal)
+            return
+        self._bind(conn, claims)
+        then(conn)
+
+    # -- end cluster admission --
+
+    def _bind(self, conn: Connection, claims: Claims) -> None:
         conn.claims = claims
         self.by_subject.setdefault(claims.sub, set()).add(conn)
         self.metrics.connections.labels("anonymous").dec()
         self.metrics.connections.labels(claims.role.value).inc()
         for callback in self.on_connection_change:
             callback(conn, True)
-        return True
 
     def _on_auth(self, conn: Connection, env: Envelope) -> None:
-        if conn.claims is not None:
+        if conn.claims is not None or conn in self._admitting:
             raise HubError("already_authenticated", "already authenticated; use auth.refresh")
         token = (env.payload or {}).get("token")
-        if self.authenticate(conn, token, env.request_id):
+        request_id = env.request_id
+
+        def authenticated(conn: Connection) -> None:
             assert conn.claims is not None
-            self.reply(conn, env.request_id, {**self._auth_result(conn.claims), "connectionId": conn.id})
+            self.reply(conn, request_id, {**self._auth_result(conn.claims), "connectionId": conn.id})
+
+        self.authenticate_then(conn, token, request_id, authenticated)
 
     def _on_refresh(self, conn: Connection, env: Envelope) -> None:
         assert conn.claims is not None
@@ -608,7 +703,18 @@ class Hub:
         ch = self.channels.get(name)
         if ch is None:
             ch = self.channels[name] = Channel(name, policy)
+            ch.watched = self.broker.watch(name)
         return ch
+
+    def _delete_channel(self, name: str) -> None:
+        """The channel's last local subscriber left: nothing of it stays, here or in the broker."""
+        if self.channels.pop(name, None) is not None:
+            self.broker.unwatch(name)
+            self.repair.closed(name)
+
+    def drop_subscription(self, conn: Connection, name: str) -> None:
+        """Remove ``conn``'s subscription to ``name`` (the caller tells the client why)."""
+        self._drop_subscription(conn, name)
 
     def _drop_subscription(self, conn: Connection, name: str) -> None:
         conn.subscriptions.discard(name)
@@ -622,7 +728,7 @@ class Hub:
         if ch.empty:
             # Nothing stays behind: durable history lives in the store, and ephemeral channels
             # keep their sequence only while someone listens.
-            del self.channels[name]
+            self._delete_channel(name)
 
     def _on_subscribe(self, conn: Connection, env: Envelope) -> Awaitable[None] | None:
         assert conn.claims is not None
@@ -672,7 +778,13 @@ class Hub:
         assert self.log is not None
         name = ch.name
         try:
+            watched = ch.watched
+            if watched is not None and not watched.done():
+                # Publications committed after the position read below must reach this node.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(watched), WATCH_TIMEOUT)
             pos = await self.log.position(name)
+            self.repair.opened(name, pos.epoch, pos.last_offset)
             result: dict[str, Any] = {"offset": pos.last_offset, "epoch": pos.epoch, "durable": True}
             replay: list[tuple[int, dict[str, Any]]] = []
             last = pos.last_offset
@@ -720,7 +832,7 @@ class Hub:
             if ch.recovering.pop(conn, None) is not None:
                 conn.recovering.discard(name)
                 if ch.empty:
-                    self.channels.pop(name, None)
+                    self._delete_channel(name)
             raise
         buffered = ch.recovering.get(conn)
         if buffered is None or conn.closing:
@@ -857,7 +969,7 @@ class Hub:
 
     def _published(self, name: str, appended: Appended, prepared: Prepared, elapsed: float) -> None:
         if not appended.duplicate:
-            self.broker.publish(name, appended.offset, prepared.payload, prepared.targets)
+            self.distribute(name, appended.epoch, appended.offset, prepared.payload, prepared.targets)
             for callback in self.after_publish:
                 callback(name, appended.offset, prepared)
         self.metrics.publish_latency.observe(elapsed)
@@ -883,14 +995,32 @@ class Hub:
         self._published(name, appended, prepared, time.perf_counter() - started)
         return {"offset": appended.offset, "epoch": appended.epoch, "duplicate": appended.duplicate}
 
+    def distribute(
+        self, name: str, epoch: str, offset: int, payload: dict[str, Any], targets: Targets | None
+    ) -> None:
+        """Hand a committed durable publication to the broker: every node's subscribers get it
+        (this node's at once). The one way out for what the store appended, whoever appended it."""
+        pub = Publication(name, epoch, offset, payload, targets, True, time.time(), self.origin)
+        self.broker.publish(pub)
+
+    def listen_internal(self, name: str, handler: Callable[[dict[str, Any]], None]) -> None:
+        """Receive the hub's own notices on ``name`` from every node (``publish_internal``); such a
+        channel is no client channel and is never stored."""
+        self.repair.internal[name] = handler
+        self.broker.watch(name)
+
+    def publish_internal(self, name: str, payload: dict[str, Any]) -> None:
+        """A notice to every node's ``listen_internal`` handler for ``name`` (this node's at once)."""
+        self.broker.publish(Publication(name, self.epoch, 0, payload, None, False, time.time(), self.origin))
+
     def publish_ephemeral(self, name: str, payload: dict[str, Any], targets: Targets | None = None) -> int:
-        """Fan out on an ephemeral channel (no store); the hub's own ``system:`` feeds use this."""
+        """Publish on an ephemeral channel (no store) to every node; the hub's own ``system:`` feeds
+        and market data use this. Returns this node's offset of it (0 when nobody here listens):
+        each node numbers the ephemeral publications it delivers (docs/protocol.md)."""
+        pub = Publication(name, self.epoch, 0, payload, targets, False, time.time(), self.origin)
+        self.broker.publish(pub)
         ch = self.channels.get(name)
-        if ch is None:
-            return 0  # nobody listens; ephemeral offsets count deliveries to live subscribers only
-        ch.seq += 1
-        self.broker.publish(name, ch.seq, payload, targets)
-        return ch.seq
+        return ch.seq if ch is not None else 0
 
     def fanout(self, name: str, offset: int, payload: dict[str, Any], targets: Targets | None = None) -> int:
         """Deliver one publication to every local subscriber; returns how many received it."""
@@ -1000,6 +1130,7 @@ class Hub:
                     del ch.floors[c]
         self.metrics.queue_bytes.set(total_q)
         self.metrics.queue_max_bytes.set(deepest)
+        self.metrics.channels.set(len(self.channels))
         self.revocations.prune(now)
 
     def sync_metrics(self) -> None:
@@ -1027,6 +1158,7 @@ class Hub:
                     "subscriptions": sorted(c.subscriptions),
                     "messagesIn": c.msgs_in,
                     "messagesOut": c.msgs_out,
+                    "node": self.node_id,
                 }
             )
         return out

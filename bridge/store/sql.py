@@ -106,6 +106,11 @@ MAX_BATCH_OPS = 2000
 MAX_BATCH_ITEMS = 5000
 #: Queued calls beyond which callers wait for room (backpressure).
 MAX_QUEUE = 100_000
+#: PostgreSQL advisory lock key that serialises migrations of several hub nodes ("mtbr" in ASCII).
+MIGRATION_LOCK = 0x6D746272
+#: Channel names per statement of ``tops`` (a cluster node's periodic gap check): one IN list of
+#: at most this many bound parameters, far under PostgreSQL's 65,535 and SQLite's 32,766.
+TOPS_CHUNK = 5_000
 #: Rows per ``IN (...)`` list, below SQLite's and asyncpg's bind-parameter limits.
 IN_CHUNK: Final = 900
 #: Rows per array or jsonb parameter on PostgreSQL (neither has a bind-parameter limit).
@@ -638,6 +643,10 @@ class SQLStore:
         schema = self.schema if self.dialect == "postgresql" else None
 
         def upgrade(connection: sa.Connection) -> None:
+            if self.dialect == "postgresql":
+                # Cluster nodes starting together on a fresh database: one migrates, the others
+                # wait for its commit and then find the schema at head (held until COMMIT).
+                connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
             if schema is not None:
                 connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             config.attributes["connection"] = connection
@@ -949,6 +958,20 @@ class SQLStore:
 
         result: Position = await self._submit("call", create)
         return result
+
+    async def tops(self, channels: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """One read on the reader pool; chunked at TOPS_CHUNK names to keep the IN list bounded."""
+        out: dict[str, tuple[str, int]] = {}
+        names = list(channels)
+        if not names:
+            return out
+        reader = self._reader()
+        with wrap_exceptions("tops"):
+            async with reader.connect() as conn:
+                for i in range(0, len(names), TOPS_CHUNK):
+                    rows = await conn.execute(q.select_tops(names[i : i + TOPS_CHUNK]))
+                    out.update({r.name: (r.epoch, r.last_offset) for r in rows})
+        return out
 
     async def reset_channel(self, channel: str) -> Position:
         def reset(conn: sa.Connection) -> Position:

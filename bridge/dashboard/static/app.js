@@ -677,7 +677,7 @@ function renderConnections() {
       td[4].textContent = bytes(c.queueBytes);
       td[5].textContent = c.inRate != null ? c.inRate.toFixed(1) : "–";
       td[6].textContent = c.outRate != null ? c.outRate.toFixed(1) : "–";
-      td[7].textContent = `${c.ip || ""} ${c.encoding || ""}`;
+      td[7].textContent = `${c.node ? `${c.node} · ` : ""}${c.ip || ""} ${c.encoding || ""}`;
       td[7].title = `${c.id}\n${(c.subscriptions || []).join("\n")}`;
       if (app.client && c.id === app.client.connectionId) tr.classList.add("self");
     },
