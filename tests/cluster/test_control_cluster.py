@@ -272,14 +272,18 @@ async def test_subject_cap_holds_across_nodes(cl: Cluster, api: Api) -> None:
         reply = await second.request("auth", payload={"token": token})
         assert reply["type"] == "error" and reply["payload"]["code"] == "forbidden", reply
         assert (await second.closed())[0] == 4007
-    # Through the ?token= query too (the MQL5 EA's way): closed before any welcome.
+    # Through the ?token= query too (the MQL5 EA's way): an unauthenticated welcome first (it is the
+    # first message on every connection, docs/protocol.md), then the refusal and close 4007.
     import websockets
 
     ws = await websockets.connect(f"{cl[1].url}?token={token}", open_timeout=WAIT)
+    received: list[dict[str, Any]] = []
     with pytest.raises(websockets.ConnectionClosed) as closed:
         while True:
-            msg = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
-            assert msg["type"] != "welcome", msg
+            received.append(json.loads(await asyncio.wait_for(ws.recv(), WAIT)))
+    assert [m["type"] for m in received] == ["welcome", "error"], received
+    assert received[0]["payload"]["authenticated"] is False
+    assert received[1]["payload"]["code"] == "forbidden"
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4007
     # Once the first one leaves, another node admits the subject.
     await first.close()
