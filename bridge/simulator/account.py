@@ -423,6 +423,8 @@ class SimAccount(EventReports):
         paused_day, trips = self.daily.day, self.daily.trips
         if self.daily.roll(day, equity):
             return [self._risk_event(now_ms, guards, "active", paused_day, trips)]
+        if guards.max_daily_loss_pct <= 0 and self.daily.resume(equity):
+            return [self._risk_event(now_ms, guards, "active", day, trips)]  # the limit was turned off
         if self.daily.trip(equity, guards.max_daily_loss_pct):
             return [self._risk_event(now_ms, guards, "daily_loss", day, self.daily.trips)]
         return []

@@ -514,6 +514,12 @@ void CheckDailyLoss()
       WriteSnapshot("active", paused_day, paused_trips);
       return;
      }
+   if(MaxDailyLossPct <= 0 && g_daily.Resume(equity))
+     {
+      Print("mtbridge: MaxDailyLossPct is 0: the daily loss pause ends");
+      WriteSnapshot("active", paused_day, paused_trips);
+      return;
+     }
    if(g_daily.Trip(equity, MaxDailyLossPct))
      {
       Print("mtbridge: daily loss limit reached (equity ", DoubleToString(equity, 2), ", day start ",
@@ -597,7 +603,8 @@ void PlacePending(CJsonValue *signal, const string id, const string symbol, cons
    if(expires_ms > 0)
      {
       type_time = ORDER_TIME_SPECIFIED;
-      expiration = (datetime)((expires_ms + 999) / 1000);
+      //--- MT5 expirations are server time: the signal's UTC expiry plus the server's offset from UTC
+      expiration = (datetime)((expires_ms + 999) / 1000 + MtbServerUtcOffset());
      }
    g_bridge.ClaimSignal(id);
    bool ok;
