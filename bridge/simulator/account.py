@@ -6,20 +6,28 @@ messages, the same trade events with ids derived the same way (a name-based UUID
 start state and clock, :meth:`SimAccount.execute` returns the same events byte for byte, so a scripted
 scenario can be compared with the real EA. docs/simulator.md lists the sequence per action.
 
-No clock is read here: callers pass ``now_ms``.
+The position sizing and account limits are :mod:`bridge.simulator.risk`; the events' ids and fields
+are :mod:`bridge.simulator.reports`. No clock is read here: callers pass ``now_ms``.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bridge.simulator.reports import (
+    EventReports,
+    PendingOrder,
+    Position,
+    _int,
+    _num,
+    event_uuid,
+    signal_tag,
+)
 from bridge.simulator.risk import (
-    LOT_MODES,
+    DEFAULT_MAGIC,
     DailyLoss,
-    LotMode,
-    TradingWindow,
+    RiskGuards,
     broker_day,
     in_trading_hours,
     size_volume,
@@ -57,22 +65,6 @@ VOLUME_STEP = 0.01
 RETCODE_NO_MONEY = 10019
 RETCODE_INVALID_PRICE = 10015
 RETCODE_INVALID_EXPIRATION = 10022
-DEFAULT_MAX_SLIPPAGE_POINTS = 20
-DEFAULT_MAGIC = 770001
-
-
-def event_uuid(name: str) -> str:
-    """The MQL5 EA's ``MtbUuidFromName``: a version-5-style UUID of SHA-1("mtbridge-event:" + name)."""
-    digest = bytearray(hashlib.sha1(("mtbridge-event:" + name).encode(), usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def signal_tag(signal_id: str) -> str:
-    """The order comment the EA writes: ``mtb#`` + 12 hex digits (MetaTrader keeps 31 characters)."""
-    return "mtb#" + event_uuid("tag:" + signal_id).replace("-", "")[:12]
 
 
 def digits_of(symbol: str) -> int:
@@ -91,74 +83,8 @@ def contract_of(symbol: str) -> float:
     return 1.0
 
 
-@dataclass(frozen=True, kw_only=True)
-class RiskGuards:
-    """The EA's inputs that refuse signals (``MaxLot``, ``AllowedSymbols``, ``MaxSignalAgeSec``, ...)."""
-
-    max_lot: float = 1.0
-    allowed_symbols: frozenset[str] = frozenset()  # empty: every symbol
-    max_signal_age_s: int = 30
-    max_slippage_points: int = DEFAULT_MAX_SLIPPAGE_POINTS
-    trading_enabled: bool = True
-    magic: int = DEFAULT_MAGIC
-    #: Position sizing and account limits (docs/mql5.md, "Position sizing and risk limits").
-    lot_mode: LotMode = "multiplier"
-    lot_multiplier: float = 1.0
-    fixed_lot: float = 0.01
-    risk_percent: float = 1.0
-    max_open_positions: int = 0  # 0: no limit
-    max_daily_loss_pct: float = 0.0  # 0: no limit
-    trading_hours: tuple[TradingWindow, ...] = ()  # empty: any time
-    #: Broker server time minus UTC (the harness's server runs on UTC).
-    server_utc_offset_s: int = 0
-
-    def __post_init__(self) -> None:
-        """The EA's OnInit checks: it does not start with these wrong (INIT_PARAMETERS_INCORRECT)."""
-        if self.lot_mode not in LOT_MODES:
-            raise ValueError(f"lot_mode must be one of {', '.join(LOT_MODES)}")
-        if not (self.max_lot > 0 and self.lot_multiplier > 0 and self.fixed_lot > 0):
-            raise ValueError("max_lot, lot_multiplier and fixed_lot must be > 0")
-        if not (0 < self.risk_percent <= 100 and 0 <= self.max_daily_loss_pct < 100):
-            raise ValueError("risk_percent must be in (0, 100], max_daily_loss_pct in [0, 100)")
-        if self.max_open_positions < 0:
-            raise ValueError("max_open_positions must be >= 0")
-
-    def server_s(self, now_ms: int) -> int:
-        """The broker's server time (MetaTrader's ``TimeCurrent()``) at ``now_ms``."""
-        return now_ms // 1000 + self.server_utc_offset_s
-
-
 @dataclass
-class Position:
-    ticket: int
-    symbol: str
-    side: str
-    volume: float
-    price_open: float
-    sl: float = 0.0
-    tp: float = 0.0
-    signal_id: str = ""
-
-
-@dataclass
-class PendingOrder:
-    """A limit or stop order in the book, as the harness's trade server keeps it."""
-
-    ticket: int
-    symbol: str
-    side: str
-    order_type: str  # "limit" or "stop"
-    volume: float
-    price: float
-    sl: float = 0.0
-    tp: float = 0.0
-    expiration_s: int = 0  # unix seconds; 0 = good till cancelled
-    signal_id: str = ""
-    comment: str = ""
-
-
-@dataclass
-class SimAccount:
+class SimAccount(EventReports):
     """Balance, positions and tickets of one simulated login; serialisable with :meth:`to_dict`."""
 
     login: str
@@ -497,6 +423,8 @@ class SimAccount:
         paused_day, trips = self.daily.day, self.daily.trips
         if self.daily.roll(day, equity):
             return [self._risk_event(now_ms, guards, "active", paused_day, trips)]
+        if guards.max_daily_loss_pct <= 0 and self.daily.resume(equity):
+            return [self._risk_event(now_ms, guards, "active", day, trips)]  # the limit was turned off
         if self.daily.trip(equity, guards.max_daily_loss_pct):
             return [self._risk_event(now_ms, guards, "daily_loss", day, self.daily.trips)]
         return []
@@ -550,147 +478,6 @@ class SimAccount:
             event["marginLevel"] = round(equity / margin * 100, 2)
         return event
 
-    # -- events --------------------------------------------------------------------------------------
-
-    def _base(self, name: str, kind: str, ts: int, sid: str) -> dict[str, Any]:
-        event: dict[str, Any] = {
-            "id": event_uuid(f"{self.login}|{name}"),
-            "kind": kind,
-            "account": self.login,
-            "ts": ts,
-        }
-        if sid:
-            event["signalId"] = sid
-        return event
-
-    def _rejected(
-        self,
-        signal: dict[str, Any],
-        symbol: str,
-        reason: str,
-        now_ms: int,
-        guards: RiskGuards,
-        *,
-        retcode: int = 0,
-    ) -> dict[str, Any]:
-        sid = str(signal.get("id", ""))
-        event = self._base(f"order-rejected|{sid}", "order", now_ms, sid)
-        event["state"] = "rejected"
-        event["symbol"] = symbol or "-"
-        if signal.get("side") in ("buy", "sell"):
-            event["side"] = signal["side"]
-        if signal.get("orderType") in ("market", "limit", "stop"):
-            event["orderType"] = signal["orderType"]
-        volume = _num(signal.get("volume"))
-        if 0 < volume <= 10_000:
-            event["volume"] = volume
-        event["magic"] = guards.magic
-        if retcode > 0:
-            event["retcode"] = retcode
-        event["message"] = reason
-        return event
-
-    def _pending_event(
-        self, sid: str, o: PendingOrder, state: str, now_ms: int, guards: RiskGuards
-    ) -> dict[str, Any]:
-        event = self._base(f"order|{o.ticket}|{state}", "order", now_ms, sid)
-        event.update(
-            state=state,
-            ticket=o.ticket,
-            symbol=o.symbol,
-            side=o.side,
-            orderType=o.order_type,
-            volume=o.volume,
-            price=o.price,
-        )
-        if o.sl > 0:
-            event["sl"] = o.sl
-        if o.tp > 0:
-            event["tp"] = o.tp
-        event.update(magic=guards.magic, comment=o.comment)
-        return event
-
-    def _order_filled(
-        self,
-        sid: str,
-        ticket: int,
-        symbol: str,
-        side: str,
-        volume: float,
-        price: float,
-        now_ms: int,
-        guards: RiskGuards,
-        comment: str,
-    ) -> dict[str, Any]:
-        event = self._base(f"order|{ticket}|filled", "order", now_ms, sid)
-        event.update(
-            state="filled",
-            ticket=ticket,
-            symbol=symbol,
-            side=side,
-            orderType="market",
-            volume=volume,
-            price=price,
-            magic=guards.magic,
-            comment=comment,
-        )
-        return event
-
-    def _deal(
-        self,
-        sid: str,
-        ticket: int,
-        order: int,
-        p: Position,
-        side: str,
-        entry: str,
-        volume: float,
-        price: float,
-        profit: float,
-        now_ms: int,
-        guards: RiskGuards,
-        comment: str,
-    ) -> dict[str, Any]:
-        event = self._base(f"deal|{ticket}", "deal", now_ms, sid)
-        event.update(
-            ticket=ticket,
-            order=order,
-            position=p.ticket,
-            symbol=p.symbol,
-            side=side,
-            entry=entry,
-            volume=volume,
-            price=price,
-            profit=profit,
-            commission=0.0,
-            swap=0.0,
-            magic=guards.magic,
-            comment=comment,
-        )
-        return event
-
-    def _position_event(
-        self,
-        sid: str,
-        p: Position,
-        state: str,
-        volume: float,
-        now_ms: int,
-        guards: RiskGuards,
-        *,
-        suffix: str,
-    ) -> dict[str, Any]:
-        event = self._base(f"position|{p.ticket}{suffix}", "position", now_ms, sid)
-        event.update(
-            ticket=p.ticket, symbol=p.symbol, side=p.side, state=state, volume=volume, priceOpen=p.price_open
-        )
-        if p.sl > 0:
-            event["sl"] = p.sl
-        if p.tp > 0:
-            event["tp"] = p.tp
-        event["magic"] = guards.magic
-        return event
-
     # -- persistence ---------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -703,15 +490,3 @@ class SimAccount:
         daily = DailyLoss(**data.get("daily", {}))
         fields = {k: v for k, v in data.items() if k not in ("positions", "orders", "daily")}
         return cls(**fields, positions=positions, orders=orders, daily=daily)
-
-
-def _num(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0.0
-    return float(value)
-
-
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return 0
-    return value

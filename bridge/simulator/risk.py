@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 __all__ = [
+    "DEFAULT_MAGIC",
+    "DEFAULT_MAX_SLIPPAGE_POINTS",
     "LOT_MODES",
     "STEP_EPSILON",
     "DailyLoss",
     "LotMode",
+    "RiskGuards",
     "TradingWindow",
     "broker_day",
     "daily_loss_breached",
@@ -38,6 +41,8 @@ STEP_EPSILON: Final = 1e-6
 #: Tolerance when comparing volumes (lots), as the EA's other volume checks.
 VOLUME_EPSILON: Final = 1e-9
 SECONDS_PER_DAY: Final = 86_400
+DEFAULT_MAX_SLIPPAGE_POINTS: Final = 20
+DEFAULT_MAGIC: Final = 770001
 _WINDOW_RE: Final = re.compile(r"([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})")
 
 
@@ -189,3 +194,40 @@ class DailyLoss:
         self.paused = False
         self.start_equity = equity
         return True
+
+
+@dataclass(frozen=True, kw_only=True)
+class RiskGuards:
+    """The EA's inputs that refuse signals (``MaxLot``, ``AllowedSymbols``, ``MaxSignalAgeSec``, ...)."""
+
+    max_lot: float = 1.0
+    allowed_symbols: frozenset[str] = frozenset()  # empty: every symbol
+    max_signal_age_s: int = 30
+    max_slippage_points: int = DEFAULT_MAX_SLIPPAGE_POINTS
+    trading_enabled: bool = True
+    magic: int = DEFAULT_MAGIC
+    #: Position sizing and account limits (docs/mql5.md, "Position sizing and risk limits").
+    lot_mode: LotMode = "multiplier"
+    lot_multiplier: float = 1.0
+    fixed_lot: float = 0.01
+    risk_percent: float = 1.0
+    max_open_positions: int = 0  # 0: no limit
+    max_daily_loss_pct: float = 0.0  # 0: no limit
+    trading_hours: tuple[TradingWindow, ...] = ()  # empty: any time
+    #: Broker server time minus UTC (the harness's server runs on UTC).
+    server_utc_offset_s: int = 0
+
+    def __post_init__(self) -> None:
+        """The EA's OnInit checks: it does not start with these wrong (INIT_PARAMETERS_INCORRECT)."""
+        if self.lot_mode not in LOT_MODES:
+            raise ValueError(f"lot_mode must be one of {', '.join(LOT_MODES)}")
+        if not (self.max_lot > 0 and self.lot_multiplier > 0 and self.fixed_lot > 0):
+            raise ValueError("max_lot, lot_multiplier and fixed_lot must be > 0")
+        if not (0 < self.risk_percent <= 100 and 0 <= self.max_daily_loss_pct < 100):
+            raise ValueError("risk_percent must be in (0, 100], max_daily_loss_pct in [0, 100)")
+        if self.max_open_positions < 0:
+            raise ValueError("max_open_positions must be >= 0")
+
+    def server_s(self, now_ms: int) -> int:
+        """The broker's server time (MetaTrader's ``TimeCurrent()``) at ``now_ms``."""
+        return now_ms // 1000 + self.server_utc_offset_s

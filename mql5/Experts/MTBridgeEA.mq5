@@ -463,7 +463,7 @@ void WriteSnapshot(const string risk_state, const long day, const int trips)
       w.KeyNum("dayStartEquity", g_daily.start_equity, 2);
       //--- the next broker day, in unix ms (server time minus its offset from UTC)
       if(risk_state == "daily_loss")
-         w.KeyInt("resumeAt", ((day + 1) * MTB_DAY_SECONDS - ((long)TimeCurrent() - (long)TimeGMT())) * 1000);
+         w.KeyInt("resumeAt", ((day + 1) * MTB_DAY_SECONDS - MtbServerUtcOffset()) * 1000);
      }
    w.Key("positions");
    w.BeginArray();
@@ -508,9 +508,15 @@ void CheckDailyLoss()
    double equity = AccountEquity();
    long paused_day = g_daily.day;
    int paused_trips = g_daily.trips;
-   if(g_daily.Roll((long)TimeCurrent() / MTB_DAY_SECONDS, equity))
+   if(g_daily.Roll((long)TimeTradeServer() / MTB_DAY_SECONDS, equity))
      {
       Print("mtbridge: a new broker day ends the daily loss pause");
+      WriteSnapshot("active", paused_day, paused_trips);
+      return;
+     }
+   if(MaxDailyLossPct <= 0 && g_daily.Resume(equity))
+     {
+      Print("mtbridge: MaxDailyLossPct is 0: the daily loss pause ends");
       WriteSnapshot("active", paused_day, paused_trips);
       return;
      }
@@ -597,7 +603,8 @@ void PlacePending(CJsonValue *signal, const string id, const string symbol, cons
    if(expires_ms > 0)
      {
       type_time = ORDER_TIME_SPECIFIED;
-      expiration = (datetime)((expires_ms + 999) / 1000);
+      //--- MT5 expirations are server time: the signal's UTC expiry plus the server's offset from UTC
+      expiration = (datetime)((expires_ms + 999) / 1000 + MtbServerUtcOffset());
      }
    g_bridge.ClaimSignal(id);
    bool ok;
@@ -699,7 +706,7 @@ void OpenPosition(CJsonValue *signal, const string id, const string symbol)
       ReportRejected(signal, symbol, "daily_loss", 0);
       return;
      }
-   if(!g_hours.Contains(TimeCurrent()))
+   if(!g_hours.Contains(TimeTradeServer()))
      {
       ReportRejected(signal, symbol, "outside_trading_hours", 0);
       return;

@@ -316,3 +316,14 @@ def test_simulate_ea_takes_the_limits_as_options_and_refuses_bad_ones(
         assert exit_info.value.code == 2
     assert cmd_simulate_ea(parser.parse_args([*base, "--risk-percent", "150"])) == 2
     assert "risk_percent" in capsys.readouterr().err
+
+
+def test_turning_the_limit_off_ends_its_pause() -> None:
+    acc = SimAccount("50123")
+    acc.check_daily_loss(NOW, RiskGuards(max_daily_loss_pct=1.0))
+    acc.execute(sig(1), NOW, RiskGuards())
+    acc.set_quote("EURUSD", 1.0739, 1.0740)
+    assert acc.check_daily_loss(NOW, RiskGuards(max_daily_loss_pct=1.0))[0]["riskState"] == "daily_loss"
+    [active] = acc.check_daily_loss(NOW, RiskGuards())
+    assert active["riskState"] == "active" and not acc.daily.paused
+    assert active["id"] == event_uuid(f"50123|risk|{DAY}|1|active")

@@ -34,6 +34,7 @@ __all__ = [
     "INPUTS",
     "MAGIC",
     "SERVER_UTC_OFFSET",
+    "SERVER_UTC_OFFSET_S",
     "SYMBOLS",
     "HubRest",
     "MQL5Terminal",
@@ -51,6 +52,7 @@ MAGIC = 770001
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY")
 WAIT = 90.0
 SERVER_UTC_OFFSET = "SERVER_UTC_OFFSET"
+SERVER_UTC_OFFSET_S = 7200
 #: The EA's inputs both terminals start with (the MQL5 names; the simulator maps them to RiskGuards).
 INPUTS: dict[str, str] = {
     "Strategies": "alpha",
@@ -68,8 +70,9 @@ INPUTS: dict[str, str] = {
     "MaxDailyLossPct": "0",
     "TradingHours": "",
     # not an EA input: the broker's server clock minus UTC, in seconds (the harness's
-    # MQL_SERVER_UTC_OFFSET, the simulator's server_utc_offset_s); 86400 jumps to the next broker day
-    SERVER_UTC_OFFSET: "0",
+    # MQL_SERVER_UTC_OFFSET, the simulator's server_utc_offset_s): a UTC+2 broker, as most are;
+    # one day more jumps to the next broker day
+    SERVER_UTC_OFFSET: str(SERVER_UTC_OFFSET_S),
 }
 
 

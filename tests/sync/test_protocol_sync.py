@@ -28,6 +28,7 @@ from sync.terminals import (
     HARNESS,
     REPO,
     SERVER_UTC_OFFSET,
+    SERVER_UTC_OFFSET_S,
     HubRest,
     MQL5Terminal,
     PythonTerminal,
@@ -210,7 +211,7 @@ SCENARIO: list[Step] = [
     # measured from the resume now: another 100 pips down trips it again (its second pause that day)
     Step("eurusd-drops-again", price=("EURUSD", 1.0499, 1.05), events=1),
     # the next broker day (the server clock one day ahead) ends the pause, from that day's equity
-    Step("next-broker-day", inputs={SERVER_UTC_OFFSET: "86400"}, events=1),
+    Step("next-broker-day", inputs={SERVER_UTC_OFFSET: str(SERVER_UTC_OFFSET_S + 86_400)}, events=1),
     open_("open-on-the-next-day", "EURUSD", "buy", 0.1, sl=1.045),
     Step("close-all-again", signal={"action": "close_all"}, events=18, status="executed"),
 ]
@@ -237,9 +238,9 @@ def hhmm(minute: int) -> str:
 
 
 def resolve(inputs: dict[str, str]) -> dict[str, str]:
-    """TradingHours relative to now (server time is UTC in both terminals): ``{outside}`` is an hour
-    two hours from now, ``{around}`` the two hours around now (crossing midnight when it must)."""
-    now = int(time.time()) % 86_400 // 60
+    """TradingHours relative to the broker's server time now (UTC+2 in both terminals): ``{outside}``
+    is an hour two hours from now, ``{around}`` the two hours around now (crossing midnight if need be)."""
+    now = (int(time.time()) + SERVER_UTC_OFFSET_S) % 86_400 // 60
     windows = {
         "{outside}": f"{hhmm(now + 120)}-{hhmm(now + 180)}",
         "{around}": f"{hhmm(now - 60)}-{hhmm(now + 60)}",

@@ -82,6 +82,18 @@ double MtbSizeVolume(const ENUM_MTB_LOT_MODE mode, const double signal_volume, c
   }
 
 //+------------------------------------------------------------------+
+//| The server's clock minus UTC, in seconds, to the nearest quarter |
+//| hour. TimeTradeServer() is the server time as the terminal       |
+//| keeps it: unlike TimeCurrent() (the last quote's time) it goes   |
+//| on when no quote arrives, so the broker day rolls at midnight    |
+//| even on a quiet market.                                          |
+//+------------------------------------------------------------------+
+long MtbServerUtcOffset()
+  {
+   return (long)MathRound(((long)TimeTradeServer() - (long)TimeGMT()) / 900.0) * 900;
+  }
+
+//+------------------------------------------------------------------+
 //| TradingHours: "08:00-12:00,13:30-17:00" in server time; start    |
 //| included, end excluded, 24:00 only as an end, an end before the  |
 //| start crosses midnight ("22:00-02:00"). Empty: any time.         |
@@ -167,7 +179,7 @@ public:
 //+------------------------------------------------------------------+
 //| The daily loss limit's state, kept in risk.txt beside state.txt: |
 //| "daily <day> <start equity> <paused 0|1> <trips>". A broker day  |
-//| is TimeCurrent() / 86400 (server time).                          |
+//| is TimeTradeServer() / 86400 (server time).                      |
 //+------------------------------------------------------------------+
 class CDailyLoss
   {
