@@ -58,7 +58,13 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
             help="benchmark the hub (and, with --peers, the servers users would pick instead)",
             description=__doc__,
         )
-    parser.add_argument("scenario", nargs="?", default="all", choices=(*SCENARIOS, "all"))
+    parser.add_argument(
+        "scenario",
+        nargs="?",
+        default="all",
+        choices=(*SCENARIOS, "all", "dashboard"),
+        help="`dashboard` (the dashboard in Chromium under a signal flood) runs only when named",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="small sizes and short windows (under 2 minutes)"
     )
@@ -316,7 +322,38 @@ class _Runner:
 
 def run(args: argparse.Namespace) -> int:
     """Run `mtbridge bench` as parsed by add_arguments()."""
+    if args.scenario == "dashboard":
+        return _run_dashboard(args)
     return _Runner(args).run()
+
+
+def _run_dashboard(args: argparse.Namespace) -> int:
+    """The dashboard benchmark: no load generator, a browser instead (bridge/bench/dashboard.py)."""
+    from bridge.bench.dashboard import COLUMNS as DASHBOARD_COLUMNS
+    from bridge.bench.dashboard import DashboardPlan, run_dashboard
+
+    plan = DashboardPlan(
+        rate=args.rate or 1000.0,
+        seconds=args.measure or (5.0 if args.quick else 30.0),
+        eas=args.eas or 1,
+    )
+    print(f"== dashboard == load average {os.getloadavg()[0]:.2f}", flush=True)
+    try:
+        row = run_dashboard(plan)
+    except NotAvailable as exc:
+        print(f"  dashboard: not available: {exc.reason}", file=sys.stderr)
+        return 2
+    except BenchError as exc:
+        print(f"  dashboard: FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(format_table([row], DASHBOARD_COLUMNS), flush=True)
+    if args.out:
+        command = "mtbridge bench " + " ".join(sys.argv[2:])
+        doc = {"format": 1, "command": command, "scenarios": {"dashboard": row}}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        print(f"wrote {args.out}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
