@@ -103,6 +103,11 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
         "--profile", type=Path, help="fan-out, signals, ingest: py-spy profiles of the hub into this folder"
     )
     parser.add_argument("--hub-command", help="command that runs mtbridge (default: the installed script)")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="dashboard: the same flood with the page on its login form (what the host alone costs)",
+    )
     parser.set_defaults(func=run)
     assert isinstance(parser, argparse.ArgumentParser)
     return parser
@@ -336,6 +341,7 @@ def _run_dashboard(args: argparse.Namespace) -> int:
         rate=args.rate or 1000.0,
         seconds=args.measure or (5.0 if args.quick else 30.0),
         eas=args.eas or 1,
+        control=args.control,
     )
     print(f"== dashboard == load average {os.getloadavg()[0]:.2f}", flush=True)
     try:

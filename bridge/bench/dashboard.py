@@ -69,6 +69,9 @@ class DashboardPlan:
     rate: float = 1000.0
     seconds: float = 30.0
     eas: int = 1
+    #: The control run: the page stays on its login form (subscribed to nothing) during the same
+    #: flood, so what the host's load alone does to frames can be told from what the page does.
+    control: bool = False
 
 
 def _free_port() -> int:
@@ -311,10 +314,12 @@ async def _run(plan: DashboardPlan, data_dir: Path, log: Any) -> dict[str, Any]:
                 page_errors: list[str] = []
                 page.on("pageerror", lambda exc: page_errors.append(str(exc)))
                 await page.goto(hub.http + "/")
-                await page.fill("#token-input", tokens["admin"])
-                await page.click("#login-submit")
-                await page.wait_for_function("window.mtbDashboard && window.mtbDashboard.state === 'open'",
-                                             timeout=60_000)  # fmt: skip
+                if not plan.control:
+                    await page.fill("#token-input", tokens["admin"])
+                    await page.click("#login-submit")
+                    await page.wait_for_function(
+                        "window.mtbDashboard && window.mtbDashboard.state === 'open'", timeout=60_000
+                    )
                 readies = []
                 for login in logins:
                     ready = asyncio.Event()
@@ -322,7 +327,8 @@ async def _run(plan: DashboardPlan, data_dir: Path, log: Any) -> dict[str, Any]:
                     tasks.append(asyncio.create_task(_ea(hub.ws, tokens[login], login, errors, ready)))
                 await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
                 total = int(plan.rate * plan.seconds)
-                log(f"  dashboard: {total} signals at {plan.rate:g}/s to {plan.eas} EA(s), Chromium headless")
+                log(f"  dashboard: {total} signals at {plan.rate:g}/s to {plan.eas} EA(s), Chromium headless"
+                    f"{' (control: the page is not logged in)' if plan.control else ''}")  # fmt: skip
                 await page.evaluate(FRAME_PROBE)
                 cpu0 = _descendants_cpu_s(os.getpid(), hub.pid)
                 t0 = time.monotonic()
@@ -332,14 +338,15 @@ async def _run(plan: DashboardPlan, data_dir: Path, log: Any) -> dict[str, Any]:
                 browser_cpu = (_descendants_cpu_s(os.getpid(), hub.pid) - cpu0) / committed_s
                 finals = total * len(logins)
                 stats: dict[str, Any] = {}
-                deadline = time.monotonic() + SETTLE_TIMEOUT
+                deadline = time.monotonic() + (0 if plan.control else SETTLE_TIMEOUT)
                 while time.monotonic() < deadline:
                     stats = await page.evaluate("window.mtbDashboard.stats()")
                     if stats["signalsSeen"] >= total and stats["finalDeliveries"] >= finals:
                         break
                     await asyncio.sleep(0.2)  # polls the page; bounded by SETTLE_TIMEOUT
                 else:
-                    log(f"  dashboard: not settled after {SETTLE_TIMEOUT:g} s: {stats}")
+                    if not plan.control:
+                        log(f"  dashboard: not settled after {SETTLE_TIMEOUT:g} s: {stats}")
                 settled_s = time.monotonic() - t0
                 rows = await page.evaluate("document.querySelectorAll('#signals-vt .vt-row').length")
             finally:
@@ -362,6 +369,7 @@ async def _run(plan: DashboardPlan, data_dir: Path, log: Any) -> dict[str, Any]:
         "rate": plan.rate,
         "seconds": plan.seconds,
         "eas": plan.eas,
+        "control": plan.control,
         "signals": total,
         "offered_per_s": round(offered, 1),
         "committed_s": round(committed_s, 2),
