@@ -694,7 +694,11 @@ class Hub:
 
         pending = self._subscribe(conn, name, since, epoch, push)
         if pending is not None:
-            await pending
+            # Once started, the subscription is the connection's: a caller that goes away (its HTTP
+            # request cancelled) must not cut the replay short and leave a gap, so it runs on.
+            task = asyncio.ensure_future(pending)
+            task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+            await asyncio.shield(task)
         if not answered:
             raise HubError("not_found", f"connection {conn.id} closed before the subscription completed")
         return answered

@@ -3,6 +3,7 @@ subject, refusals (a foreign account, a strategy the engine does not own), recov
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +243,22 @@ async def test_openapi_describes_the_endpoints_and_their_models(tmp_path: Path) 
     assert {"offset", "epoch", "durable", "recovered", "replayed", "reason"} <= set(
         schemas["SubscriptionResult"]["properties"]
     )
+
+
+async def test_a_caller_that_goes_away_does_not_cut_the_replay_short(tmp_path: Path) -> None:
+    async with running_hub(tmp_path) as h:
+        engine = await h.connect(h.token("engine", "eng", publish=["signals:*"]))
+        offsets = [await publish(engine) for _ in range(3)]
+        ea = await h.connect(ea_token(h))
+        conn = h.hub.connections[ea.welcome["payload"]["connectionId"]]
+        call = asyncio.ensure_future(h.hub.subscribe_on_behalf(conn, "signals:alpha", since=0))
+        await asyncio.sleep(0)  # a yield, not a wait: the call has started and awaits the store
+        call.cancel()
+        pushed = await ea.until(lambda m: m["type"] == "subscribed")
+        assert pushed["payload"]["replayed"] == 3
+        got = [await ea.until(lambda m: m["type"] == "message") for _ in offsets]
+        assert [m["offset"] for m in got] == offsets
+        assert "signals:alpha" in conn.subscriptions and "signals:alpha" not in conn.recovering
+        for c in (ea, engine):
+            await c.close()
+        await h.wait_clean()
