@@ -300,6 +300,9 @@ def run_demo(options: DemoOptions) -> int:
         except PortBusy as exc:
             print(f"mtbridge demo: {exc}; choose another with --port", file=options.err, flush=True)
             return EXIT_PORT_BUSY
+        except RuntimeError as exc:
+            print(f"mtbridge demo: {exc}", file=options.err, flush=True)
+            return 1
         dashboard = f"http://{HOST}:{port}/"
 
         def say(line: str) -> None:
