@@ -22,6 +22,7 @@ from bridge.auth.tokens import Claims
 from bridge.hub.connection import Connection
 from bridge.hub.hub import Hub, HubError
 from bridge.protocol.channels import Role, can_publish, namespace_of
+from bridge.store.exceptions import StoreError
 
 __all__ = ["router"]
 
@@ -135,6 +136,17 @@ def _check_caller(hub: Hub, claims: Claims, channel: str) -> None:
     )
 
 
+async def _subscribe(hub: Hub, conn: Connection, body: SubscribeRequest) -> dict[str, object]:
+    """The hub's answer; the store's trouble becomes ``unavailable`` (503, retry), as on WebSocket."""
+    try:
+        return await hub.subscribe_on_behalf(conn, body.channel, body.since, body.epoch)
+    except StoreError as exc:
+        if not exc.retryable:
+            raise
+        logger.warning("rest subscribe: store unavailable: %s", exc)
+        raise HubError("unavailable", "store unavailable; retry", retryAfterMs=500) from exc
+
+
 def _live(hub: Hub, conn_id: str) -> Connection:
     conn = hub.connections.get(conn_id)
     if conn is None or conn.closing or conn.claims is None:
@@ -176,7 +188,7 @@ async def subscribe_connection(
     _check_caller(hub, claims, body.channel)
     conn = _live(hub, conn_id)
     try:
-        result = await hub.subscribe_on_behalf(conn, body.channel, body.since, body.epoch)
+        result = await _subscribe(hub, conn, body)
     except HubError as exc:
         raise hub_error(exc, connectionId=conn_id) from exc
     _audit(claims, "subscribe", conn, body.channel)
@@ -219,7 +231,7 @@ async def subscribe_subject(
     _check_caller(hub, claims, body.channel)
     conns = _of_subject(hub, subject)
     outcomes = await asyncio.gather(
-        *(hub.subscribe_on_behalf(c, body.channel, body.since, body.epoch) for c in conns),
+        *(_subscribe(hub, c, body) for c in conns),
         return_exceptions=True,
     )
     subscribed: list[ConnectionSubscribed] = []

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from bridge.store.exceptions import StoreUnavailable
 from tests.hub.test_wire import signal as make_signal
 from tests.support.hub import WAIT, Client, RunningHub, running_hub
 
@@ -261,4 +263,26 @@ async def test_a_caller_that_goes_away_does_not_cut_the_replay_short(tmp_path: P
         assert "signals:alpha" in conn.subscriptions and "signals:alpha" not in conn.recovering
         for c in (ea, engine):
             await c.close()
+        await h.wait_clean()
+
+
+async def test_an_unreachable_store_is_503_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_hub(tmp_path) as h:
+        admin = h.token("admin", "ops", accounts=["*"])
+        ea = await h.connect(ea_token(h))
+        cid = ea.welcome["payload"]["connectionId"]
+
+        async def down(channel: str) -> Any:
+            raise StoreUnavailable("database unreachable", operation="position")
+
+        monkeypatch.setattr(h.hub.log, "position", down)
+        r = await rest(h, "POST", f"{C}/{cid}/subscriptions", admin, {"channel": "signals:alpha"})
+        assert r.status_code == 503, r.text
+        assert r.json()["detail"]["code"] == "unavailable"
+        conn = h.hub.connections[cid]
+        assert not conn.subscriptions and not conn.recovering
+        assert "signals:alpha" not in h.hub.channels
+        await ea.close()
         await h.wait_clean()
