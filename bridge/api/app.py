@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from bridge.api import accounts, admin, errors, events, ops, signals
+from bridge.api import accounts, admin, errors, events, ops, signals, subscriptions
 from bridge.auth.tokens import Verifier, load_or_create_secret
 from bridge.config import Settings
 from bridge.hub.websocket import WebSocketOptions
@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(signals.router)
     app.include_router(events.router)
     app.include_router(accounts.router)
+    app.include_router(subscriptions.router)
     if STATIC_DIR.is_dir():
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")
     return app

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, status
 
-from bridge.api.deps import BearerClaims, ServicesDep
+from bridge.api.deps import BearerClaims, ServicesDep, hub_error
 from bridge.api.params import Cursor, Since, Until
 from bridge.hub.hub import HubError
 from bridge.protocol.channels import Role, can_publish, holds_account
@@ -41,16 +41,6 @@ def signal_json(view: SignalView) -> dict[str, Any]:
             for d in view.deliveries
         ],
     }
-
-
-def hub_error(exc: HubError) -> HTTPException:
-    code = {
-        "validation_failed": status.HTTP_422_UNPROCESSABLE_CONTENT,
-        "forbidden": status.HTTP_403_FORBIDDEN,
-        "paused": status.HTTP_409_CONFLICT,
-        "unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
-    }.get(exc.code, status.HTTP_400_BAD_REQUEST)
-    return HTTPException(code, {"code": exc.code, "message": exc.message, **exc.extra})
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

@@ -32,8 +32,9 @@ from bridge.bench.targets import PEER_NAMES, HubTarget, Target, peer_targets
 __all__ = ["SCENARIOS", "add_arguments", "run"]
 
 SCENARIOS = ("fanout", "latency", "connections", "targeted", "signals", "ingest")
-#: Run only when named: ``cluster`` needs redis-server and PostgreSQL and starts three hubs.
-SCENARIOS_BY_NAME = ("cluster",)
+#: Run only when named: ``cluster`` needs redis-server and PostgreSQL and starts three hubs;
+#: ``dashboard`` drives Chromium.
+SCENARIOS_BY_NAME = ("cluster", "dashboard")
 #: File descriptors the harness asks for (the load generator raises its own limit too).
 WANTED_NOFILE = 65536
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -61,7 +62,11 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
             description=__doc__,
         )
     parser.add_argument(
-        "scenario", nargs="?", default="all", choices=(*SCENARIOS, *SCENARIOS_BY_NAME, "all")
+        "scenario",
+        nargs="?",
+        default="all",
+        choices=(*SCENARIOS, *SCENARIOS_BY_NAME, "all"),
+        help="`cluster` and `dashboard` (the dashboard in Chromium under a signal flood) run only when named",
     )
     parser.add_argument(
         "--quick", action="store_true", help="small sizes and short windows (under 2 minutes)"
@@ -101,6 +106,11 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
         "--profile", type=Path, help="fan-out, signals, ingest: py-spy profiles of the hub into this folder"
     )
     parser.add_argument("--hub-command", help="command that runs mtbridge (default: the installed script)")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="dashboard: the same flood with the page on its login form (what the host alone costs)",
+    )
     parser.set_defaults(func=run)
     assert isinstance(parser, argparse.ArgumentParser)
     return parser
@@ -347,7 +357,39 @@ class _Runner:
 
 def run(args: argparse.Namespace) -> int:
     """Run `mtbridge bench` as parsed by add_arguments()."""
+    if args.scenario == "dashboard":
+        return _run_dashboard(args)
     return _Runner(args).run()
+
+
+def _run_dashboard(args: argparse.Namespace) -> int:
+    """The dashboard benchmark: no load generator, a browser instead (bridge/bench/dashboard.py)."""
+    from bridge.bench.dashboard import COLUMNS as DASHBOARD_COLUMNS
+    from bridge.bench.dashboard import DashboardPlan, run_dashboard
+
+    plan = DashboardPlan(
+        rate=args.rate or 1000.0,
+        seconds=args.measure or (5.0 if args.quick else 30.0),
+        eas=args.eas or 1,
+        control=args.control,
+    )
+    print(f"== dashboard == load average {os.getloadavg()[0]:.2f}", flush=True)
+    try:
+        row = run_dashboard(plan)
+    except NotAvailable as exc:
+        print(f"  dashboard: not available: {exc.reason}", file=sys.stderr)
+        return 2
+    except BenchError as exc:
+        print(f"  dashboard: FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(format_table([row], DASHBOARD_COLUMNS), flush=True)
+    if args.out:
+        command = "mtbridge bench " + " ".join(sys.argv[2:])
+        doc = {"format": 1, "command": command, "scenarios": {"dashboard": row}}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        print(f"wrote {args.out}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

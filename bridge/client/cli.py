@@ -281,7 +281,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bridge.simulator.demo import DemoOptions, run_demo
 
     return run_demo(
-        DemoOptions(data_dir=args.data_dir, port=args.port, duration=args.duration, interval=args.interval)
+        DemoOptions(
+            data_dir=args.data_dir,
+            port=args.port,
+            duration=args.duration,
+            interval=args.interval,
+            open_browser=args.open,
+        )
     )
 
 
@@ -338,4 +344,7 @@ def register(subparsers: Any) -> None:
     d.add_argument("--port", type=int, help="hub port (default: a free one)")
     d.add_argument("--duration", type=float, help="stop after this many seconds")
     d.add_argument("--interval", type=float, default=1.0, help="seconds between signals")
+    d.add_argument(
+        "--open", action="store_true", help="start the system web browser on the dashboard (if there is one)"
+    )
     d.set_defaults(func=cmd_demo)

@@ -38,6 +38,7 @@ from bridge.protocol.channels import (
     can_subscribe,
     check_channel,
     namespace_of,
+    subscribe_refusal,
 )
 from bridge.protocol.envelope import Encoding, Envelope, EnvelopeError, decode, encode_json, encode_msgpack
 from bridge.protocol.framing import OP_BINARY, OP_TEXT, data_frame
@@ -731,24 +732,42 @@ class Hub:
             self._delete_channel(name)
 
     def _on_subscribe(self, conn: Connection, env: Envelope) -> Awaitable[None] | None:
-        assert conn.claims is not None
         name = env.channel
         if name is None:
             raise HubError("bad_request", "subscribe needs a channel")
-        policy = self.policy_for(name)
-        c = conn.claims
-        if not can_subscribe(policy, c.role, c.accounts, c.subscribe, name):
-            raise HubError("forbidden", f"not allowed to subscribe to {name}")
-        if name in conn.subscriptions or name in conn.recovering:
-            raise HubError("already_subscribed", f"already subscribed to {name}")
-        if len(conn.subscriptions) + len(conn.recovering) >= self.limits.max_subscriptions:
-            raise HubError("too_many_subscriptions", "subscription limit reached")
         payload = env.payload or {}
         unknown = set(payload) - {"since", "epoch"}
         if unknown:
             raise HubError("bad_request", f"unknown subscribe option {sorted(unknown)[0][:32]!r}")
-        since = payload.get("since")
-        epoch = payload.get("epoch")
+        request_id = env.request_id
+        return self._subscribe(
+            conn,
+            name,
+            payload.get("since"),
+            payload.get("epoch"),
+            lambda result: self.reply(conn, request_id, result, channel=name),
+        )
+
+    def _subscribe(
+        self,
+        conn: Connection,
+        name: str,
+        since: object,
+        epoch: object,
+        answer: Callable[[dict[str, Any]], None],
+    ) -> Awaitable[None] | None:
+        """Every subscription, asked for by the connection or on its behalf, starts here: the
+        connection's own token decides, and ``answer`` gets the result before any message."""
+        assert conn.claims is not None
+        policy = self.policy_for(name)
+        c = conn.claims
+        refusal = subscribe_refusal(policy, c.role, c.accounts, c.subscribe, name)
+        if refusal is not None:
+            raise HubError("forbidden", f"not allowed to subscribe to {name}", reason=refusal)
+        if name in conn.subscriptions or name in conn.recovering:
+            raise HubError("already_subscribed", f"already subscribed to {name}")
+        if len(conn.subscriptions) + len(conn.recovering) >= self.limits.max_subscriptions:
+            raise HubError("too_many_subscriptions", "subscription limit reached")
         if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
             raise HubError("bad_offset", "`since` must be an integer >= 0")
         if epoch is not None and not isinstance(epoch, str):
@@ -763,16 +782,56 @@ class Hub:
                 result.update(
                     recovered=False, reason="no_history", advice="ephemeral channel; live data only"
                 )
-            self.reply(conn, env.request_id, result, channel=name)
+            answer(result)
             return None
         if self.log is None:
             raise HubError("unavailable", "durable channels need a store")
         ch.recovering[conn] = []
         conn.recovering.add(name)
-        return self._recover(conn, ch, env.request_id, since, epoch)
+        return self._recover(conn, ch, answer, since, epoch)
+
+    async def subscribe_on_behalf(
+        self, conn: Connection, name: str, since: int | None = None, epoch: str | None = None
+    ) -> dict[str, Any]:
+        """Subscribe ``conn`` to ``name`` for someone else (REST): exactly what a ``subscribe`` from the
+        connection would do, under the connection's own token, with a ``subscribed`` push in place of
+        the ``result``. Returns that push's payload; raises :class:`HubError` when refused, or
+        ``not_found`` when the connection closes first. Takes a live local connection, so a cluster
+        can route the call to the node that holds it."""
+        if conn.closing or conn.claims is None or self.connections.get(conn.id) is not conn:
+            raise HubError("not_found", f"connection {conn.id} is not live")
+        answered: dict[str, Any] = {}
+
+        def push(result: dict[str, Any]) -> None:
+            answered.update(result)
+            self.send_event(conn, {"type": "subscribed", "channel": name, "payload": result})
+
+        pending = self._subscribe(conn, name, since, epoch, push)
+        if pending is not None:
+            # Once started, the subscription is the connection's: a caller that goes away (its HTTP
+            # request cancelled) must not cut the replay short and leave a gap, so it runs on.
+            task = asyncio.ensure_future(pending)
+            task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+            await asyncio.shield(task)
+        if not answered:
+            raise HubError("not_found", f"connection {conn.id} closed before the subscription completed")
+        return answered
+
+    def unsubscribe_on_behalf(self, conn: Connection, name: str) -> None:
+        """Remove ``conn``'s subscription to ``name`` for someone else (REST); the connection gets an
+        ``unsubscribed`` push with reason ``rest``."""
+        if name not in conn.subscriptions and name not in conn.recovering:
+            raise HubError("not_subscribed", f"not subscribed to {name[:64]}")
+        self._drop_subscription(conn, name)
+        self.send_event(conn, {"type": "unsubscribed", "channel": name, "payload": {"reason": "rest"}})
 
     async def _recover(
-        self, conn: Connection, ch: Channel, request_id: str | None, since: int | None, epoch: str | None
+        self,
+        conn: Connection,
+        ch: Channel,
+        answer: Callable[[dict[str, Any]], None],
+        since: int | None,
+        epoch: str | None,
     ) -> None:
         """Replay what ``conn`` missed, then hand it to live fan-out with no gap and no duplicate."""
         assert self.log is not None
@@ -839,7 +898,7 @@ class Hub:
             ch.recovering.pop(conn, None)
             conn.recovering.discard(name)
             return
-        self.reply(conn, request_id, result, channel=name)
+        answer(result)
         enc = conn.encoding
         sent: list[dict[str, Any]] = []
         for offset, payload in replay:
