@@ -1,7 +1,14 @@
 // mtbridge.js: the JavaScript client for the mtbridge hub, protocol v1 (docs/protocol.md).
 //
-// One ES module, no build step, no dependencies. It runs in browsers and in Node >= 20, with the
-// global WebSocket or the `ws` package passed as `options.WebSocket`.
+// The source is clients/js/src/mtbridge.js, published as the npm package @mtbridge/client (types in
+// mtbridge.d.ts). bridge/dashboard/static/mtbridge.js is a byte-identical copy that the hub serves
+// to browsers with no build step: edit the source, then `npm run sync` in clients/js (a test fails
+// while the copy is stale).
+//
+// One ES module, no build step, no static imports. It runs in browsers and in Node >= 20, with the
+// global WebSocket (browsers, Node 22+) or the `ws` package passed as `options.WebSocket`. It speaks
+// `mtbridge.v1.json`, or `mtbridge.v1.msgpack` with `encoding: "msgpack"`: the codec (./msgpack.js)
+// is imported on first use only.
 //
 // What it does for you: auth in the first message; requestId promises with timeouts; subscriptions
 // that remember the last offset and epoch per channel and are restored with `since`/`epoch` after
@@ -9,7 +16,44 @@
 // (1001/1006/4000-4499 reconnect, 4500-4999 and 1000 stop) and the hub's `reconnect.afterMs` hint;
 // an application heartbeat that declares a silent connection dead; a token-refresh hook.
 
+/** The default subprotocol (JSON). */
 export const PROTOCOL = "mtbridge.v1.json";
+/** The subprotocol of each encoding. */
+export const PROTOCOLS = Object.freeze({ json: "mtbridge.v1.json", msgpack: "mtbridge.v1.msgpack" });
+
+const TEXT_DECODER = new TextDecoder();
+
+/** The JSON codec: envelopes in text frames. */
+export const jsonCodec = Object.freeze({
+  encoding: "json",
+  protocol: PROTOCOLS.json,
+  binary: false,
+  encode: (message) => JSON.stringify(message),
+  decode: (data) => JSON.parse(typeof data === "string" ? data : TEXT_DECODER.decode(data)),
+});
+
+let msgpackCodecLoading = null;
+
+/**
+ * The codec for an encoding name: `jsonCodec` at once, the MessagePack codec after importing
+ * ./msgpack.js (once per page or process; the import is shared by every client).
+ */
+export function loadCodec(encoding = "json") {
+  if (encoding === "json") return Promise.resolve(jsonCodec);
+  if (encoding === "msgpack") {
+    if (!msgpackCodecLoading) {
+      msgpackCodecLoading = import("./msgpack.js").then(
+        (m) => m.msgpackCodec,
+        (err) => {
+          msgpackCodecLoading = null; // a failed fetch may succeed next time
+          throw err;
+        },
+      );
+    }
+    return msgpackCodecLoading;
+  }
+  return Promise.reject(new TypeError(`unknown encoding ${JSON.stringify(encoding)}: use "json" or "msgpack"`));
+}
 
 // Tunables, named and overridable through the constructor options.
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
@@ -83,6 +127,8 @@ export class MTBridgeClient {
    *   warning and before reconnecting after 4004; returns a fresh token for the same sub and role
    * @param {Function} [options.WebSocket] - a WebSocket constructor (default: globalThis.WebSocket)
    * @param {object} [options.webSocketOptions] - third constructor argument (the `ws` package only)
+   * @param {"json"|"msgpack"} [options.encoding] - the subprotocol (default "json")
+   * @param {object} [options.codec] - a codec object instead of `encoding` (e.g. `msgpackCodec`)
    */
   constructor(url, options = {}) {
     this.url = url;
@@ -93,6 +139,20 @@ export class MTBridgeClient {
       throw new TypeError("no WebSocket implementation: pass options.WebSocket (e.g. the `ws` package)");
     }
     this.webSocketOptions = options.webSocketOptions;
+    if (options.codec) {
+      const c = options.codec;
+      if (typeof c.encode !== "function" || typeof c.decode !== "function" || typeof c.protocol !== "string") {
+        throw new TypeError("options.codec needs encode(), decode() and protocol");
+      }
+      this._codec = c;
+      this.encoding = c.encoding ?? c.protocol;
+    } else {
+      this.encoding = options.encoding ?? "json";
+      if (!Object.hasOwn(PROTOCOLS, this.encoding)) {
+        throw new TypeError(`unknown encoding ${JSON.stringify(this.encoding)}: use "json" or "msgpack"`);
+      }
+      this._codec = this.encoding === "json" ? jsonCodec : null; // msgpack: loaded by connect()
+    }
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
     this.heartbeatMisses = options.heartbeatMisses ?? DEFAULT_HEARTBEAT_MISSES;
@@ -163,8 +223,33 @@ export class MTBridgeClient {
     this._attempt = 0;
     return new Promise((resolve, reject) => {
       this._firstOpen = { resolve, reject };
-      this._open();
+      if (this._codec) {
+        this._open();
+        return;
+      }
+      this._setState(State.CONNECTING);
+      loadCodec(this.encoding).then(
+        (codec) => {
+          this._codec = codec;
+          if (this.state === State.CONNECTING && !this._ws) this._open();
+        },
+        (err) => {
+          if (this.state !== State.CONNECTING || this._ws) return; // closed meanwhile
+          this._setState(State.CLOSED);
+          this._emit("error", { error: err });
+          const e = new MTBridgeError("codec_unavailable", `cannot load the ${this.encoding} codec: ${err && err.message ? err.message : err}`);
+          if (this._firstOpen) {
+            this._firstOpen.reject(e);
+            this._firstOpen = null;
+          }
+        },
+      );
     });
+  }
+
+  /** The negotiated subprotocol (`mtbridge.v1.json` or `mtbridge.v1.msgpack`). */
+  get protocol() {
+    return this._codec ? this._codec.protocol : PROTOCOLS[this.encoding];
   }
 
   /** Close for good (code 1000); pending requests are rejected, nothing reconnects. */
@@ -192,9 +277,13 @@ export class MTBridgeClient {
     this._setState(State.CONNECTING);
     let ws;
     try {
+      const protocols = [this._codec.protocol];
       ws = this.webSocketOptions
-        ? new this.WebSocketImpl(this.url, [PROTOCOL], this.webSocketOptions)
-        : new this.WebSocketImpl(this.url, [PROTOCOL]);
+        ? new this.WebSocketImpl(this.url, protocols, this.webSocketOptions)
+        : new this.WebSocketImpl(this.url, protocols);
+      // Browsers and undici hand binary frames over as Blobs (asynchronous to read) unless told;
+      // `ws` keeps its own default (Node Buffers, a Uint8Array, decoded without a copy).
+      if (ws.binaryType === "blob") ws.binaryType = "arraybuffer";
     } catch (err) {
       this._emit("error", { error: err });
       this._handleClose(1006, String(err && err.message ? err.message : err));
@@ -343,10 +432,10 @@ export class MTBridgeClient {
     this._unanswered = 0; // any traffic proves the connection is alive
     let msg;
     try {
-      const data = typeof ev.data === "string" ? ev.data : new TextDecoder().decode(ev.data);
-      msg = JSON.parse(data);
+      msg = this._codec.decode(ev.data);
     } catch (err) {
-      this._emit("error", { error: new MTBridgeError("invalid_json", "undecodable message from hub") });
+      const code = this._codec.binary ? "invalid_msgpack" : "invalid_json";
+      this._emit("error", { error: new MTBridgeError(code, "undecodable message from hub") });
       return;
     }
     if (!msg || typeof msg !== "object" || typeof msg.type !== "string") return;
@@ -432,7 +521,7 @@ export class MTBridgeClient {
   _sendRaw(message) {
     const ws = this._ws;
     if (!ws || ws.readyState !== OPEN) return false;
-    ws.send(JSON.stringify(message));
+    ws.send(this._codec.encode(message));
     return true;
   }
 
