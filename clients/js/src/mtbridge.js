@@ -344,7 +344,10 @@ export class MTBridgeClient {
       retryable: true,
     });
     this._failPending(err);
-    for (const sub of this._subs.values()) sub.live = false;
+    for (const sub of this._subs.values()) {
+      sub.live = false;
+      sub.sentOn = null;
+    }
     if (this.state === State.CLOSED) return;
     const reconnect = this.reconnectEnabled && isReconnect(code);
     let delayMs = null;
@@ -455,7 +458,11 @@ export class MTBridgeClient {
             const pl = msg.payload || {};
             p.reject(new MTBridgeError(pl.code || "error", pl.message, { retryable: !!pl.retryable, payload: pl }));
           } else {
-            p.resolve(msg.payload ?? {});
+            const result = msg.payload ?? {};
+            // Synchronous, before the next frame: a subscribe result must take effect before the
+            // replayed messages that follow it, which `ws` may hand over in the same tick.
+            if (p.onResult) p.onResult(result);
+            p.resolve(result);
           }
         } else if (msg.type === "error") {
           const pl = msg.payload || {};
@@ -489,7 +496,9 @@ export class MTBridgeClient {
 
   _onChannelMessage(msg) {
     const sub = this._subs.get(msg.channel);
-    if (!sub) return;
+    // Before its subscribe result, a message belongs to an earlier subscription to the channel
+    // that is being unsubscribed (the hub sends the result before any message it covers).
+    if (!sub || !sub.live) return;
     if (sub.durable && typeof msg.offset === "number") {
       // Offsets only grow on a durable channel; anything at or below what we processed is a repeat.
       if (sub.offset !== null && msg.offset <= sub.offset) return;
@@ -525,7 +534,7 @@ export class MTBridgeClient {
     return true;
   }
 
-  _request(type, { channel, payload } = {}, { timeoutMs } = {}) {
+  _request(type, { channel, payload } = {}, { timeoutMs, onResult } = {}) {
     const requestId = String(this._nextId++);
     const message = { type, requestId };
     if (channel !== undefined) message.channel = channel;
@@ -541,7 +550,7 @@ export class MTBridgeClient {
           reject(new MTBridgeError("timeout", `${type} got no answer within ${ms} ms`, { retryable: true }));
         }
       }, ms);
-      this._pending.set(requestId, { resolve, reject, timer });
+      this._pending.set(requestId, { resolve, reject, timer, onResult });
     });
   }
 
@@ -580,7 +589,8 @@ export class MTBridgeClient {
       offset: since ?? null,
       epoch: epoch ?? null,
       durable: null, // known from the first result
-      live: false,
+      live: false, // the hub's subscribe result seen on the current connection
+      sentOn: null, // the socket the last subscribe went out on
       waiters: [],
     };
     this._subs.set(channel, sub);
@@ -596,19 +606,20 @@ export class MTBridgeClient {
       payload.since = sub.offset;
       if (sub.epoch) payload.epoch = sub.epoch;
     }
-    this._request("subscribe", { channel, payload })
-      .then((result) => {
-        if (this._subs.get(channel) !== sub) return;
-        sub.live = true;
-        sub.durable = !!result.durable;
-        sub.epoch = result.epoch ?? null;
-        const recovered = sentSince && result.recovered === true;
-        if (!sub.durable) sub.offset = null;
-        else if (!recovered) sub.offset = result.offset ?? 0; // live from the channel's end
-        this._emit("subscribed", { channel, result, resubscribed });
-        if ((sentSince && !recovered) || (resubscribed && !sub.durable)) this._emit("gap", { channel, result });
-        for (const w of sub.waiters.splice(0)) w.resolve(result);
-      })
+    const onResult = (result) => {
+      if (this._subs.get(channel) !== sub) return; // unsubscribed meanwhile (the hub was told)
+      sub.live = true;
+      sub.durable = !!result.durable;
+      sub.epoch = result.epoch ?? null;
+      const recovered = sentSince && result.recovered === true;
+      if (!sub.durable) sub.offset = null;
+      else if (!recovered) sub.offset = result.offset ?? 0; // live from the channel's end
+      this._emit("subscribed", { channel, result, resubscribed });
+      if ((sentSince && !recovered) || (resubscribed && !sub.durable)) this._emit("gap", { channel, result });
+      for (const w of sub.waiters.splice(0)) w.resolve(result);
+    };
+    sub.sentOn = this._ws; // the connection that has (or will have) this subscription
+    this._request("subscribe", { channel, payload }, { onResult })
       .catch((err) => {
         if (this._subs.get(channel) !== sub) return;
         if (err.code === "connection_closed" || err.code === "not_connected") return; // retried on reconnect
@@ -625,8 +636,18 @@ export class MTBridgeClient {
     if (!sub) throw new MTBridgeError("not_subscribed", `not subscribed to ${channel}`);
     this._subs.delete(channel);
     for (const w of sub.waiters.splice(0)) w.reject(new MTBridgeError("unsubscribed", "unsubscribed"));
-    if (this.state === State.OPEN && sub.live) return this._request("unsubscribe", { channel });
-    return {};
+    // Also while the subscribe is still in flight on this connection: the hub applies a
+    // connection's requests in order, so subscribe, unsubscribe, subscribe again (React's
+    // StrictMode mounts twice) ends subscribed once. If that subscribe failed, the hub answers
+    // not_subscribed, which is what we wanted.
+    const onHub = sub.live || (sub.sentOn !== null && sub.sentOn === this._ws);
+    if (this.state !== State.OPEN || !onHub) return {};
+    try {
+      return await this._request("unsubscribe", { channel });
+    } catch (err) {
+      if (err.code === "not_subscribed") return {};
+      throw err;
+    }
   }
 
   /** The recovery position of a subscription: `{offset, epoch, durable}` or null. */

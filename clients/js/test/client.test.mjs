@@ -202,6 +202,45 @@ for (const encoding of ENCODINGS) {
     }
   });
 
+  test(`[${encoding}] subscribe, unsubscribe and subscribe again at once (React StrictMode) ends subscribed once`, async () => {
+    const strategy = `jsstrict${encoding}`;
+    const channel = `signals:${strategy}`;
+    for (let i = 0; i < 3; i += 1) {
+      const r = await hub.rest("POST", "/api/v1/signals", engineToken, signal(strategy));
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+    }
+    const client = new MTBridgeClient(hub.wsUrl, { token: dashToken, WebSocket, encoding });
+    const first = [];
+    const second = [];
+    try {
+      await client.connect();
+      // No await in between: all three requests are on the wire before any answer.
+      const p1 = client.subscribe(channel, (payload) => first.push(payload.id), { since: 0 });
+      const u1 = client.unsubscribe(channel);
+      const p2 = client.subscribe(channel, (payload, meta) => second.push(meta.offset), { since: 0 });
+      await assert.rejects(p1, (err) => err.code === "unsubscribed");
+      assert.deepEqual(await u1, {});
+      const r2 = await p2;
+      assert.equal(r2.recovered, true);
+      await waitFor(() => second.length === 3, "the 3 replayed signals on the second subscription");
+      await hub.rest("POST", "/api/v1/signals", engineToken, signal(strategy));
+      await waitFor(() => second.length === 4, "a live signal on the second subscription");
+      await client.heartbeat();
+      assert.deepEqual(second, [1, 2, 3, 4], "each once, in order");
+      assert.deepEqual(first, [], "nothing for the subscription that was withdrawn");
+      assert.equal(client.position(channel).offset, 4);
+      const conns = await hub.rest("GET", "/api/v1/connections", adminToken);
+      const mine = conns.body.items.find((c) => c.id === client.connectionId);
+      assert.deepEqual(mine.subscriptions.filter((c) => c === channel), [channel]);
+      // And an unsubscribe of a live subscription reaches the hub.
+      await client.unsubscribe(channel);
+      const after = await hub.rest("GET", "/api/v1/connections", adminToken);
+      assert.ok(!after.body.items.find((c) => c.id === client.connectionId).subscriptions.includes(channel));
+    } finally {
+      client.close();
+    }
+  });
+
   test(`[${encoding}] a subscription survives a hub restart and recovers every missed signal exactly once`, async () => {
     const strategy = `jsrecov${encoding}`;
     const channel = `signals:${strategy}`;
