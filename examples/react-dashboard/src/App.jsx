@@ -69,7 +69,9 @@ export default function App() {
       )}
       <main>
         <SignalPanel strategy={login.strategy} />
-        <EventPanel account={login.account} />
+        <Collapsible title={`Trade events of account ${login.account}`} testid="events-panel">
+          <EventPanel account={login.account} />
+        </Collapsible>
       </main>
     </MtbridgeProvider>
   );
@@ -261,14 +263,28 @@ function SignalPanel({ strategy }) {
   );
 }
 
+// Hiding a panel unmounts it (its subscription ends); showing it mounts it again, which subscribes
+// from `since` again: the rows come back once each.
+function Collapsible({ title, testid, children }) {
+  const [open, setOpen] = useState(true);
+  return (
+    <section data-testid={testid}>
+      <h2>
+        {title}{" "}
+        <button onClick={() => setOpen(!open)} data-testid={`${testid}-toggle`}>
+          {open ? "hide" : "show"}
+        </button>
+      </h2>
+      {open && children}
+    </section>
+  );
+}
+
 function EventPanel({ account }) {
   const events = useChannel(`account:${account}:events`, { since: 0, limit: EVENT_ROWS });
   const rows = events.messages.slice().reverse();
   return (
-    <section>
-      <h2>
-        Trade events of account <code>{account}</code>
-      </h2>
+    <>
       <ChannelLine view={events} />
       <table data-testid="events">
         <thead>
@@ -292,7 +308,7 @@ function EventPanel({ account }) {
           ))}
         </tbody>
       </table>
-    </section>
+    </>
   );
 }
 

@@ -7,9 +7,9 @@
 //   connects, lastClose, error, token}.
 // - useChannel(channel, {since, limit, onMessage}) subscribes for as long as the component is
 //   mounted and keeps the last `limit` messages. On a durable channel it keeps the highest offset it
-//   has seen: a message at or below it is dropped, and a remount (React StrictMode mounts twice)
-//   resumes from it instead of replaying from `since` again. So a reconnect, a hub restart or a
-//   remount never shows a message twice.
+//   has seen: a message at or below it is dropped, and StrictMode's second mount (which keeps the
+//   hook's state) resumes from it instead of replaying from `since` again. So a reconnect, a hub
+//   restart or a StrictMode remount never shows a message twice.
 
 import { createContext, useContext, useEffect, useRef, useState } from "react";
 import { MTBridgeClient, State } from "@mtbridge/client";
@@ -98,21 +98,6 @@ export function useMtbridge() {
   const value = useContext(MtbridgeContext);
   if (value === null) throw new Error("useMtbridge() is used outside <MtbridgeProvider>");
   return value;
-}
-
-// subscribe/unsubscribe of one channel on one client run one after the other: an unsubscribe sent
-// while the subscribe request is still unanswered would leave the hub subscribed, and the next
-// subscribe would then be refused with `already_subscribed`.
-const queues = new WeakMap(); // client -> Map(channel -> Promise)
-
-function serially(client, channel, op) {
-  let byChannel = queues.get(client);
-  if (!byChannel) queues.set(client, (byChannel = new Map()));
-  const next = (byChannel.get(channel) ?? Promise.resolve()).then(op).catch(() => {});
-  byChannel.set(channel, next);
-  next.then(() => {
-    if (byChannel.get(channel) === next) byChannel.delete(channel);
-  });
 }
 
 // One render per animation frame however many messages arrive (a replay brings thousands at
@@ -252,25 +237,22 @@ export function useChannel(channel, { since, limit = 500, onMessage } = {}) {
       }),
     ];
 
-    serially(client, channel, () => {
-      if (!active) return undefined;
-      const resume = m.last !== null ? { since: m.last, epoch: m.epoch ?? undefined } : { since };
-      return client.subscribe(channel, handler, resume).catch((error) => {
-        if (!active) return;
-        m.error = error;
-        m.status = "error";
-        schedule();
-      });
+    const resume = m.last !== null ? { since: m.last, epoch: m.epoch ?? undefined } : { since };
+    client.subscribe(channel, handler, resume).catch((error) => {
+      if (!active) return;
+      m.error = error;
+      m.status = "error";
+      schedule();
     });
     flush();
 
     return () => {
       active = false;
       for (const off of offs) off();
-      serially(client, channel, () => {
-        if (client.position(channel) === null) return undefined;
-        return client.unsubscribe(channel);
-      });
+      // Also while the subscribe is still unanswered: the client sends the unsubscribe at once and
+      // the hub applies a connection's requests in order, so a StrictMode remount (subscribe,
+      // unsubscribe, subscribe) ends subscribed once.
+      if (client.position(channel) !== null) client.unsubscribe(channel).catch(() => {});
     };
   }, [client, channel, since]);
 
