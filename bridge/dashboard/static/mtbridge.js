@@ -110,7 +110,8 @@ export class MTBridgeError extends Error {
  * - `state`: `{state, previous}` on every transition (see `State`)
  * - `open`: `{auth, welcome, reconnected}` after each successful auth
  * - `close`: `{code, reason, reconnect, delayMs}` when a socket closes
- * - `subscribed`: `{channel, result, resubscribed}` for every subscribe result
+ * - `subscribed`: `{channel, result, resubscribed}` for every subscribe result; for a subscription
+ *   the hub made over REST, `{channel, result, resubscribed: false, pushed: true, adopted}`
  * - `gap`: `{channel, result}` when a resubscribe could not recover (`recovered: false` on a
  *   durable channel, or any resubscribe of an ephemeral one): reload state over REST
  * - `warning`, `unsubscribed`, `signal.status`, `reconnect`: the hub's messages of those types
@@ -125,6 +126,8 @@ export class MTBridgeClient {
    * @param {string} options.token - the JWT (sent in the first message, never in the URL)
    * @param {() => (string|Promise<string>)} [options.refreshToken] - called on a `token_expiring`
    *   warning and before reconnecting after 4004; returns a fresh token for the same sub and role
+   * @param {(channel: string, result: object) => (Function|undefined)} [options.onHubSubscription] -
+   *   called on a `subscribed` push (a subscription made over REST); a handler it returns adopts it
    * @param {Function} [options.WebSocket] - a WebSocket constructor (default: globalThis.WebSocket)
    * @param {object} [options.webSocketOptions] - third constructor argument (the `ws` package only)
    * @param {"json"|"msgpack"} [options.encoding] - the subprotocol (default "json")
@@ -134,6 +137,7 @@ export class MTBridgeClient {
     this.url = url;
     this.token = options.token ?? null;
     this.refreshToken = options.refreshToken ?? null;
+    this.onHubSubscription = options.onHubSubscription ?? null;
     this.WebSocketImpl = options.WebSocket ?? globalThis.WebSocket;
     if (typeof this.WebSocketImpl !== "function") {
       throw new TypeError("no WebSocket implementation: pass options.WebSocket (e.g. the `ws` package)");
@@ -313,8 +317,9 @@ export class MTBridgeClient {
     if (this._ws !== ws) return;
     this._setState(State.AUTHENTICATING);
     this._startHeartbeat();
-    this._request("auth", { payload: { token: this.token } })
-      .then((auth) => this._onAuthenticated(auth))
+    // onResult, not then(): the connection must be open before the next frame is read (a
+    // `subscribed` push may follow the auth result in the same tick).
+    this._request("auth", { payload: { token: this.token } }, { onResult: (auth) => this._onAuthenticated(auth) })
       .catch((err) => {
         // The hub closes after a failed auth (4500/4004/4501): the close code decides what follows.
         this._emit("error", { error: err });
@@ -331,7 +336,9 @@ export class MTBridgeClient {
     this._attempt = 0;
     this._setState(State.OPEN);
     this._emit("open", { auth, welcome: this.welcome, reconnected });
-    for (const [channel, sub] of this._subs) this._sendSubscribe(channel, sub, reconnected);
+    for (const [channel, sub] of this._subs) {
+      if (!sub.live) this._sendSubscribe(channel, sub, reconnected);
+    }
     if (this._firstOpen) {
       this._firstOpen.resolve(auth);
       this._firstOpen = null;
@@ -461,7 +468,13 @@ export class MTBridgeClient {
             const result = msg.payload ?? {};
             // Synchronous, before the next frame: a subscribe result must take effect before the
             // replayed messages that follow it, which `ws` may hand over in the same tick.
-            if (p.onResult) p.onResult(result);
+            if (p.onResult) {
+              try {
+                p.onResult(result);
+              } catch (err) {
+                this._emit("error", { error: err });
+              }
+            }
             p.resolve(result);
           }
         } else if (msg.type === "error") {
@@ -482,6 +495,9 @@ export class MTBridgeClient {
         }
         this._emit("reconnect", msg.payload || {});
         return;
+      case "subscribed":
+        this._onHubSubscription(msg.channel, msg.payload || {});
+        return;
       case "unsubscribed": {
         const sub = this._subs.get(msg.channel);
         this._subs.delete(msg.channel);
@@ -494,6 +510,47 @@ export class MTBridgeClient {
     }
   }
 
+  /**
+   * A `subscribed` push: the hub subscribed this connection over REST (docs/protocol.md,
+   * "Subscriptions managed over REST"). `options.onHubSubscription(channel, result)` decides: a
+   * handler it returns adopts the subscription, which is then the client's like its own (kept
+   * across reconnects and resumed by offset, `unsubscribe()`-able); anything else leaves it alone,
+   * and its messages are dropped like those of any channel the client did not subscribe to.
+   */
+  _onHubSubscription(channel, result) {
+    if (typeof channel !== "string" || this._subs.has(channel)) return;
+    let handler = null;
+    if (this.onHubSubscription) {
+      try {
+        handler = this.onHubSubscription(channel, result);
+      } catch (err) {
+        this._emit("error", { error: err });
+      }
+    }
+    const adopted = typeof handler === "function";
+    if (adopted) {
+      const durable = !!result.durable;
+      const sub = {
+        handler,
+        offset: null,
+        epoch: result.epoch ?? null,
+        durable,
+        live: true,
+        sentOn: this._ws,
+        waiters: [],
+        // A replay follows whose first offset the push does not say: until a message gives one,
+        // a resubscribe cannot ask for the rest and reports a gap instead.
+        unknownStart: false,
+      };
+      if (durable) {
+        if (result.recovered === true && (result.replayed ?? 0) > 0) sub.unknownStart = true;
+        else sub.offset = result.offset ?? 0; // live from the channel's end
+      }
+      this._subs.set(channel, sub);
+    }
+    this._emit("subscribed", { channel, result, resubscribed: false, pushed: true, adopted });
+  }
+
   _onChannelMessage(msg) {
     const sub = this._subs.get(msg.channel);
     // Before its subscribe result, a message belongs to an earlier subscription to the channel
@@ -503,6 +560,7 @@ export class MTBridgeClient {
       // Offsets only grow on a durable channel; anything at or below what we processed is a repeat.
       if (sub.offset !== null && msg.offset <= sub.offset) return;
       sub.offset = msg.offset;
+      sub.unknownStart = false;
     }
     try {
       sub.handler(msg.payload, { channel: msg.channel, offset: msg.offset });
@@ -592,6 +650,7 @@ export class MTBridgeClient {
       live: false, // the hub's subscribe result seen on the current connection
       sentOn: null, // the socket the last subscribe went out on
       waiters: [],
+      unknownStart: false, // see _onHubSubscription
     };
     this._subs.set(channel, sub);
     const done = new Promise((resolve, reject) => sub.waiters.push({ resolve, reject }));
@@ -612,10 +671,12 @@ export class MTBridgeClient {
       sub.durable = !!result.durable;
       sub.epoch = result.epoch ?? null;
       const recovered = sentSince && result.recovered === true;
+      const lostStart = sub.unknownStart === true;
+      sub.unknownStart = false;
       if (!sub.durable) sub.offset = null;
       else if (!recovered) sub.offset = result.offset ?? 0; // live from the channel's end
       this._emit("subscribed", { channel, result, resubscribed });
-      if ((sentSince && !recovered) || (resubscribed && !sub.durable)) this._emit("gap", { channel, result });
+      if ((sentSince && !recovered) || (resubscribed && !sub.durable) || lostStart) this._emit("gap", { channel, result });
       for (const w of sub.waiters.splice(0)) w.resolve(result);
     };
     sub.sentOn = this._ws; // the connection that has (or will have) this subscription

@@ -477,6 +477,7 @@ export type HubEnvelope =
   | (Envelope<"message", unknown> & { channel: string; offset?: number })
   | Envelope<"heartbeat", HeartbeatResult>
   | Envelope<"warning", WarningPayload>
+  | (Envelope<"subscribed", SubscribeResult> & { channel: string })
   | (Envelope<"unsubscribed", { reason: string }> & { channel: string })
   | Envelope<"signal.status", SignalStatus>
   | Envelope<"reconnect", ReconnectPayload>;
@@ -507,6 +508,12 @@ export interface ClientOptions {
   token?: string | null;
   /** Called on `token_expiring` and before reconnecting after 4004; returns a fresh token (same sub and role). */
   refreshToken?: (() => string | Promise<string>) | null;
+  /**
+   * Called on a `subscribed` push (the hub subscribed this connection over REST). Return a handler
+   * to adopt the subscription: kept across reconnects, resumed by offset, `unsubscribe()`-able.
+   * Return nothing to leave it alone (its messages are dropped).
+   */
+  onHubSubscription?: ((channel: string, result: SubscribeResult) => MessageHandler<any> | null | undefined | void) | null;
   /** Default: `globalThis.WebSocket` (browsers, Node 22+). Node 20: `import WebSocket from "ws"`. */
   WebSocket?: WebSocketConstructor | null;
   /** Third constructor argument (the `ws` package only: headers, agent, TLS options…). */
@@ -564,7 +571,8 @@ export interface ClientEvents {
   state: { state: StateName; previous: StateName };
   open: { auth: AuthResult; welcome: Welcome | null; reconnected: boolean };
   close: { code: number; reason: string; reconnect: boolean; delayMs: number | null };
-  subscribed: { channel: string; result: SubscribeResult; resubscribed: boolean };
+  /** `pushed`: the hub made the subscription over REST; `adopted`: `onHubSubscription` took it. */
+  subscribed: { channel: string; result: SubscribeResult; resubscribed: boolean; pushed?: true; adopted?: boolean };
   /** A resubscribe could not recover: reload that state over REST. */
   gap: { channel: string; result: SubscribeResult };
   unsubscribed: { channel: string; reason?: string };

@@ -510,6 +510,61 @@ for (const encoding of ENCODINGS) {
     }
   });
 
+  test(`[${encoding}] a subscription the hub pushed (REST-managed) is adopted, resumed by offset after a reconnect, and left alone without a hook`, async () => {
+    // The scripted hub pushes `subscribed` + two messages on the first connection, then records
+    // the subscribes of the next one; docs/protocol.md, "Subscriptions managed over REST".
+    const subscribes = [];
+    const fake = await fakeHub(WebSocketServer, {
+      onMessage: (sock, msg, send) => {
+        if (msg.type === "auth") {
+          send(sock, { type: "result", requestId: msg.requestId, payload: { sub: "x", role: "dashboard" } });
+          if (fake.sockets.length === 1) {
+            send(sock, { type: "subscribed", channel: "signals:rest", payload: { offset: 7, epoch: "e1", durable: true, recovered: true, replayed: 2 } });
+            send(sock, { type: "message", channel: "signals:rest", offset: 6, payload: { n: 6 } });
+            send(sock, { type: "message", channel: "signals:rest", offset: 7, payload: { n: 7 } });
+            send(sock, { type: "subscribed", channel: "system:health", payload: { offset: 0, epoch: null, durable: false } });
+          }
+        } else if (msg.type === "subscribe") {
+          subscribes.push({ channel: msg.channel, payload: msg.payload });
+          send(sock, { type: "result", requestId: msg.requestId, channel: msg.channel, payload: { offset: 7, epoch: "e1", durable: true, recovered: true, replayed: 0 } });
+        } else if (msg.type === "heartbeat") {
+          send(sock, { type: "heartbeat", requestId: msg.requestId, payload: { ts: 1 } });
+        }
+      },
+    });
+    const got = [];
+    const pushed = [];
+    const client = new MTBridgeClient(fake.url, {
+      token: "t",
+      WebSocket,
+      encoding,
+      backoffInitialMs: 20,
+      backoffMaxMs: 50,
+      onHubSubscription: (channel) => (channel.startsWith("signals:") ? (payload, meta) => got.push([payload.n, meta.offset]) : undefined),
+    });
+    client.on("subscribed", (ev) => ev.pushed && pushed.push([ev.channel, ev.adopted]));
+    const gaps = [];
+    client.on("gap", (g) => gaps.push(g.channel));
+    try {
+      await client.connect();
+      await waitFor(() => got.length === 2 && pushed.length === 2, "the pushed subscriptions and their messages");
+      assert.deepEqual(got, [[6, 6], [7, 7]]);
+      assert.deepEqual(pushed, [["signals:rest", true], ["system:health", false]]);
+      assert.deepEqual(client.position("signals:rest"), { offset: 7, epoch: "e1", durable: true });
+      assert.equal(client.position("system:health"), null, "not adopted: not the client's");
+      const reopened = new Promise((resolve) => client.on("open", (ev) => ev.reconnected && resolve()));
+      fake.sockets[0].close(4006, "closed by operator");
+      await reopened;
+      await waitFor(() => subscribes.length === 1, "the adopted subscription resubscribed");
+      await client.heartbeat();
+      assert.deepEqual(subscribes, [{ channel: "signals:rest", payload: { since: 7, epoch: "e1" } }]);
+      assert.deepEqual(gaps, []);
+    } finally {
+      client.close();
+      await fake.close();
+    }
+  });
+
   test(`[${encoding}] an undecodable frame is reported and the connection goes on`, async () => {
     const fake = await fakeHub(WebSocketServer, {
       onMessage: (sock, msg, send) => {

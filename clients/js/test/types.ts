@@ -40,6 +40,8 @@ export async function usage(): Promise<void> {
     refreshToken: async () => token,
     requestTimeoutMs: 5_000,
     backoffFloorsMs: { 4003: 10_000 },
+    onHubSubscription: (channel, result) =>
+      channel.startsWith("signals:") && result.durable ? (payload, { offset }) => console.log(payload, offset) : undefined,
   });
   const browser = new MTBridgeClient("ws://127.0.0.1:8765/ws", { token, WebSocket: globalThis.WebSocket });
   const eager = new MTBridgeClient("ws://127.0.0.1:8765/ws", { token, codec: msgpackCodec });
@@ -57,6 +59,7 @@ export async function usage(): Promise<void> {
   node.on("state", ({ state, previous }) => console.log(previous, "->", state));
   node.on("close", ({ code, reconnect, delayMs }) => console.log(code, reconnect, delayMs ?? 0));
   node.on("gap", ({ channel, result }) => console.log(channel, result.reason));
+  node.on("subscribed", ({ channel, pushed, adopted }) => console.log(channel, pushed === true, adopted));
   node.on("reconnect", ({ afterMs }) => console.log(afterMs + 1));
   node.on("signal.status", (s) => console.log(s.signalId, s.status));
   node.on("token", ({ expiresAt }) => console.log(expiresAt));
