@@ -36,6 +36,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 FACTOR = float(os.environ.get("MTBRIDGE_TESTS_TIMEOUT_FACTOR", "1"))
 WAIT_S = 30.0 * FACTOR
 WAIT_MS = int(WAIT_S * 1000)
+BACKOFF_CAP_MS = 30_000  # the client's longest reconnect delay
 BIN = str(Path(sys.executable).parent / "mtbridge")
 ACCOUNT = "50123"
 STRATEGY = "alpha"
@@ -258,9 +259,9 @@ def log_in(page: Any, site: Site, token: str, encoding: str = "json") -> None:
     assert page.text_content("[data-testid=encoding]") == encoding
 
 
-def wait_open(page: Any, connects: int = 1) -> None:
+def wait_open(page: Any, connects: int = 1, timeout_ms: int = WAIT_MS) -> None:
     page.wait_for_selector(
-        f'[data-testid=conn][data-state=open][data-connects="{connects}"]', timeout=WAIT_MS
+        f'[data-testid=conn][data-state=open][data-connects="{connects}"]', timeout=timeout_ms
     )
 
 
@@ -381,11 +382,17 @@ def test_hub_restart_recovers_without_duplicate_rows(site: Site, page: Any, ea_f
     # page must replay them from the offsets it had seen, and learn their statuses, which were
     # pushed on system:signals while it was away, from REST.
     after = [publish(hub, engine) for _ in range(5)]
-    for sig in after:
-        wait_until(lambda sig=sig: hub_status(hub, engine, sig["id"]) == "executed", "execution")
+    for sig in after:  # the EA's reconnect backs off like the page's (same 30 s cap)
+        wait_until(
+            lambda sig=sig: hub_status(hub, engine, sig["id"]) == "executed",
+            "execution",
+            timeout=BACKOFF_CAP_MS / 1000 + WAIT_S,
+        )
     assert page.get_attribute("[data-testid=conn]", "data-connects") == "1"
     away["on"] = False
-    wait_open(page, connects=2)
+    # Each refused attempt doubled the client's backoff, capped at 30 s (docs/protocol.md): the
+    # next attempt may be that far away.
+    wait_open(page, connects=2, timeout_ms=BACKOFF_CAP_MS + WAIT_MS)
     live = publish(hub, engine)  # and live after the restart
     signals = [*before, *after, live]
     for sig in signals:
