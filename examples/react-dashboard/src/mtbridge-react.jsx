@@ -212,8 +212,9 @@ export function useChannel(channel, { since, limit = 500, onMessage } = {}) {
     };
 
     const offs = [
-      client.on("subscribed", ({ channel: ch, result }) => {
-        if (ch !== channel || !active) return;
+      client.on("subscribed", ({ channel: ch, result, pushed }) => {
+        // `pushed`: a subscription an operator made over REST, not this hook's.
+        if (ch !== channel || !active || pushed) return;
         m.durable = !!result.durable;
         m.epoch = result.epoch ?? null;
         m.result = result;
