@@ -109,8 +109,9 @@ def test_browser_copy_round_trip_and_recovery_after_hub_restart(
 ) -> None:
     hub = HubProcess(tmp_path / "hub")
     hub.start()
-    context = browser.new_context()
+    context = None
     try:
+        context = browser.new_context()
         page = context.new_page()
         page_errors: list[str] = []
         page.on("pageerror", lambda exc: page_errors.append(str(exc)))
@@ -191,5 +192,8 @@ def test_browser_copy_round_trip_and_recovery_after_hub_restart(
         assert page_errors == []
         page.evaluate("window.t.engine.close(); window.t.dash.close()")
     finally:
-        context.close()
-        hub.stop()
+        try:
+            if context is not None:
+                context.close()
+        finally:
+            hub.stop()  # even when closing the page fails: no hub outlives the test

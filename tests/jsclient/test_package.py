@@ -3,8 +3,9 @@
 - The hub's browser copy in bridge/dashboard/static is in step with the package (one source).
 - The TypeScript declarations type a usage file under ``tsc --noEmit`` (strict).
 - ``npm pack`` gives a tarball with the sources, types and README and nothing else; a fresh Node
-  project in a temporary folder installs it and runs a subscribe-publish round trip against a live
-  hub, in JSON and MessagePack, with `ws` and with the runtime's global WebSocket.
+  project in a temporary folder installs it, type-checks an import of it, and runs a
+  subscribe-publish round trip against a live hub, in JSON and MessagePack, with `ws` and with the
+  runtime's global WebSocket.
 
 The fresh project's dependencies are pinned to the versions of clients/js/package-lock.json and
 installed with ``--prefer-offline``: from npm's cache, which ``npm ci`` in clients/js filled
@@ -78,6 +79,34 @@ def test_packed_tarball_installs_in_a_fresh_project_and_round_trips(tmp_path: Pa
     codec = json.loads((app / "node_modules" / "@msgpack" / "msgpack" / "package.json").read_text())
     assert codec["version"] == _locked("@msgpack/msgpack")
     shutil.copy(PKG / "test" / "consumer" / "roundtrip.mjs", app / "roundtrip.mjs")
+
+    # The installed tarball's declarations resolve through its "exports" in a TypeScript project
+    # (TypeScript from clients/js's lock file; the app itself installs none).
+    (app / "check.ts").write_text(
+        'import { MTBridgeClient, type Signal } from "@mtbridge/client";\n'
+        'import { msgpackCodec } from "@mtbridge/client/msgpack";\n'
+        'const c = new MTBridgeClient("ws://127.0.0.1:8765/ws", { token: "t", codec: msgpackCodec });\n'
+        'void c.subscribe("signals:alpha", (s: Signal, { offset }) => console.log(s.id, offset));\n'
+        "// @ts-expect-error: an unknown encoding\n"
+        'void new MTBridgeClient("ws://x/ws", { encoding: "cbor" });\n'
+    )
+    (app / "tsconfig.json").write_text(
+        json.dumps(
+            {
+                "compilerOptions": {
+                    "module": "NodeNext",
+                    "moduleResolution": "NodeNext",
+                    "target": "ES2022",
+                    "lib": ["ES2022", "DOM"],
+                    "types": [],
+                    "strict": True,
+                    "noEmit": True,
+                },
+                "files": ["check.ts"],
+            }
+        )
+    )
+    run(["node", str(PKG / "node_modules" / "typescript" / "bin" / "tsc"), "-p", "tsconfig.json"], app)
 
     hub = HubProcess(tmp_path / "hub")
     hub.start()
