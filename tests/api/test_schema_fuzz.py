@@ -7,7 +7,9 @@ for a longer run.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,10 +21,11 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from websockets.sync.client import connect
 
 from tests.support.hub import WAIT, HubProcess
 
-EXAMPLES = int(os.environ.get("MTBRIDGE_SCHEMA_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("MTBRIDGE_SCHEMA_EXAMPLES", "30"))
 ACCOUNT = "50123"
 
 
@@ -46,6 +49,16 @@ def _seed(hub: HubProcess) -> None:
                   "side": "buy", "orderType": "market", "volume": 0.1, "accounts": [ACCOUNT], "ttl": 60},
         )  # fmt: skip
         assert r.status_code == 201, r.text
+    token = hub.token("ea", "ea-1", accounts=[ACCOUNT])
+    with connect(f"{hub.url}?token={token}", open_timeout=WAIT) as ws:
+        assert json.loads(ws.recv(WAIT))["type"] == "welcome"
+        event = {"id": str(uuid.uuid4()), "kind": "deal", "account": ACCOUNT, "ts": int(time.time() * 1000),
+                 "ticket": 1, "symbol": "+1+1", "side": "buy", "entry": "in", "volume": 0.1, "price": 1.1,
+                 "comment": "=1+1"}  # fmt: skip
+        ws.send(json.dumps({"type": "trade.event", "requestId": "e", "payload": event}))
+        while (answer := json.loads(ws.recv(WAIT))).get("requestId") != "e":
+            pass
+        assert answer["type"] == "result", answer
 
 
 @pytest.fixture(scope="module")
