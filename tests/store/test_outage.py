@@ -144,6 +144,11 @@ async def test_outage_answers_unavailable_and_logs_a_handful_of_lines(
         assert r.json()["detail"]["code"] == "unavailable" and r.headers["retry-after"] == "1"
         r = await rest.get("/api/v1/events.csv", params={"account": ACCOUNT})
         assert r.status_code == 503, r.text  # the CSV's status too, not a 200 cut off
+        signal = {"id": str(uuid.uuid4()), "strategy": "alpha", "action": "open", "symbol": "EURUSD",
+                  "side": "buy", "orderType": "market", "volume": 0.1, "accounts": [ACCOUNT],
+                  "ttl": 60}  # fmt: skip
+        r = await rest.post("/api/v1/signals", json=signal)  # a durable publish over REST
+        assert r.status_code == 503 and r.json()["detail"]["code"] == "unavailable", r.text
 
         # 2. The server is up but refuses connections with 57P03 (CannotConnectNowError).
         sender.phase = "standby-starting"
