@@ -11,15 +11,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 __all__ = [
     "MAX_CURSOR_DIGITS",
     "MAX_TIME_MS",
+    "SIGNAL_ID_PATTERN",
+    "Account",
     "Cursor",
+    "SignalId",
+    "SignalIdPath",
     "Since",
+    "Strategy",
     "UnknownQuery",
     "Until",
     "bad_query",
@@ -42,6 +47,14 @@ Cursor = Annotated[
         description="`nextCursor` of the previous page",
     ),
 ]
+Account = Annotated[
+    str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,32}$", description="an account (MT5 login)")
+]
+Strategy = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="a strategy name")]
+#: Signal ids are UUIDs; the pattern keeps bytes PostgreSQL refuses (NUL) away from the database.
+SIGNAL_ID_PATTERN = r"^[0-9A-Za-z-]{1,36}$"
+SignalId = Annotated[str | None, Query(pattern=SIGNAL_ID_PATTERN, description="a signal id (UUID)")]
+SignalIdPath = Annotated[str, Path(pattern=SIGNAL_ID_PATTERN, description="a signal id (UUID)")]
 Since = Annotated[int | None, Query(ge=0, le=MAX_TIME_MS, description="time >= since (unix ms)")]
 Until = Annotated[int | None, Query(ge=0, le=MAX_TIME_MS, description="time < until (unix ms)")]
 
@@ -96,7 +109,7 @@ async def query_validation_handler(request: Request, exc: Exception) -> JSONResp
     lists every error as ``{field, code, message}``, like a signal's ``validation_failed``."""
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
-    query = [e for e in errors if tuple(e.get("loc", ("",)))[:1] == ("query",)]
+    query = [e for e in errors if tuple(e.get("loc", ("",)))[:1] in (("query",), ("path",))]
     details = [_detail(e) for e in (query or errors)]
     field = details[0]["field"] if details else ""
     if query:
@@ -109,7 +122,7 @@ async def query_validation_handler(request: Request, exc: Exception) -> JSONResp
 
 
 def _detail(error: Any) -> dict[str, str]:
-    loc = [str(part) for part in error.get("loc", ()) if part not in ("query", "body")]
+    loc = [str(part) for part in error.get("loc", ()) if part not in ("query", "path", "body")]
     return {
         "field": ".".join(loc) or "body",
         "code": str(error.get("type", "invalid")),
