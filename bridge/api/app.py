@@ -13,10 +13,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from bridge.api import accounts, admin, errors, events, ops, signals, subscriptions
+from bridge.api.params import strict_query
 from bridge.auth.tokens import Verifier, load_or_create_secret
 from bridge.config import Settings
 from bridge.hub.websocket import WebSocketOptions
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
         summary="MetaTrader bridge and signal relay",
         lifespan=lifespan,
         responses=errors.ERROR_RESPONSES,
+        dependencies=[Depends(strict_query)],
     )
     errors.install(app)
     app.include_router(ops.router)

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from bridge.api.params import bad_query, query_validation_handler
+from bridge.api.params import UnknownQuery, bad_query, query_validation_handler, unknown_query_handler
 from bridge.store.exceptions import InvalidCursor, StoreError
 
 __all__ = ["ERROR_RESPONSES", "ErrorBody", "install"]
@@ -79,4 +79,5 @@ async def _store_error(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     app.add_exception_handler(RequestValidationError, query_validation_handler)
+    app.add_exception_handler(UnknownQuery, unknown_query_handler)
     app.add_exception_handler(StoreError, _store_error)

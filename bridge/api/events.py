@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
 
 from bridge.api.deps import BearerClaims, ServicesDep
-from bridge.api.params import Cursor, Since, Until
+from bridge.api.params import Account, Cursor, SignalId, Since, Until
 from bridge.protocol.channels import Role, holds_account
 from bridge.protocol.events import EVENT_CSV_COLUMNS, EventKind, event_csv_row
 from bridge.store.base import MAX_PAGE_SIZE, EventFilter, StoredEvent
@@ -57,9 +57,9 @@ def _filters(
 async def list_events(
     services: ServicesDep,
     claims: BearerClaims,
-    account: str | None = None,
+    account: Account = None,
     kind: EventKind | None = None,
-    signalId: str | None = None,
+    signalId: SignalId = None,
     since: Since = None,
     until: Until = None,
     cursor: Cursor = None,
@@ -79,9 +79,9 @@ async def list_events(
 async def export_events(
     services: ServicesDep,
     claims: BearerClaims,
-    account: str | None = None,
+    account: Account = None,
     kind: EventKind | None = None,
-    signalId: str | None = None,
+    signalId: SignalId = None,
     since: Since = None,
     until: Until = None,
 ) -> StreamingResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from bridge.api.deps import HubDep
 
@@ -12,13 +13,18 @@ __all__ = ["router"]
 router = APIRouter(tags=["operations"])
 
 
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, bool]
+
+
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     """The process is up and its loop answers."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"model": Readiness, "description": "not ready"}})
 async def readyz(request: Request, response: Response) -> dict[str, object]:
     """Ready to take connections: hub accepting and the store answering.
 
@@ -46,7 +52,11 @@ async def readyz(request: Request, response: Response) -> dict[str, object]:
     return {"status": state, "checks": checks, "node": getattr(hub, "node_id", "") or None}
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}, "description": "OK"}},
+)
 async def metrics(hub: HubDep) -> Response:
     """Prometheus exposition of this hub's metrics."""
     hub.sync_metrics()

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, status
 
 from bridge.api.deps import BearerClaims, ServicesDep, hub_error
-from bridge.api.params import Cursor, Since, Until
+from bridge.api.params import Account, Cursor, SignalIdPath, Since, Strategy, Until
 from bridge.hub.hub import HubError
 from bridge.protocol.channels import Role, can_publish, holds_account
 from bridge.protocol.events import DeliveryStatus
@@ -75,8 +75,8 @@ async def publish_signal(
 async def list_signals(
     services: ServicesDep,
     claims: BearerClaims,
-    strategy: str | None = None,
-    account: str | None = None,
+    strategy: Strategy = None,
+    account: Account = None,
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
     since: Since = None,
     until: Until = None,
@@ -97,7 +97,7 @@ async def list_signals(
 
 
 @router.get("/{signal_id}")
-async def get_signal(signal_id: str, services: ServicesDep, claims: BearerClaims) -> dict[str, Any]:
+async def get_signal(signal_id: SignalIdPath, services: ServicesDep, claims: BearerClaims) -> dict[str, Any]:
     """One signal with its per-account delivery status."""
     view = await services.store.get_signal(signal_id)
     if view is None:

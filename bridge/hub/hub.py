@@ -991,7 +991,7 @@ class Hub:
         if isinstance(error, HubError):
             self.reply_error(conn, request_id, error.code, error.message, **error.extra)
         elif isinstance(error, StoreError) and error.retryable:
-            logger.warning("%s: store unavailable: %s", what, error)
+            # No line per request: the store's outage log tells the outage (bridge/store/outage.py).
             self.reply_error(conn, request_id, "unavailable", "store unavailable; retry", retryAfterMs=500)
         else:
             logger.error("%s failed on %s", what, conn.id, exc_info=error)

@@ -369,8 +369,9 @@ class Ledger:
             return
         try:
             await self._write_statuses([])
-        except Exception:
-            logger.exception("writing status updates failed; retrying")
+        except Exception as error:
+            if not _outage(error):
+                logger.exception("writing status updates failed; retrying")
 
     async def _write_statuses(self, updates: list[StatusUpdate]) -> list[bool]:
         """Write the queued updates then ``updates`` in one store call; push what moved. Returns the
@@ -421,8 +422,9 @@ class Ledger:
                 await self._load_revocations()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("ledger sweep failed")
+            except Exception as error:
+                if not _outage(error):
+                    logger.exception("ledger sweep failed")
 
     async def _load_revocations(self) -> None:
         from bridge.auth.revocation import Revocation
@@ -523,3 +525,9 @@ class Ledger:
 
     def control_state(self) -> dict[str, Any]:
         return {"accounts": sorted(self.paused_accounts), "strategies": sorted(self.paused_strategies)}
+
+
+def _outage(error: BaseException) -> bool:
+    """A retryable store error: the store's outage log reports it (a few lines per outage), so the
+    ledger's background loops, which retry on their own, add no line of their own."""
+    return isinstance(error, StoreError) and error.retryable

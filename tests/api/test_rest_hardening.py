@@ -10,10 +10,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 
+from tests.ledger.conftest import pg_database  # noqa: F401  (a fresh PostgreSQL database)
 from tests.support.hub import WAIT, RunningHub, running_hub
 
 ACCOUNT = "50123"
@@ -148,3 +150,33 @@ async def test_csv_error_comes_before_the_200(hub: RunningHub) -> None:
             assert r.status_code == 200
             body = (await r.aread()).decode()
     assert len(list(csv.DictReader(io.StringIO(body)))) == 1
+
+
+HOSTILE_TEXT = ["\x00", "a\x00b", "x" * 1000, "'; drop table signals; --", "\u202eabc", "a b", "é"]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_hub(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunningHub]:
+    url = None if request.param == "sqlite" else request.getfixturevalue("pg_database")
+    async with running_hub(tmp_path, database_url=url) as h:
+        yield h
+
+
+async def test_text_query_values_never_reach_the_database_malformed(any_hub: RunningHub) -> None:
+    """PostgreSQL refuses NUL in text: unvalidated, `account=%00` was a 500 there."""
+    fields = {
+        "/api/v1/events": ["account", "signalId"],
+        "/api/v1/events.csv": ["account", "signalId"],
+        "/api/v1/signals": ["account", "strategy"],
+    }
+    async with _client(any_hub, any_hub.token("admin", "op")) as rest:
+        for path, names in fields.items():
+            for name in names:
+                for value in HOSTILE_TEXT:
+                    _assert_bad(await rest.get(path, params={name: value}), name)
+        for value in HOSTILE_TEXT[:-2]:
+            r = await rest.get("/api/v1/signals/" + quote(value, safe=""))
+            assert r.status_code in (400, 404), (value, r.status_code, r.text)
+            assert r.status_code == 404 or r.json()["detail"]["field"] == "signal_id"
+        assert (await rest.get("/api/v1/events", params={"account": ACCOUNT})).status_code == 200
+        assert (await rest.get(f"/api/v1/signals/{uuid.uuid4()}")).status_code == 404
