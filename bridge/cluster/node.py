@@ -35,7 +35,7 @@ from bridge.auth.tokens import Claims
 from bridge.cluster.control import ControlBus
 from bridge.cluster.leader import Factory, LocalLeadership, PgLeadership, asyncpg_dsn
 from bridge.cluster.model import BusMessage, Keys, aggregate_health, new_instance, node_of, online_accounts
-from bridge.cluster.presence import HEARTBEAT_INTERVAL, STALE_BELOW, Presence
+from bridge.cluster.presence import HEARTBEAT_INTERVAL, Presence
 from bridge.hub.connection import Connection
 from bridge.hub.hub import Hub
 from bridge.protocol import codes
@@ -386,7 +386,8 @@ class RedisCluster(LocalCluster):
     # -- the per-subject cap --------------------------------------------------------------------
 
     async def admit(self, conn: Connection, claims: Claims) -> codes.Disconnect | None:
-        """The hub's admission hook: claim a slot of the subject across the cluster.
+        """The hub's admission hook: claim a slot of the subject across the cluster (within about
+        ALIVE_TTL + 0.1 s when the subject is at its cap: see below).
 
         When Redis is unreachable, EAs are refused (4008: reconnect with backoff) rather than risk
         a second EA of one account executing every signal again; other roles fall back to the
@@ -395,9 +396,11 @@ class RedisCluster(LocalCluster):
             return None
         try:
             ok, left = await self.presence.try_claim(claims.sub, conn.id, self.cap)
-            if not ok and left <= STALE_BELOW and not conn.closing:
-                # The slot is held by a node that stopped beating (it died a moment ago and its EA is
-                # reconnecting here): wait for its liveness to run out rather than refuse with 4007.
+            if not ok and not conn.closing:
+                # Wait out the blocking claims' current liveness (at most ALIVE_TTL) and try once more:
+                # a node that died a moment ago (its EA is reconnecting here) has expired by then and
+                # the EA gets in within 5 s instead of a 4007 and a 30 s back-off; a live node has
+                # beaten meanwhile and the second connection is refused as before.
                 await asyncio.sleep(left + STALE_MARGIN)
                 ok, _ = await self.presence.try_claim(claims.sub, conn.id, self.cap)
         except (RedisError, OSError) as exc:

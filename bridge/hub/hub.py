@@ -1076,7 +1076,9 @@ class Hub:
             deepest = max(deepest, q)
             claims = conn.claims
             if claims is None:
-                if now - conn.connected_at >= lim.auth_timeout:
+                # A token whose cluster admission is still running (bounded: bridge/cluster) has
+                # been sent in time (S2).
+                if now - conn.connected_at >= lim.auth_timeout and conn not in self._admitting:
                     self.close(conn, codes.AUTH_TIMEOUT)
                 continue
             if conn.pong_deadline is not None and now >= conn.pong_deadline:

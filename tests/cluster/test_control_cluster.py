@@ -51,6 +51,10 @@ class FakeVenue:
         asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result(WAIT)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(WAIT)
+        # Close everything here: a transport or loop left to the garbage collector warns from a
+        # finalizer, which CPython 3.11 may run in the middle of a later compile() and fail it.
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
 
     def live(self) -> int:
         async def count() -> int:
@@ -365,7 +369,7 @@ async def test_leadership_and_a_node_death(cl: Cluster, api: Api, venue: FakeVen
     cl.kill_node(md_leader)
     killed_at = time.monotonic()
     await ea.closed()
-    # The EA reconnects to a survivor: refused while the dead node's claim lives, then admitted.
+    # The EA reconnects to a survivor at once: admitted as soon as the dead node's claim expires.
     refusals = 0
 
     async def reconnect() -> Client | None:
@@ -381,6 +385,7 @@ async def test_leadership_and_a_node_death(cl: Cluster, api: Api, venue: FakeVen
 
     back = await eventually(reconnect, lambda c: c is not None, limit=WAIT * 3)
     assert back is not None
+    assert refusals == 0  # the authentication waited for the dead node's claim to expire
     print(
         f"claim of the killed node expired after {time.monotonic() - killed_at:.2f} s ({refusals} refusals)"
     )
