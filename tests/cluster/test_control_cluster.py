@@ -326,6 +326,33 @@ async def test_redis_restart_keeps_presence_caps_and_commands(cl: Cluster, api: 
     assert (await ea.closed())[0] == 4006
 
 
+async def test_a_stalled_node_is_fenced(cl: Cluster, api: Api) -> None:
+    """A node that stops beating for longer than the liveness TTL (here: SIGSTOP) loses its claims;
+    another node admits the subject; when the stalled node resumes it finds itself taken for dead,
+    claims again, and closes its own connection of that subject: never two EAs of one subject."""
+    import os
+    import signal as sig
+
+    token = cl.token("ea", "ea-stall", accounts=["7001"])
+    old = await Client.open(cl[0].url, token)
+    old_id = old.welcome["payload"]["connectionId"]
+    await eventually(lambda: api.connections(1), lambda items: old_id in {e["id"] for e in items})
+    pid = cl[0].proc.pid if cl[0].proc is not None else 0
+    os.kill(pid, sig.SIGSTOP)
+    try:
+        new = await Client.open(cl[1].url, token)  # admitted once node0's liveness ran out
+    finally:
+        os.kill(pid, sig.SIGCONT)
+    new_id = new.welcome["payload"]["connectionId"]
+    assert (await old.closed())[0] == 4007  # node0 fenced its own connection when it came back
+    items = await eventually(
+        lambda: api.connections(0),
+        lambda items: [e["id"] for e in items if e["sub"] == "ea-stall"] == [new_id],
+    )
+    assert {e["node"] for e in items if e["sub"] == "ea-stall"} == {"node1"}
+    await new.close()
+
+
 async def _status(api: Api) -> dict[int, dict[str, Any]]:
     out = {}
     for i in range(len(api.cl)):
