@@ -34,6 +34,7 @@ from bridge.auth.revocation import Revocation
 from bridge.auth.tokens import Claims
 from bridge.cluster.control import ControlBus
 from bridge.cluster.leader import Factory, LocalLeadership, PgLeadership, asyncpg_dsn
+from bridge.cluster.metrics import ClusterCollector
 from bridge.cluster.model import BusMessage, Keys, aggregate_health, new_instance, node_of, online_accounts
 from bridge.cluster.presence import HEARTBEAT_INTERVAL, Presence
 from bridge.hub.connection import Connection
@@ -159,6 +160,8 @@ class RedisCluster(LocalCluster):
         self.live: list[str] = [self.instance]
         self.redis_ok = True
         self.lapses = 0
+        self.fenced = 0
+        self.admissions: dict[str, int] = {}
         self._claimed: dict[str, str] = {}  # connection id -> subject it claims
         self._dirty: dict[str, Connection | None] = {}  # presence writes waiting (None: remove)
         self._written: dict[str, tuple[int, int, int]] = {}  # what each entry held when written
@@ -180,6 +183,7 @@ class RedisCluster(LocalCluster):
         await self.pg.start()
         self.pg.want(SWEEPS)
         hub.on_connection_change.append(self._on_connection_change)
+        hub.metrics.registry.register(ClusterCollector(self))
         hub.admission = self.admit  # type: ignore[attr-defined]
         self.ledger.leads = lambda: self.pg.leads(SWEEPS)
         persist = hub.persist_revocation
@@ -357,6 +361,7 @@ class RedisCluster(LocalCluster):
             if not await self.presence.claim(sub, conn_id, self.cap):
                 logger.warning("cluster: %s lost its claim on its subject; closing it", conn_id)
                 self._claimed.pop(conn_id, None)
+                self.fenced += 1
                 self.hub.close(conn, codes.TOO_MANY_CONNECTIONS)
 
     def _age_key(self, conn_id: str) -> float:
@@ -385,6 +390,9 @@ class RedisCluster(LocalCluster):
 
     # -- the per-subject cap --------------------------------------------------------------------
 
+    def claims_held(self) -> int:
+        return len(self._claimed)
+
     async def admit(self, conn: Connection, claims: Claims) -> codes.Disconnect | None:
         """The hub's admission hook: claim a slot of the subject across the cluster (within about
         ALIVE_TTL + 0.1 s when the subject is at its cap: see below).
@@ -394,30 +402,37 @@ class RedisCluster(LocalCluster):
         local check the hub already made."""
         if self.cap is None:
             return None
+        outcome = await self._admit(conn, claims, self.cap)
+        self.admissions[outcome[0]] = self.admissions.get(outcome[0], 0) + 1
+        return outcome[1]
+
+    async def _admit(self, conn: Connection, claims: Claims, cap: int) -> tuple[str, codes.Disconnect | None]:
+        waited = False
         try:
-            ok, left = await self.presence.try_claim(claims.sub, conn.id, self.cap)
+            ok, left = await self.presence.try_claim(claims.sub, conn.id, cap)
             if not ok and not conn.closing:
+                waited = True
                 # Wait out the blocking claims' current liveness (at most ALIVE_TTL) and try once more:
                 # a node that died a moment ago (its EA is reconnecting here) has expired by then and
                 # the EA gets in within 5 s instead of a 4007 and a 30 s back-off; a live node has
                 # beaten meanwhile and the second connection is refused as before.
                 await asyncio.sleep(left + STALE_MARGIN)
-                ok, _ = await self.presence.try_claim(claims.sub, conn.id, self.cap)
+                ok, _ = await self.presence.try_claim(claims.sub, conn.id, cap)
         except (RedisError, OSError) as exc:
             if claims.role is Role.EA:
                 logger.warning("cluster: cannot check the subject cap (%s); refusing an EA", exc)
-                return codes.INTERNAL_ERROR
-            return None
+                return "unavailable", codes.INTERNAL_ERROR
+            return "unchecked", None
         if not ok:
             if conn.closing:
-                return codes.NORMAL
-            return codes.TOO_MANY_CONNECTIONS
+                return "left", codes.NORMAL
+            return "refused", codes.TOO_MANY_CONNECTIONS
         if conn.closing:  # it left while we asked
             with contextlib.suppress(RedisError, OSError):
                 await self.presence.release(claims.sub, conn.id)
-            return codes.NORMAL
+            return "left", codes.NORMAL
         self._claimed[conn.id] = claims.sub
-        return None
+        return ("admitted_after_wait" if waited else "admitted"), None
 
     # -- commands -------------------------------------------------------------------------------
 

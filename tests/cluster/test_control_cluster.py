@@ -285,6 +285,8 @@ async def test_subject_cap_holds_across_nodes(cl: Cluster, api: Api) -> None:
             msg = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
             assert msg["type"] != "welcome", msg
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4007
+    refused = sum(cl.metric(i, 'mtbridge_cluster_admissions_total{outcome="refused"}') for i in range(NODES))
+    assert refused == 3
     # Once the first one leaves, another node admits the subject.
     await first.close()
 
@@ -388,6 +390,8 @@ async def test_leadership_and_a_node_death(cl: Cluster, api: Api, venue: FakeVen
         lambda h: sorted(n["node"] for n in h["nodes"]) == ["node0", "node1", "node2"],
     )
     md_leader = _leaders(status, "marketdata")[0]
+    for name in ("sweeps", "marketdata", "retention"):
+        assert sum(cl.metric(i, f'mtbridge_cluster_leader{{name="{name}"}}') for i in range(NODES)) == 1
     token = cl.token("ea", "ea-dead", accounts=["5001"])
     ea = await Client.open(cl[md_leader].url, token)
     ea_id = ea.welcome["payload"]["connectionId"]
