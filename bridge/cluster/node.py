@@ -174,7 +174,12 @@ class RedisCluster(LocalCluster):
 
     async def start(self) -> None:
         hub = self.hub
-        await self.presence.heartbeat()
+        try:
+            await self.presence.heartbeat()
+        except (RedisError, OSError) as exc:
+            # Serve anyway: the heartbeat loop writes presence and claims once Redis answers.
+            logger.warning("cluster: Redis unreachable at start (%s); serving local connections", exc)
+            self.redis_ok = False
         await self.bus.start()
         self.bus.on("revoke", self._on_revoke)
         self.bus.on("control", self._on_control)
