@@ -143,11 +143,18 @@ def ctl_keys(cl: Cluster) -> list[str]:
 
 
 async def assert_clean(api: Api) -> None:
-    """No connection left on any node, and nothing of a departed client left in Redis."""
+    """No connection left on any node (list, hub registry, claims), and nothing of a departed client
+    left in Redis."""
+    cl = api.cl
     for i in range(len(api.cl)):
         if api.cl[i].proc is None or api.cl[i].proc.poll() is not None:
             continue
         await eventually(lambda i=i: api.connections(i), lambda items: items == [])  # type: ignore[misc]
+
+        async def registries(i: int = i) -> tuple[float, float]:
+            return cl.metric(i, "mtbridge_connections{"), cl.metric(i, "mtbridge_cluster_claims")
+
+        await eventually(registries, lambda v: v == (0, 0))
 
     def leftovers() -> list[str]:
         return [k for k in ctl_keys(api.cl) if k.split(":")[2] not in ("instances", "alive", "health")]
