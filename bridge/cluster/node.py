@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -70,6 +71,10 @@ REDIS_RETRIES = 2
 STALE_MARGIN = 0.1
 
 
+#: A command on one connection: ``(connection, body) -> answer``, run on the node that holds it.
+ConnectionCommand = Callable[[Connection, dict[str, Any]], dict[str, Any]]
+
+
 def _entry(hub: Hub, node: str, conn: Connection) -> dict[str, Any]:
     entry = hub.describe([conn])[0]
     entry["node"] = node
@@ -85,6 +90,7 @@ class LocalCluster:
         self.hub: Hub = services.hub
         self.node_id: str = services.node_id
         self.leadership = LocalLeadership()
+        self._connection_ops: dict[str, ConnectionCommand] = {"close": self._close}
 
     async def start(self) -> None:
         return None
@@ -111,12 +117,33 @@ class LocalCluster:
     async def connections(self) -> list[dict[str, Any]]:
         return [{**entry, "node": self.node_id} for entry in self.hub.describe()]
 
-    async def close_connection(self, conn_id: str) -> dict[str, Any] | None:
+    # -- commands addressed to one connection, wherever it is connected -------------------------
+
+    def on_connection_command(self, op: str, handler: ConnectionCommand) -> None:
+        """Register ``op``: ``handler(conn, body)`` runs on the node holding the connection and its
+        result (a JSON object) is the answer. The seam for every per-connection operation an
+        operator or the REST API starts on any node (closing; later REST-managed subscriptions)."""
+        self._connection_ops[op] = handler
+
+    def _run_local(self, conn_id: str, op: str, body: dict[str, Any]) -> dict[str, Any] | None:
         conn = self.hub.connections.get(conn_id)
-        if conn is None:
+        if conn is None or conn.closing:
             return None
+        return self._connection_ops[op](conn, body)
+
+    async def to_connection(self, conn_id: str, op: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Run command ``op`` on connection ``conn_id``; its answer with the ``node`` that ran it, or
+        None when no node holds that connection."""
+        result = self._run_local(conn_id, op, body)
+        return None if result is None else {**result, "node": self.node_id}
+
+    def _close(self, conn: Connection, body: dict[str, Any]) -> dict[str, Any]:
         self.hub.close(conn, codes.OPERATOR_CLOSED)
-        return {"closed": conn_id, "node": self.node_id}
+        return {"closed": conn.id}
+
+    async def close_connection(self, conn_id: str) -> dict[str, Any] | None:
+        """Close a connection with 4006 on whichever node holds it."""
+        return await self.to_connection(conn_id, "close", {})
 
     async def online_accounts(self) -> set[str]:
         return set(self.services.ledger.online)
@@ -183,7 +210,8 @@ class RedisCluster(LocalCluster):
         await self.bus.start()
         self.bus.on("revoke", self._on_revoke)
         self.bus.on("control", self._on_control)
-        self.bus.on("close", self._on_close)
+        for op in self._connection_ops:  # registered before the bus existed
+            self.bus.on(op, self._connection_command)
         self.bus.on_reconnect.append(self._caught_up)
         await self.pg.start()
         self.pg.want(SWEEPS)
@@ -509,27 +537,30 @@ class RedisCluster(LocalCluster):
         await self._follow_control()
         await self.ledger._load_revocations()
 
-    def _on_close(self, msg: BusMessage) -> dict[str, Any]:
-        conn_id = msg.body.get("conn")
-        if not isinstance(conn_id, str) or len(conn_id) > 64:
-            raise ValueError("malformed close")
-        conn = self.hub.connections.get(conn_id)
-        if conn is None or conn.closing:
-            return {"closed": False}
-        self.hub.close(conn, codes.OPERATOR_CLOSED)
-        return {"closed": True}
+    def on_connection_command(self, op: str, handler: ConnectionCommand) -> None:
+        super().on_connection_command(op, handler)
+        self.bus.on(op, self._connection_command)
 
-    async def close_connection(self, conn_id: str) -> dict[str, Any] | None:
-        local = await super().close_connection(conn_id)
+    def _connection_command(self, msg: BusMessage) -> dict[str, Any]:
+        conn_id = msg.body.get("conn")
+        body = msg.body.get("body")
+        if not isinstance(conn_id, str) or not 0 < len(conn_id) <= 64 or not isinstance(body, dict):
+            raise ValueError(f"malformed {msg.op}")
+        result = self._run_local(conn_id, msg.op, body)
+        return {"found": False} if result is None else {"found": True, "result": result}
+
+    async def to_connection(self, conn_id: str, op: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        local = await super().to_connection(conn_id, op, body)
         if local is not None:
             return local
         instance = await self.presence.locate(conn_id)
         if instance is None or instance == self.instance:
             return None
-        reply = await self.bus.request(instance, "close", {"conn": conn_id})
-        if not reply.get("closed"):
+        reply = await self.bus.request(instance, op, {"conn": conn_id, "body": body})
+        result = reply.get("result")
+        if not reply.get("found") or not isinstance(result, dict):
             return None
-        return {"closed": conn_id, "node": node_of(instance)}
+        return {**result, "node": node_of(instance)}
 
     def status(self) -> dict[str, Any]:
         return {

@@ -79,6 +79,12 @@ async def test_two_nodes_share_presence_fence_and_leave_nothing(
         old_id = old.welcome["payload"]["connectionId"]
         await _until(lambda: ca._claimed == {old_id: "ea-x"} and ca._dirty == {})
         assert [e["node"] for e in await cb.connections()] == ["a"]
+        # A command addressed to a connection runs on the node that holds it, asked from any node.
+        for c in (ca, cb):
+            c.on_connection_command("whoami", lambda conn, body: {"sub": conn.claims.sub, "x": body["x"]})
+        assert await cb.to_connection(old_id, "whoami", {"x": 1}) == {"sub": "ea-x", "x": 1, "node": "a"}
+        assert await ca.to_connection(old_id, "whoami", {"x": 2}) == {"sub": "ea-x", "x": 2, "node": "a"}
+        assert await cb.to_connection("c-0000000000000000", "whoami", {"x": 3}) is None
         # Node a is taken for dead (its liveness key gone, as after a long stall) and reaped.
         rds = aioredis.Redis.from_url(services.redis.url)
         try:
