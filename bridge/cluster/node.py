@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -34,16 +33,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from bridge.auth.revocation import Revocation
 from bridge.auth.tokens import Claims
 from bridge.cluster.control import ControlBus
+from bridge.cluster.health import ClusterHealth
 from bridge.cluster.leader import Factory, LocalLeadership, PgLeadership, asyncpg_dsn
 from bridge.cluster.metrics import ClusterCollector
-from bridge.cluster.model import BusMessage, Keys, aggregate_health, new_instance, node_of, online_accounts
+from bridge.cluster.model import BusMessage, Keys, new_instance, node_of, online_accounts
 from bridge.cluster.presence import HEARTBEAT_INTERVAL, Presence
 from bridge.hub.connection import Connection
 from bridge.hub.hub import Hub
 from bridge.protocol import codes
 from bridge.protocol.channels import Role
 
-__all__ = ["HEALTH_HISTORY", "SWEEPS", "LocalCluster", "RedisCluster"]
+__all__ = ["MARKETDATA", "SWEEPS", "LocalCluster", "RedisCluster"]
 
 logger = logging.getLogger("mtbridge.cluster")
 
@@ -51,9 +51,6 @@ logger = logging.getLogger("mtbridge.cluster")
 #: market-data adapters configured in the hub. Separate locks, so two nodes may share the work.
 SWEEPS = "sweeps"
 MARKETDATA = "marketdata"
-#: Seconds between two health samples, and how many cluster samples are kept (five minutes).
-HEALTH_INTERVAL = 1.0
-HEALTH_HISTORY = 300
 #: Seconds between rewrites of the presence entries whose counters changed (messages in/out,
 #: subscriptions): the connection list of another node is at most this old for those fields.
 PRESENCE_REFRESH = 5.0
@@ -183,7 +180,9 @@ class RedisCluster(LocalCluster):
         self.bus = ControlBus(redis, self.instance, self.keys)
         self.pg = PgLeadership(asyncpg_dsn(services.settings.db_url))
         self.cap: int | None = self.hub.limits.max_connections_per_subject
-        self.history: deque[dict[str, Any]] = deque(maxlen=HEALTH_HISTORY)
+        self.health = ClusterHealth(
+            self.hub, self.node_id, self.presence, lambda: self.live, lambda: self.pg.leads(SWEEPS)
+        )
         self.live: list[str] = [self.instance]
         self.redis_ok = True
         self.lapses = 0
@@ -262,38 +261,13 @@ class RedisCluster(LocalCluster):
         return self.pg.led(name, factory)
 
     def health_task(self, sampler: Any) -> asyncio.Task[None]:
-        return asyncio.create_task(self._health(sampler), name="mtbridge-health")
-
-    async def _health(self, sampler: Any) -> None:
-        """Every node samples itself into Redis; every node aggregates the cluster for its REST
-        history; only the sweeps leader publishes the cluster sample on ``system:health``."""
-        while True:
-            await asyncio.sleep(HEALTH_INTERVAL)
-            try:
-                sample = sampler.sample()
-                samples = {self.node_id: sample}
-                try:
-                    await self.presence.put_health(sample)
-                    found = await self.presence.health_samples(self.live)
-                    samples = {node_of(inst): s for inst, s in found.items()} or samples
-                except (RedisError, OSError):
-                    pass
-                cluster = aggregate_health(int(sample["ts"]), samples)
-                self.history.append(cluster)
-                if self.pg.leads(SWEEPS):
-                    self.hub.publish_ephemeral("system:health", cluster)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("cluster health sample failed")
+        return asyncio.create_task(self.health.run(sampler), name="mtbridge-health")
 
     def health_history(self) -> list[dict[str, Any]]:
-        return list(self.history)
+        return list(self.health.history)
 
     def health_latest(self) -> dict[str, Any]:
-        if self.history:
-            return dict(self.history[-1])
-        return aggregate_health(int(self.hub.clock() * 1000), {self.node_id: self.services.health.sample()})
+        return self.health.latest(self.services.health)
 
     # -- presence -------------------------------------------------------------------------------
 
