@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 
 from bridge.api.deps import AdminClaims, BearerClaims, HubDep, ServicesDep
 from bridge.auth.tokens import issue
-from bridge.cluster import cluster_of
+from bridge.cluster import LocalCluster, cluster_of
 from bridge.protocol.channels import Role
 
 __all__ = ["router"]
@@ -88,17 +88,16 @@ async def list_connections(services: ServicesDep, claims: BearerClaims) -> dict[
     """Live connections of every node of the cluster, each with its ``node`` (dashboards and admins).
 
     This node's own entries are live; another node's counters (messages, queue, subscriptions) are
-    at most ``PRESENCE_REFRESH`` (5 s) old, and a dead node's entries vanish within 5 s."""
+    at most ``PRESENCE_REFRESH`` (5 s) old, and a dead node's entries vanish within 5 s. While Redis
+    is unreachable the list holds this node's connections only and ``complete`` is false."""
     if claims.role not in (Role.ADMIN, Role.DASHBOARD):
         raise HTTPException(status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": "role not allowed"})
+    cluster = cluster_of(services)
     try:
-        items = await cluster_of(services).connections()
-    except (RedisError, OSError) as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            {"code": "unavailable", "message": "cluster presence unreachable; retry"},
-        ) from exc
-    return {"items": items}
+        return {"items": await cluster.connections(), "complete": True}
+    except (RedisError, OSError):
+        # Redis unreachable: this node's own connections, said to be only part of the list.
+        return {"items": await LocalCluster.connections(cluster), "complete": False}
 
 
 @router.delete("/connections/{conn_id}")

@@ -51,6 +51,7 @@ class ControlBus:
         self.handlers: dict[str, Handler] = {}
         self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
         self.up = False
+        self._subscribed = False
         self.received = 0
         self.refused = 0
         self._pubsub: Any = None
@@ -63,9 +64,14 @@ class ControlBus:
         self.handlers[op] = handler
 
     async def start(self) -> None:
+        """Subscribe and start reading; with Redis unreachable the node starts all the same and the
+        reader subscribes once Redis answers (then catches up through ``on_reconnect``)."""
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(self.keys.bus)
-        self.up = True
+        try:
+            await self._pubsub.subscribe(self.keys.bus)
+            self._subscribed = self.up = True
+        except (RedisError, OSError) as exc:
+            logger.warning("control bus: Redis unreachable at start (%s); commands wait for it", exc)
         self._reader = asyncio.create_task(self._read(), name="mtbridge-control-bus")
 
     async def close(self) -> None:
@@ -118,6 +124,9 @@ class ControlBus:
         delay = RECONNECT_FIRST
         while True:
             try:
+                if not self._subscribed:  # never subscribed yet (Redis was down at start)
+                    await self._pubsub.subscribe(self.keys.bus)
+                    self._subscribed = True
                 raw = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=READ_WAIT)
             except asyncio.CancelledError:
                 raise

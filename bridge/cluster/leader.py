@@ -108,6 +108,10 @@ class PgLeadership:
     def leads(self, name: str) -> bool:
         return name in self._held
 
+    def wanted(self) -> list[str]:
+        """The names this node competes for."""
+        return sorted(self._names)
+
     def held(self) -> list[str]:
         """The names this node leads now."""
         return sorted(self._held)

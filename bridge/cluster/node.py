@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -33,15 +33,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from bridge.auth.revocation import Revocation
 from bridge.auth.tokens import Claims
 from bridge.cluster.control import ControlBus
+from bridge.cluster.health import ClusterHealth
 from bridge.cluster.leader import Factory, LocalLeadership, PgLeadership, asyncpg_dsn
-from bridge.cluster.model import BusMessage, Keys, aggregate_health, new_instance, node_of, online_accounts
-from bridge.cluster.presence import HEARTBEAT_INTERVAL, STALE_BELOW, Presence
+from bridge.cluster.metrics import ClusterCollector
+from bridge.cluster.model import BusMessage, Keys, new_instance, node_of, online_accounts
+from bridge.cluster.presence import HEARTBEAT_INTERVAL, Presence
 from bridge.hub.connection import Connection
 from bridge.hub.hub import Hub
 from bridge.protocol import codes
 from bridge.protocol.channels import Role
 
-__all__ = ["HEALTH_HISTORY", "SWEEPS", "LocalCluster", "RedisCluster"]
+__all__ = ["MARKETDATA", "SWEEPS", "LocalCluster", "RedisCluster"]
 
 logger = logging.getLogger("mtbridge.cluster")
 
@@ -49,9 +51,6 @@ logger = logging.getLogger("mtbridge.cluster")
 #: market-data adapters configured in the hub. Separate locks, so two nodes may share the work.
 SWEEPS = "sweeps"
 MARKETDATA = "marketdata"
-#: Seconds between two health samples, and how many cluster samples are kept (five minutes).
-HEALTH_INTERVAL = 1.0
-HEALTH_HISTORY = 300
 #: Seconds between rewrites of the presence entries whose counters changed (messages in/out,
 #: subscriptions): the connection list of another node is at most this old for those fields.
 PRESENCE_REFRESH = 5.0
@@ -69,6 +68,10 @@ REDIS_RETRIES = 2
 STALE_MARGIN = 0.1
 
 
+#: A command on one connection: ``(connection, body) -> answer``, run on the node that holds it.
+ConnectionCommand = Callable[[Connection, dict[str, Any]], dict[str, Any]]
+
+
 def _entry(hub: Hub, node: str, conn: Connection) -> dict[str, Any]:
     entry = hub.describe([conn])[0]
     entry["node"] = node
@@ -84,6 +87,7 @@ class LocalCluster:
         self.hub: Hub = services.hub
         self.node_id: str = services.node_id
         self.leadership = LocalLeadership()
+        self._connection_ops: dict[str, ConnectionCommand] = {"close": self._close}
 
     async def start(self) -> None:
         return None
@@ -110,12 +114,33 @@ class LocalCluster:
     async def connections(self) -> list[dict[str, Any]]:
         return [{**entry, "node": self.node_id} for entry in self.hub.describe()]
 
-    async def close_connection(self, conn_id: str) -> dict[str, Any] | None:
+    # -- commands addressed to one connection, wherever it is connected -------------------------
+
+    def on_connection_command(self, op: str, handler: ConnectionCommand) -> None:
+        """Register ``op``: ``handler(conn, body)`` runs on the node holding the connection and its
+        result (a JSON object) is the answer. The seam for every per-connection operation an
+        operator or the REST API starts on any node (closing; later REST-managed subscriptions)."""
+        self._connection_ops[op] = handler
+
+    def _run_local(self, conn_id: str, op: str, body: dict[str, Any]) -> dict[str, Any] | None:
         conn = self.hub.connections.get(conn_id)
-        if conn is None:
+        if conn is None or conn.closing:
             return None
+        return self._connection_ops[op](conn, body)
+
+    async def to_connection(self, conn_id: str, op: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Run command ``op`` on connection ``conn_id``; its answer with the ``node`` that ran it, or
+        None when no node holds that connection."""
+        result = self._run_local(conn_id, op, body)
+        return None if result is None else {**result, "node": self.node_id}
+
+    def _close(self, conn: Connection, body: dict[str, Any]) -> dict[str, Any]:
         self.hub.close(conn, codes.OPERATOR_CLOSED)
-        return {"closed": conn_id, "node": self.node_id}
+        return {"closed": conn.id}
+
+    async def close_connection(self, conn_id: str) -> dict[str, Any] | None:
+        """Close a connection with 4006 on whichever node holds it."""
+        return await self.to_connection(conn_id, "close", {})
 
     async def online_accounts(self) -> set[str]:
         return set(self.services.ledger.online)
@@ -155,10 +180,14 @@ class RedisCluster(LocalCluster):
         self.bus = ControlBus(redis, self.instance, self.keys)
         self.pg = PgLeadership(asyncpg_dsn(services.settings.db_url))
         self.cap: int | None = self.hub.limits.max_connections_per_subject
-        self.history: deque[dict[str, Any]] = deque(maxlen=HEALTH_HISTORY)
+        self.health = ClusterHealth(
+            self.hub, self.node_id, self.presence, lambda: self.live, lambda: self.pg.leads(SWEEPS)
+        )
         self.live: list[str] = [self.instance]
         self.redis_ok = True
         self.lapses = 0
+        self.fenced = 0
+        self.admissions: dict[str, int] = {}
         self._claimed: dict[str, str] = {}  # connection id -> subject it claims
         self._dirty: dict[str, Connection | None] = {}  # presence writes waiting (None: remove)
         self._written: dict[str, tuple[int, int, int]] = {}  # what each entry held when written
@@ -171,15 +200,22 @@ class RedisCluster(LocalCluster):
 
     async def start(self) -> None:
         hub = self.hub
-        await self.presence.heartbeat()
+        try:
+            await self.presence.heartbeat()
+        except (RedisError, OSError) as exc:
+            # Serve anyway: the heartbeat loop writes presence and claims once Redis answers.
+            logger.warning("cluster: Redis unreachable at start (%s); serving local connections", exc)
+            self.redis_ok = False
         await self.bus.start()
         self.bus.on("revoke", self._on_revoke)
         self.bus.on("control", self._on_control)
-        self.bus.on("close", self._on_close)
+        for op in self._connection_ops:  # registered before the bus existed
+            self.bus.on(op, self._connection_command)
         self.bus.on_reconnect.append(self._caught_up)
         await self.pg.start()
         self.pg.want(SWEEPS)
         hub.on_connection_change.append(self._on_connection_change)
+        hub.metrics.registry.register(ClusterCollector(self))
         hub.admission = self.admit  # type: ignore[attr-defined]
         self.ledger.leads = lambda: self.pg.leads(SWEEPS)
         persist = hub.persist_revocation
@@ -225,38 +261,13 @@ class RedisCluster(LocalCluster):
         return self.pg.led(name, factory)
 
     def health_task(self, sampler: Any) -> asyncio.Task[None]:
-        return asyncio.create_task(self._health(sampler), name="mtbridge-health")
-
-    async def _health(self, sampler: Any) -> None:
-        """Every node samples itself into Redis; every node aggregates the cluster for its REST
-        history; only the sweeps leader publishes the cluster sample on ``system:health``."""
-        while True:
-            await asyncio.sleep(HEALTH_INTERVAL)
-            try:
-                sample = sampler.sample()
-                samples = {self.node_id: sample}
-                try:
-                    await self.presence.put_health(sample)
-                    found = await self.presence.health_samples(self.live)
-                    samples = {node_of(inst): s for inst, s in found.items()} or samples
-                except (RedisError, OSError):
-                    pass
-                cluster = aggregate_health(int(sample["ts"]), samples)
-                self.history.append(cluster)
-                if self.pg.leads(SWEEPS):
-                    self.hub.publish_ephemeral("system:health", cluster)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("cluster health sample failed")
+        return asyncio.create_task(self.health.run(sampler), name="mtbridge-health")
 
     def health_history(self) -> list[dict[str, Any]]:
-        return list(self.history)
+        return list(self.health.history)
 
     def health_latest(self) -> dict[str, Any]:
-        if self.history:
-            return dict(self.history[-1])
-        return aggregate_health(int(self.hub.clock() * 1000), {self.node_id: self.services.health.sample()})
+        return self.health.latest(self.services.health)
 
     # -- presence -------------------------------------------------------------------------------
 
@@ -357,6 +368,7 @@ class RedisCluster(LocalCluster):
             if not await self.presence.claim(sub, conn_id, self.cap):
                 logger.warning("cluster: %s lost its claim on its subject; closing it", conn_id)
                 self._claimed.pop(conn_id, None)
+                self.fenced += 1
                 self.hub.close(conn, codes.TOO_MANY_CONNECTIONS)
 
     def _age_key(self, conn_id: str) -> float:
@@ -385,36 +397,49 @@ class RedisCluster(LocalCluster):
 
     # -- the per-subject cap --------------------------------------------------------------------
 
+    def claims_held(self) -> int:
+        return len(self._claimed)
+
     async def admit(self, conn: Connection, claims: Claims) -> codes.Disconnect | None:
-        """The hub's admission hook: claim a slot of the subject across the cluster.
+        """The hub's admission hook: claim a slot of the subject across the cluster (within about
+        ALIVE_TTL + 0.1 s when the subject is at its cap: see below).
 
         When Redis is unreachable, EAs are refused (4008: reconnect with backoff) rather than risk
         a second EA of one account executing every signal again; other roles fall back to the
         local check the hub already made."""
         if self.cap is None:
             return None
+        outcome = await self._admit(conn, claims, self.cap)
+        self.admissions[outcome[0]] = self.admissions.get(outcome[0], 0) + 1
+        return outcome[1]
+
+    async def _admit(self, conn: Connection, claims: Claims, cap: int) -> tuple[str, codes.Disconnect | None]:
+        waited = False
         try:
-            ok, left = await self.presence.try_claim(claims.sub, conn.id, self.cap)
-            if not ok and left <= STALE_BELOW and not conn.closing:
-                # The slot is held by a node that stopped beating (it died a moment ago and its EA is
-                # reconnecting here): wait for its liveness to run out rather than refuse with 4007.
+            ok, left = await self.presence.try_claim(claims.sub, conn.id, cap)
+            if not ok and not conn.closing:
+                waited = True
+                # Wait out the blocking claims' current liveness (at most ALIVE_TTL) and try once more:
+                # a node that died a moment ago (its EA is reconnecting here) has expired by then and
+                # the EA gets in within 5 s instead of a 4007 and a 30 s back-off; a live node has
+                # beaten meanwhile and the second connection is refused as before.
                 await asyncio.sleep(left + STALE_MARGIN)
-                ok, _ = await self.presence.try_claim(claims.sub, conn.id, self.cap)
+                ok, _ = await self.presence.try_claim(claims.sub, conn.id, cap)
         except (RedisError, OSError) as exc:
             if claims.role is Role.EA:
                 logger.warning("cluster: cannot check the subject cap (%s); refusing an EA", exc)
-                return codes.INTERNAL_ERROR
-            return None
+                return "unavailable", codes.INTERNAL_ERROR
+            return "unchecked", None
         if not ok:
             if conn.closing:
-                return codes.NORMAL
-            return codes.TOO_MANY_CONNECTIONS
+                return "left", codes.NORMAL
+            return "refused", codes.TOO_MANY_CONNECTIONS
         if conn.closing:  # it left while we asked
             with contextlib.suppress(RedisError, OSError):
                 await self.presence.release(claims.sub, conn.id)
-            return codes.NORMAL
+            return "left", codes.NORMAL
         self._claimed[conn.id] = claims.sub
-        return None
+        return ("admitted_after_wait" if waited else "admitted"), None
 
     # -- commands -------------------------------------------------------------------------------
 
@@ -486,27 +511,30 @@ class RedisCluster(LocalCluster):
         await self._follow_control()
         await self.ledger._load_revocations()
 
-    def _on_close(self, msg: BusMessage) -> dict[str, Any]:
-        conn_id = msg.body.get("conn")
-        if not isinstance(conn_id, str) or len(conn_id) > 64:
-            raise ValueError("malformed close")
-        conn = self.hub.connections.get(conn_id)
-        if conn is None or conn.closing:
-            return {"closed": False}
-        self.hub.close(conn, codes.OPERATOR_CLOSED)
-        return {"closed": True}
+    def on_connection_command(self, op: str, handler: ConnectionCommand) -> None:
+        super().on_connection_command(op, handler)
+        self.bus.on(op, self._connection_command)
 
-    async def close_connection(self, conn_id: str) -> dict[str, Any] | None:
-        local = await super().close_connection(conn_id)
+    def _connection_command(self, msg: BusMessage) -> dict[str, Any]:
+        conn_id = msg.body.get("conn")
+        body = msg.body.get("body")
+        if not isinstance(conn_id, str) or not 0 < len(conn_id) <= 64 or not isinstance(body, dict):
+            raise ValueError(f"malformed {msg.op}")
+        result = self._run_local(conn_id, msg.op, body)
+        return {"found": False} if result is None else {"found": True, "result": result}
+
+    async def to_connection(self, conn_id: str, op: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        local = await super().to_connection(conn_id, op, body)
         if local is not None:
             return local
         instance = await self.presence.locate(conn_id)
         if instance is None or instance == self.instance:
             return None
-        reply = await self.bus.request(instance, "close", {"conn": conn_id})
-        if not reply.get("closed"):
+        reply = await self.bus.request(instance, op, {"conn": conn_id, "body": body})
+        result = reply.get("result")
+        if not reply.get("found") or not isinstance(result, dict):
             return None
-        return {"closed": conn_id, "node": node_of(instance)}
+        return {**result, "node": node_of(instance)}
 
     def status(self) -> dict[str, Any]:
         return {

@@ -37,7 +37,7 @@ import redis.asyncio as aioredis
 
 from bridge.cluster.model import Keys
 
-__all__ = ["ALIVE_TTL", "HEARTBEAT_INTERVAL", "STALE_BELOW", "Presence"]
+__all__ = ["ALIVE_TTL", "HEARTBEAT_INTERVAL", "Presence"]
 
 logger = logging.getLogger("mtbridge.cluster")
 
@@ -47,10 +47,6 @@ HEARTBEAT_INTERVAL = 1.0
 #: dead node's presence entries and subject claims last (a killed node's EAs reconnecting elsewhere
 #: are refused with 4007 until then, and retry).
 ALIVE_TTL = 5.0
-#: A blocking claim whose instance has this little liveness left has missed at least two
-#: heartbeats: it is most likely dead, and an authentication waits for it to expire (at most this
-#: long) instead of being refused with 4007, after which clients back off for 30 s.
-STALE_BELOW = ALIVE_TTL - 2 * HEARTBEAT_INTERVAL
 
 # Claim one slot of a subject if fewer than `cap` live claims exist; drops dead members on the way.
 # ARGV: prefix, sub, instance, connection id, cap.

@@ -23,17 +23,18 @@ from bridge.auth.tokens import Claims, Verifier
 from bridge.broker.base import Broker, Publication
 from bridge.broker.memory import MemoryBroker
 from bridge.hub.batch import IterationBatch
+from bridge.hub.channel import Channel, frame_for
 from bridge.hub.connection import Connection, Sink
 from bridge.hub.limits import HubLimits
 from bridge.hub.metrics import HubMetrics, Tally
 from bridge.hub.ports import DurableLog, Prepared, PublishHook, Targets
 from bridge.hub.ratelimit import TokenBucket
+from bridge.hub.recovery import recover
 from bridge.hub.repair import Repair
 from bridge.protocol import codes
 from bridge.protocol.channels import (
     DEFAULT_POLICIES,
     NamespacePolicy,
-    Role,
     can_publish,
     can_subscribe,
     check_channel,
@@ -51,10 +52,6 @@ logger = logging.getLogger("mtbridge.hub")
 
 HOUSEKEEPING_INTERVAL = 0.25
 FLOOR_TTL = 30.0
-RECOVERY_PAGE = 1_000
-#: How long a subscribe waits for the broker to confirm it receives the channel before reading the
-#: channel's position (seconds); past it (Redis down) the periodic gap check covers the difference.
-WATCH_TIMEOUT = 2.0
 
 Handler = Callable[[Connection, Envelope], Awaitable[None] | None]
 
@@ -76,119 +73,6 @@ class HubError(Exception):
         self.code = code
         self.message = message
         self.extra = extra
-
-
-class Channel:
-    """Subscribers of one channel, split by encoding so each frame is built only if needed.
-
-    Subscribers are also indexed by what a targeted publication (a signal for some accounts or
-    groups) is matched against: EAs by each account and group their token holds, everyone else
-    (engines, dashboards, EAs holding ``*``) apart. A signal for one account among 1,000 EAs then
-    costs one dict lookup, not 1,000 claim checks: about 6 us instead of 620 us per publication
-    (``mtbridge bench targeted``, docs/benchmarks.md).
-    """
-
-    __slots__ = (
-        "by_account",
-        "by_group",
-        "everyone",
-        "floors",
-        "indexed",
-        "json_subs",
-        "msgpack_subs",
-        "name",
-        "policy",
-        "recovering",
-        "seq",
-        "watched",
-    )
-
-    def __init__(self, name: str, policy: NamespacePolicy) -> None:
-        self.name = name
-        self.policy = policy
-        self.json_subs: dict[Connection, None] = {}
-        self.msgpack_subs: dict[Connection, None] = {}
-        # Subscribers every targeted publication reaches: not EAs, or EAs holding "*".
-        self.everyone: dict[Connection, None] = {}
-        self.by_account: dict[str, dict[Connection, None]] = {}
-        self.by_group: dict[str, dict[Connection, None]] = {}
-        # The (accounts, groups) each indexed EA was filed under, so removal needs no claims.
-        self.indexed: dict[Connection, tuple[frozenset[str], frozenset[str]]] = {}
-        # Connections catching up from history: live publications wait here until they are done.
-        self.recovering: dict[Connection, list[tuple[int, dict[str, Any], Targets | None]]] = {}
-        # Highest offset each recovered connection already got from its replay: a publication
-        # committed before the replay read the log may be fanned out after it (its publishing
-        # coroutine can resume late), and must not reach that connection twice.
-        # Entries expire after FLOOR_TTL: a publishing coroutine resumes within moments.
-        self.floors: dict[Connection, tuple[int, float]] = {}
-        self.seq = 0
-        #: Completes once the broker delivers this channel's publications from other nodes.
-        self.watched: asyncio.Future[None] | None = None
-
-    def subs_for(self, conn: Connection) -> dict[Connection, None]:
-        return self.json_subs if conn.encoding is Encoding.JSON else self.msgpack_subs
-
-    def add(self, conn: Connection) -> None:
-        """Make ``conn`` a live subscriber, filed under its token's accounts and groups."""
-        self.subs_for(conn)[conn] = None
-        claims = conn.claims
-        if claims is None or claims.role is not Role.EA or "*" in claims.accounts:
-            self.everyone[conn] = None
-            return
-        self.indexed[conn] = (claims.accounts, claims.groups)
-        for account in claims.accounts:
-            self.by_account.setdefault(account, {})[conn] = None
-        for group in claims.groups:
-            self.by_group.setdefault(group, {})[conn] = None
-
-    def discard(self, conn: Connection) -> None:
-        """Remove ``conn`` from every registry of this channel (a no-op if it is in none)."""
-        self.json_subs.pop(conn, None)
-        self.msgpack_subs.pop(conn, None)
-        self.everyone.pop(conn, None)
-        filed = self.indexed.pop(conn, None)
-        if filed is not None:
-            for index, keys in ((self.by_account, filed[0]), (self.by_group, filed[1])):
-                for key in keys:
-                    members = index.get(key)
-                    if members is not None:
-                        members.pop(conn, None)
-                        if not members:
-                            del index[key]
-
-    def reindex(self, conn: Connection) -> None:
-        """File a live subscriber again after its claims changed (``auth.refresh``)."""
-        if conn in self.json_subs or conn in self.msgpack_subs:
-            self.discard(conn)
-            self.add(conn)
-
-    def targeted(self, targets: Targets) -> dict[Connection, None]:
-        """The live subscribers a publication for ``targets`` reaches (what ``Targets.accepts`` picks
-        among EAs, plus every subscriber that is not an EA), each once."""
-        reached = dict(self.everyone)
-        by_account, by_group = self.by_account, self.by_group
-        for account in targets.accounts:
-            members = by_account.get(account)
-            if members:
-                reached.update(members)
-        for group in targets.groups:
-            members = by_group.get(group)
-            if members:
-                reached.update(members)
-        return reached
-
-    @property
-    def empty(self) -> bool:
-        return not (self.json_subs or self.msgpack_subs or self.recovering)
-
-    def __len__(self) -> int:
-        return len(self.json_subs) + len(self.msgpack_subs)
-
-
-def frame_for(message: dict[str, Any], encoding: Encoding) -> bytes:
-    if encoding is Encoding.JSON:
-        return data_frame(encode_json(message), OP_TEXT)
-    return data_frame(encode_msgpack(message), OP_BINARY)
 
 
 class Hub:
@@ -833,110 +717,8 @@ class Hub:
         since: int | None,
         epoch: str | None,
     ) -> None:
-        """Replay what ``conn`` missed, then hand it to live fan-out with no gap and no duplicate."""
-        assert self.log is not None
-        name = ch.name
-        try:
-            watched = ch.watched
-            if watched is not None and not watched.done():
-                # Publications committed after the position read below must reach this node.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(watched), WATCH_TIMEOUT)
-            pos = await self.log.position(name)
-            self.repair.opened(name, pos.epoch, pos.last_offset)
-            result: dict[str, Any] = {"offset": pos.last_offset, "epoch": pos.epoch, "durable": True}
-            replay: list[tuple[int, dict[str, Any]]] = []
-            last = pos.last_offset
-            if since is not None:
-                reason = None
-                if epoch is not None and epoch != pos.epoch:
-                    reason = "epoch_changed"
-                elif since > pos.last_offset:
-                    reason = "offset_ahead"
-                elif since + 1 < pos.first_available_offset:
-                    reason = "history_trimmed"
-                elif pos.last_offset - since > self.limits.max_recovery:
-                    reason = "too_many"
-                if reason is None:
-                    after = since
-                    now_ms = int(self.clock() * 1000)
-                    targeted = conn.role is Role.EA
-                    claims = conn.claims
-                    assert claims is not None
-                    while after < last:
-                        page = await self.log.read_since(name, after, min(RECOVERY_PAGE, last - after))
-                        if not page:
-                            break
-                        for item in page:
-                            if item.offset > last:
-                                break
-                            after = item.offset
-                            if item.expires_at_ms is not None and item.expires_at_ms <= now_ms:
-                                continue
-                            if targeted and not _targets_accept(item.payload, claims):
-                                continue
-                            replay.append((item.offset, item.payload))
-                    if after < last:
-                        reason = "history_trimmed"
-                        replay = []
-                if reason is None:
-                    result.update(recovered=True, replayed=len(replay))
-                else:
-                    result.update(
-                        recovered=False,
-                        reason=reason,
-                        advice="history cannot cover the gap: reload state over REST, then continue live",
-                    )
-        except BaseException:
-            if ch.recovering.pop(conn, None) is not None:
-                conn.recovering.discard(name)
-                if ch.empty:
-                    self._delete_channel(name)
-            raise
-        buffered = ch.recovering.get(conn)
-        if buffered is None or conn.closing:
-            ch.recovering.pop(conn, None)
-            conn.recovering.discard(name)
-            return
-        answer(result)
-        enc = conn.encoding
-        sent: list[dict[str, Any]] = []
-        for offset, payload in replay:
-            if conn.paused:
-                await conn.writable()
-                if conn.closing:
-                    ch.recovering.pop(conn, None)
-                    return
-            conn.send(
-                frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc)
-            )
-            sent.append(payload)
-        # Live publications that arrived while we replayed (including while waiting for the socket).
-        buffered = ch.recovering.pop(conn, buffered)
-        claims = conn.claims
-        top = last
-        for offset, payload, targets in sorted(buffered, key=lambda item: item[0]):
-            if offset <= top:
-                continue
-            top = offset
-            if (
-                targets is not None
-                and claims is not None
-                and claims.role is Role.EA
-                and not targets.accepts(claims.accounts, claims.groups)
-            ):
-                continue
-            conn.send(
-                frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc)
-            )
-            sent.append(payload)
-        conn.recovering.discard(name)
-        ch.floors[conn] = (max(last, top), self.clock())
-        ch.add(conn)
-        conn.subscriptions.add(name)
-        if sent:
-            for callback in self.on_replayed:
-                callback(conn, name, sent)
+        """Replay what ``conn`` missed, then hand it to live fan-out (``bridge/hub/recovery.py``)."""
+        await recover(self, conn, ch, answer, since, epoch)
 
     def _on_unsubscribe(self, conn: Connection, env: Envelope) -> None:
         name = env.channel
@@ -1157,7 +939,9 @@ class Hub:
             deepest = max(deepest, q)
             claims = conn.claims
             if claims is None:
-                if now - conn.connected_at >= lim.auth_timeout:
+                # A token whose cluster admission is still running (bounded: bridge/cluster) has
+                # been sent in time (S2).
+                if now - conn.connected_at >= lim.auth_timeout and conn not in self._admitting:
                     self.close(conn, codes.AUTH_TIMEOUT)
                 continue
             if conn.pong_deadline is not None and now >= conn.pong_deadline:
@@ -1221,19 +1005,6 @@ class Hub:
                 }
             )
         return out
-
-
-def _targets_accept(payload: dict[str, Any], claims: Claims) -> bool:
-    """Targeting of a stored signal, for replay (live fan-out gets a Targets object)."""
-    accounts = payload.get("accounts")
-    groups = payload.get("groups")
-    if accounts is None and groups is None:
-        return True
-    t = Targets(
-        frozenset(accounts) if isinstance(accounts, list) else frozenset(),
-        frozenset(groups) if isinstance(groups, list) else frozenset(),
-    )
-    return t.accepts(claims.accounts, claims.groups)
 
 
 def _task_done(conn: Connection, task: asyncio.Task[Any]) -> None:

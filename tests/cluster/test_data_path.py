@@ -352,7 +352,14 @@ async def test_node_killed_mid_stream(services: ClusterServices) -> None:
             return len(ea.received) >= len(expected[ea.account]) and not ea.outbox
 
         async def killer() -> None:
-            await wait_for(lambda: engine.confirmed >= N_NODE_KILL * 0.4, "40 % published", WAIT * 12)
+            await wait_for(
+                lambda: (
+                    engine.confirmed >= N_NODE_KILL * 0.4
+                    and all(len(ea.confirmed_events) >= 20 for ea in eas)
+                ),
+                "40 % published and trade events acknowledged by node 2",
+                WAIT * 12,
+            )
             acked_by_victim.update(*(ea.confirmed_events for ea in eas))
             await asyncio.to_thread(cluster.kill_node, 2)
 
