@@ -36,6 +36,7 @@ from bridge.cluster.control import ControlBus
 from bridge.cluster.leader import Factory, LocalLeadership, PgLeadership, asyncpg_dsn
 from bridge.cluster.model import BusMessage, Keys, aggregate_health, new_instance, node_of, online_accounts
 from bridge.cluster.presence import HEARTBEAT_INTERVAL, STALE_BELOW, Presence
+from bridge.cluster.subscriptions import SubscriptionRouter
 from bridge.hub.connection import Connection
 from bridge.hub.hub import Hub
 from bridge.protocol import codes
@@ -84,6 +85,7 @@ class LocalCluster:
         self.hub: Hub = services.hub
         self.node_id: str = services.node_id
         self.leadership = LocalLeadership()
+        self.subscriptions = SubscriptionRouter(self.hub)  # REST-managed, bridge/cluster/subscriptions.py
 
     async def start(self) -> None:
         return None
@@ -176,6 +178,8 @@ class RedisCluster(LocalCluster):
         self.bus.on("revoke", self._on_revoke)
         self.bus.on("control", self._on_control)
         self.bus.on("close", self._on_close)
+        self.subscriptions = SubscriptionRouter(hub, self.presence, self.bus, self.instance)
+        self.subscriptions.install()  # ops "subscribe" and "unsubscribe"
         self.bus.on_reconnect.append(self._caught_up)
         await self.pg.start()
         self.pg.want(SWEEPS)
