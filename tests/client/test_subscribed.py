@@ -1,0 +1,132 @@
+"""The SDK receives subscriptions made for it over REST (``on_subscribed``), against a real hub:
+the ``subscribed`` push becomes a Subscription of the client's own, with the replay from ``since``,
+live messages once each, a reconnect that resubscribes it, and its removal over REST."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.client import Client, Message, RecoveryFailed, Subscription, connect
+from tests.support.hub import RunningHub, running_hub
+
+from .conftest import TIMEOUT, signal
+
+CHANNEL = "signals:alpha"
+
+
+async def rest(h: RunningHub, method: str, path: str, body: Any = None) -> httpx.Response:
+    admin = h.token("admin", "ops", accounts=["*"])
+    async with httpx.AsyncClient(base_url=h.http, timeout=TIMEOUT) as http:
+        return await http.request(method, path, json=body, headers={"Authorization": f"Bearer {admin}"})
+
+
+async def until(predicate: Any) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def ea_token(h: RunningHub) -> str:
+    return h.token("ea", "ea-50123", accounts=["50123"], subscribe=["signals:*"])
+
+
+async def test_callback_mode_replay_live_reconnect_and_removal(tmp_path: Path) -> None:
+    async with running_hub(tmp_path) as h:
+        engine = await connect(h.url, h.token("engine", "eng", publish=["signals:*"]))
+        offsets = [(await engine.publish(CHANNEL, signal(n))).offset for n in range(4)]
+        seen: list[int] = []
+        adopted: list[Subscription] = []
+
+        def attached(sub: Subscription) -> Any:
+            adopted.append(sub)
+
+            async def handle(message: Message) -> None:
+                seen.append(message.offset)
+
+            return handle
+
+        ea = await connect(h.url, ea_token(h), on_subscribed=attached, backoff_initial=0.01, backoff_max=0.05)
+        cid = ea.welcome["connectionId"]
+        r = await rest(
+            h, "POST", f"/api/v1/connections/{cid}/subscriptions", {"channel": CHANNEL, "since": offsets[0]}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["result"]["replayed"] == 3
+        await until(lambda: seen == offsets[1:])
+        assert [s.channel for s in adopted] == [CHANNEL] and ea.subscriptions[CHANNEL] is adopted[0]
+
+        live = (await engine.publish(CHANNEL, signal(10))).offset
+        await until(lambda: seen == [*offsets[1:], live])
+
+        # The connection is closed (4006): the client reconnects and subscribes again itself, from
+        # the last offset it received, so what was published meanwhile arrives once.
+        connects = ea.stats.connects
+        assert (await rest(h, "DELETE", f"/api/v1/connections/{cid}")).status_code == 200
+        await until(lambda: ea.stats.connects > connects and CHANNEL in _channels_of(h, ea))
+        later = (await engine.publish(CHANNEL, signal(11))).offset
+        await until(lambda: seen[-1:] == [later])
+        assert seen == [*offsets[1:], live, later]
+        assert len(adopted) == 1  # resubscribed by the client itself: no second push
+
+        # Removed over REST: the subscription ends.
+        new_cid = ea.welcome["connectionId"]
+        r = await rest(h, "DELETE", f"/api/v1/connections/{new_cid}/subscriptions/{CHANNEL}")
+        assert r.status_code == 200, r.text
+        await until(lambda: CHANNEL not in ea.subscriptions)
+        await ea.close()
+        await engine.close()
+        await h.wait_clean()
+
+
+def _channels_of(h: RunningHub, client: Client) -> set[str]:
+    conn = h.hub.connections.get(client.welcome.get("connectionId", ""))
+    return set(conn.subscriptions) if conn is not None else set()
+
+
+async def test_iterator_mode_and_a_gap_the_history_cannot_fill(tmp_path: Path) -> None:
+    async with running_hub(tmp_path) as h:
+        engine = await connect(h.url, h.token("engine", "eng", publish=["signals:*"]))
+        first = (await engine.publish(CHANNEL, signal(1))).offset
+        adopted: list[Subscription] = []
+        ea = await connect(h.url, ea_token(h), on_subscribed=lambda sub: adopted.append(sub))
+        cid = ea.welcome["connectionId"]
+        r = await rest(
+            h, "POST", f"/api/v1/connections/{cid}/subscriptions", {"channel": CHANNEL, "since": first + 5}
+        )
+        assert r.status_code == 200 and r.json()["result"]["reason"] == "offset_ahead", r.text
+        await until(lambda: len(adopted) == 1)
+        sub = adopted[0]
+        with pytest.raises(RecoveryFailed) as gap:
+            async with asyncio.timeout(TIMEOUT):
+                await sub.__anext__()
+        assert gap.value.reason == "offset_ahead"
+        live = (await engine.publish(CHANNEL, signal(2))).offset
+        async with asyncio.timeout(TIMEOUT):
+            message = await sub.__anext__()
+        assert (message.channel, message.offset) == (CHANNEL, live)
+        await sub.unsubscribe()
+        assert CHANNEL not in ea.subscriptions
+        await ea.close()
+        await engine.close()
+        await h.wait_clean()
+
+
+async def test_without_on_subscribed_messages_are_dropped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_hub(tmp_path) as h:
+        ea = await connect(h.url, ea_token(h))
+        cid = ea.welcome["connectionId"]
+        with caplog.at_level(logging.WARNING, logger="mtbridge.client"):
+            r = await rest(h, "POST", f"/api/v1/connections/{cid}/subscriptions", {"channel": CHANNEL})
+            assert r.status_code == 200, r.text
+            await until(lambda: any("without on_subscribed" in rec.getMessage() for rec in caplog.records))
+        assert ea.subscriptions == {}
+        await ea.close()
+        await h.wait_clean()
