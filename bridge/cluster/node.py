@@ -9,6 +9,8 @@ Both offer the same small surface to the REST API and to ``Services``:
 - ``led(name, factory)``, ``leads(name)``, ``health_task(sampler)``, ``health_history()``: work that
   exactly one node does;
 - ``admit(conn, claims)`` (the hub's admission hook): the per-subject cap across the cluster.
+- ``subscriptions``: a :class:`~bridge.cluster.subscriptions.SubscriptionRouter`, REST-managed
+  subscriptions of a connection on whichever node holds it (bus ops ``subscribe``, ``unsubscribe``).
 
 The cluster node rides on the hub's and ledger's existing extension points (connection callbacks,
 the revocation persister, the ledger's control log) and on three components: :class:`Presence`,
