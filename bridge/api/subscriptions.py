@@ -154,9 +154,9 @@ def get_router(request: Request, hub: HubDep) -> SubscriptionRouter:
 RouterDep = Annotated[SubscriptionRouter, Depends(get_router)]
 
 
-async def _of_subject(router: SubscriptionRouter, subject: str) -> list[tuple[str, str]]:
+async def _of_subject(subs: SubscriptionRouter, subject: str) -> list[tuple[str, str]]:
     try:
-        found = await router.of_subject(subject)
+        found = await subs.of_subject(subject)
     except HubError as exc:
         raise hub_error(exc) from exc
     if not found:
@@ -190,7 +190,7 @@ def _refusal(conn_id: str, exc: HubError) -> Refusal:
     responses=ERRORS,
 )
 async def subscribe_connection(
-    conn_id: ConnId, body: SubscribeRequest, hub: HubDep, router: RouterDep, claims: BearerClaims
+    conn_id: ConnId, body: SubscribeRequest, hub: HubDep, subs: RouterDep, claims: BearerClaims
 ) -> ConnectionSubscribed:
     """Subscribe one live connection, on whichever node holds it, to a channel, as if it had sent
     ``subscribe`` itself.
@@ -199,8 +199,8 @@ async def subscribe_connection(
     ``since``, the replayed history)."""
     _check_caller(hub, claims, body.channel)
     try:
-        where = await router.locate(conn_id)
-        result = await router.subscribe(conn_id, body.channel, body.since, body.epoch, where)
+        where = await subs.locate(conn_id)
+        result = await subs.subscribe(conn_id, body.channel, body.since, body.epoch, where)
     except HubError as exc:
         raise hub_error(exc, connectionId=conn_id) from exc
     _audit(claims, "subscribe", conn_id, where or "", body.channel)
@@ -215,14 +215,14 @@ async def subscribe_connection(
     responses=ERRORS,
 )
 async def unsubscribe_connection(
-    conn_id: ConnId, channel: ChannelPath, hub: HubDep, router: RouterDep, claims: BearerClaims
+    conn_id: ConnId, channel: ChannelPath, hub: HubDep, subs: RouterDep, claims: BearerClaims
 ) -> ConnectionUnsubscribed:
     """Remove one live connection's subscription, on whichever node holds it; the connection gets
     ``unsubscribed`` with reason ``rest``."""
     _check_caller(hub, claims, channel)
     try:
-        where = await router.locate(conn_id)
-        await router.unsubscribe(conn_id, channel, where)
+        where = await subs.locate(conn_id)
+        await subs.unsubscribe(conn_id, channel, where)
     except HubError as exc:
         raise hub_error(exc, connectionId=conn_id) from exc
     _audit(claims, "unsubscribe", conn_id, where or "", channel)
@@ -236,16 +236,16 @@ async def unsubscribe_connection(
     responses=ERRORS,
 )
 async def subscribe_subject(
-    subject: Subject, body: SubscribeRequest, hub: HubDep, router: RouterDep, claims: BearerClaims
+    subject: Subject, body: SubscribeRequest, hub: HubDep, subs: RouterDep, claims: BearerClaims
 ) -> SubjectSubscribed:
     """Subscribe every live connection of a subject, on every node. Each is decided on its own
     (tokens of one subject may differ): 200 when at least one was subscribed, with the others under
     ``refused``; when none was, the first refusal's status, with every refusal in
     ``detail.refused``. A connection that left meanwhile is skipped."""
     _check_caller(hub, claims, body.channel)
-    found = await _of_subject(router, subject)
+    found = await _of_subject(subs, subject)
     outcomes = await asyncio.gather(
-        *(router.subscribe(cid, body.channel, body.since, body.epoch, where) for cid, where in found),
+        *(subs.subscribe(cid, body.channel, body.since, body.epoch, where) for cid, where in found),
         return_exceptions=True,
     )
     subscribed: list[ConnectionSubscribed] = []
@@ -285,15 +285,15 @@ async def subscribe_subject(
     responses=ERRORS,
 )
 async def unsubscribe_subject(
-    subject: Subject, channel: ChannelPath, hub: HubDep, router: RouterDep, claims: BearerClaims
+    subject: Subject, channel: ChannelPath, hub: HubDep, subs: RouterDep, claims: BearerClaims
 ) -> SubjectUnsubscribed:
     """Remove the subscription from every live connection of a subject that holds it, on every node
     (404 when none does). A node that cannot be asked puts its connections under ``refused``
     (``unavailable``); when nothing was removed and some node could not be asked, 503."""
     _check_caller(hub, claims, channel)
-    found = await _of_subject(router, subject)
+    found = await _of_subject(subs, subject)
     outcomes = await asyncio.gather(
-        *(router.unsubscribe(cid, channel, where) for cid, where in found), return_exceptions=True
+        *(subs.unsubscribe(cid, channel, where) for cid, where in found), return_exceptions=True
     )
     done: list[str] = []
     missing: list[str] = []
