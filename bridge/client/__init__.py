@@ -20,6 +20,7 @@ receive them, else their messages are dropped (with a warning)::
 
 The subscription is then the client's own, like one it asked for: ``client.subscriptions`` lists it,
 ``sub.unsubscribe()`` ends it, and after a reconnect the client subscribes again with ``since``.
+``FakeHub.subscribe_for(connection_id, channel)`` does the same in memory, for tests.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The SDK receives subscriptions made for it over REST (``on_subscribed``), against a real hub:
 the ``subscribed`` push becomes a Subscription of the client's own, with the replay from ``since``,
-live messages once each, a reconnect that resubscribes it, and its removal over REST."""
+live messages once each, a reconnect that resubscribes it, and its removal over REST; and the
+FakeHub's ``subscribe_for``, the same offline."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.client import Client, Message, RecoveryFailed, Subscription, connect
+from bridge.client import Client, FakeHub, Message, RecoveryFailed, Subscription, connect
+from bridge.client._subscription import SubState
 from tests.support.hub import RunningHub, running_hub
 
-from .conftest import TIMEOUT, signal
+from .conftest import EA, ENGINE, TIMEOUT, ClientFactory, signal
 
 CHANNEL = "signals:alpha"
 
@@ -130,3 +132,30 @@ async def test_without_on_subscribed_messages_are_dropped_with_a_warning(
         assert ea.subscriptions == {}
         await ea.close()
         await h.wait_clean()
+
+
+async def test_fake_hub_subscribe_for_and_resubscribe_after_a_crash(
+    make_client: ClientFactory, hub: FakeHub
+) -> None:
+    """The SDK's in-memory FakeHub does what the REST call does, so applications can test their
+    ``on_subscribed`` offline; after a dropped link the client subscribes again from where it was."""
+    engine = await make_client(ENGINE)
+    first = (await engine.publish(CHANNEL, signal(1))).offset
+    second = (await engine.publish(CHANNEL, signal(2))).offset
+    got: list[int] = []
+    ea = await make_client(EA, on_subscribed=lambda sub: lambda m: got.append(m.offset))
+    pushed = await hub.subscribe_for(ea.welcome["connectionId"], CHANNEL, since=first)
+    assert (pushed["recovered"], pushed["replayed"]) == (True, 1)
+    await until(lambda: got == [second])
+    with pytest.raises(ValueError):
+        await hub.subscribe_for(ea.welcome["connectionId"], CHANNEL)
+    with pytest.raises(KeyError):
+        await hub.subscribe_for("c-nobody", CHANNEL)
+
+    connects = ea.stats.connects
+    hub.drop_all()
+    await until(lambda: ea.stats.connects > connects and ea.subscriptions[CHANNEL].state == SubState.ACTIVE)
+    resubscribes = [m for m in hub.received if m.get("type") == "subscribe" and m.get("channel") == CHANNEL]
+    assert resubscribes[-1]["payload"]["since"] == second
+    third = (await engine.publish(CHANNEL, signal(3))).offset
+    await until(lambda: got == [second, third])
