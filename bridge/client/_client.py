@@ -22,6 +22,7 @@ a client test's teardown, in ``close()``, with the event loop idle.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import logging
@@ -633,17 +634,30 @@ class Client:
             if sub.epoch is not None:
                 payload["epoch"] = sub.epoch
         try:
-            await self._request(
-                link,
-                "subscribe",
-                sub.channel,
-                payload or None,
-                self.request_timeout,
-                on_result=lambda m: sub.subscribed(m.payload or {}),
-            )
+            for attempt in (1, 2):
+                try:
+                    await self._request(
+                        link,
+                        "subscribe",
+                        sub.channel,
+                        payload or None,
+                        self.request_timeout,
+                        on_result=lambda m: sub.subscribed(m.payload or {}),
+                    )
+                    return
+                except RequestError as exc:
+                    if exc.code != "already_subscribed":
+                        raise
+                    if attempt == 2:
+                        logger.warning("< %s: the hub still holds it; left as it is", sub.channel)
+                        return
+                # The hub holds this channel for the connection already, unanswered here: made for it
+                # over REST (a `subscribed` push this client did not adopt, or one that raced this
+                # request) or left by a lost unsubscribe. Remove it and subscribe once more, so the
+                # stream starts where this subscription asked (`since`), with no gap.
+                with contextlib.suppress(RequestError):
+                    await self._request(link, "unsubscribe", sub.channel, None, self.request_timeout)
         except RequestError as exc:
-            if exc.code == "already_subscribed":
-                return
             self._subs.pop(sub.channel, None)
             sub.refused(exc)
         except (ConnectionClosed, RequestTimeout) as exc:

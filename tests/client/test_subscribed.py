@@ -159,3 +159,26 @@ async def test_fake_hub_subscribe_for_and_resubscribe_after_a_crash(
     assert resubscribes[-1]["payload"]["since"] == second
     third = (await engine.publish(CHANNEL, signal(3))).offset
     await until(lambda: got == [second, third])
+
+
+async def test_subscribing_a_channel_the_hub_already_holds_for_it(
+    make_client: ClientFactory, hub: FakeHub
+) -> None:
+    """Made over REST for a client without ``on_subscribed``, then subscribed by the application
+    itself with ``since``: the hub answers ``already_subscribed``, so the client removes the
+    subscription it never saw answered and subscribes again, and the stream starts at ``since``."""
+    engine = await make_client(ENGINE)
+    offsets = [(await engine.publish(CHANNEL, signal(n))).offset for n in range(3)]
+    ea = await make_client(EA)
+    await hub.subscribe_for(ea.welcome["connectionId"], CHANNEL)
+    sub = await ea.subscribe(CHANNEL, since=offsets[0])
+    async with asyncio.timeout(TIMEOUT):
+        assert [(await sub.__anext__()).offset for _ in range(2)] == offsets[1:]
+    live = (await engine.publish(CHANNEL, signal(9))).offset
+    async with asyncio.timeout(TIMEOUT):
+        assert (await sub.__anext__()).offset == live
+    assert [m["type"] for m in hub.received if m.get("channel") == CHANNEL and m["type"] != "publish"] == [
+        "subscribe",
+        "unsubscribe",
+        "subscribe",
+    ]
