@@ -4,8 +4,10 @@ connection of a subject, to a channel.
 Who may ask: an admin, or an engine for the ``signals:`` channels it may publish to (the strategies
 it owns). What may be done: only what the connection's own token could do with a ``subscribe`` of
 its own; the hub decides with the same code (:meth:`Hub.subscribe_on_behalf`), so the rule has one
-home. The connection learns of it by a ``subscribed`` (or ``unsubscribed``) push. See
-docs/protocol.md, "Subscriptions managed over REST".
+home. The connection learns of it by a ``subscribed`` (or ``unsubscribed``) push. In a cluster the
+call may reach any node: :class:`~bridge.cluster.subscriptions.SubscriptionRouter` carries it over
+the control bus to the node holding the connection. See docs/protocol.md, "Subscriptions managed
+over REST".
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ import asyncio
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, Field
 
 from bridge.api.deps import BearerClaims, HubDep, hub_error
 from bridge.auth.tokens import Claims
-from bridge.hub.connection import Connection
+from bridge.cluster import cluster_of
+from bridge.cluster.model import node_of
+from bridge.cluster.subscriptions import SubscriptionRouter
 from bridge.hub.hub import Hub, HubError
 from bridge.protocol.channels import Role, can_publish, namespace_of
-from bridge.store.exceptions import StoreError
 
 __all__ = ["router"]
 
@@ -86,6 +89,9 @@ class SubjectUnsubscribed(BaseModel):
     channel: str
     unsubscribed: list[str] = Field(description="connection ids whose subscription was removed")
     notSubscribed: list[str] = Field(description="connection ids that held no such subscription")
+    refused: list[Refusal] | None = Field(
+        None, description="connections whose node could not be asked (unavailable); absent when none"
+    )
 
 
 class ErrorBody(BaseModel):
@@ -136,40 +142,45 @@ def _check_caller(hub: Hub, claims: Claims, channel: str) -> None:
     )
 
 
-async def _subscribe(hub: Hub, conn: Connection, body: SubscribeRequest) -> dict[str, object]:
-    """The hub's answer; the store's trouble becomes ``unavailable`` (503, retry), as on WebSocket."""
+def get_router(request: Request, hub: HubDep) -> SubscriptionRouter:
+    """This node's router: through the cluster to the node holding a connection, or local only
+    (a hub started without services, or without Redis)."""
+    services = getattr(request.state, "services", None)
+    if services is None:
+        return SubscriptionRouter(hub)
+    return cluster_of(services).subscriptions
+
+
+RouterDep = Annotated[SubscriptionRouter, Depends(get_router)]
+
+
+async def _of_subject(subs: SubscriptionRouter, subject: str) -> list[tuple[str, str]]:
     try:
-        return await hub.subscribe_on_behalf(conn, body.channel, body.since, body.epoch)
-    except StoreError as exc:
-        if not exc.retryable:
-            raise
-        logger.warning("rest subscribe: store unavailable: %s", exc)
-        raise HubError("unavailable", "store unavailable; retry", retryAfterMs=500) from exc
-
-
-def _live(hub: Hub, conn_id: str) -> Connection:
-    conn = hub.connections.get(conn_id)
-    if conn is None or conn.closing or conn.claims is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, {"code": "not_found", "message": f"no live connection {conn_id}"}
-        )
-    return conn
-
-
-def _of_subject(hub: Hub, subject: str) -> list[Connection]:
-    conns = [c for c in hub.by_subject.get(subject, ()) if not c.closing]
-    if not conns:
+        found = await subs.of_subject(subject)
+    except HubError as exc:
+        raise hub_error(exc) from exc
+    if not found:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             {"code": "not_found", "message": f"no live connection of subject {subject}"},
         )
-    return sorted(conns, key=lambda c: c.id)
+    return found
 
 
-def _audit(claims: Claims, what: str, conn: Connection, channel: str) -> None:
-    target = conn.claims.sub if conn.claims is not None else "?"
-    logger.info("rest %s: %s (%s) for %s (%s) on %s", what, claims.sub, claims.role.value, conn.id,
-                target, channel)  # fmt: skip
+def _audit(claims: Claims, what: str, conn_id: str, where: str, channel: str) -> None:
+    node = node_of(where) if where else "here"
+    logger.info("rest %s: %s (%s) for %s (on %s) on %s", what, claims.sub, claims.role.value, conn_id,
+                node, channel)  # fmt: skip
+
+
+def _refusal(conn_id: str, exc: HubError) -> Refusal:
+    reason = exc.extra.get("reason")
+    return Refusal(
+        connectionId=conn_id,
+        code=exc.code,
+        message=exc.message,
+        reason=reason if isinstance(reason, str) else None,
+    )
 
 
 @router.post(
@@ -179,19 +190,20 @@ def _audit(claims: Claims, what: str, conn: Connection, channel: str) -> None:
     responses=ERRORS,
 )
 async def subscribe_connection(
-    conn_id: ConnId, body: SubscribeRequest, hub: HubDep, claims: BearerClaims
+    conn_id: ConnId, body: SubscribeRequest, hub: HubDep, subs: RouterDep, claims: BearerClaims
 ) -> ConnectionSubscribed:
-    """Subscribe one live connection to a channel, as if it had sent ``subscribe`` itself.
+    """Subscribe one live connection, on whichever node holds it, to a channel, as if it had sent
+    ``subscribe`` itself.
 
-    Answers after the hub has sent the connection its ``subscribed`` push (and, with ``since``, the
-    replayed history)."""
+    Answers after the holding hub has sent the connection its ``subscribed`` push (and, with
+    ``since``, the replayed history)."""
     _check_caller(hub, claims, body.channel)
-    conn = _live(hub, conn_id)
     try:
-        result = await _subscribe(hub, conn, body)
+        where = await subs.locate(conn_id)
+        result = await subs.subscribe(conn_id, body.channel, body.since, body.epoch, where)
     except HubError as exc:
         raise hub_error(exc, connectionId=conn_id) from exc
-    _audit(claims, "subscribe", conn, body.channel)
+    _audit(claims, "subscribe", conn_id, where or "", body.channel)
     return ConnectionSubscribed(
         connectionId=conn_id, channel=body.channel, result=SubscriptionResult.model_validate(result)
     )
@@ -203,16 +215,17 @@ async def subscribe_connection(
     responses=ERRORS,
 )
 async def unsubscribe_connection(
-    conn_id: ConnId, channel: ChannelPath, hub: HubDep, claims: BearerClaims
+    conn_id: ConnId, channel: ChannelPath, hub: HubDep, subs: RouterDep, claims: BearerClaims
 ) -> ConnectionUnsubscribed:
-    """Remove one live connection's subscription; it gets ``unsubscribed`` with reason ``rest``."""
+    """Remove one live connection's subscription, on whichever node holds it; the connection gets
+    ``unsubscribed`` with reason ``rest``."""
     _check_caller(hub, claims, channel)
-    conn = _live(hub, conn_id)
     try:
-        hub.unsubscribe_on_behalf(conn, channel)
+        where = await subs.locate(conn_id)
+        await subs.unsubscribe(conn_id, channel, where)
     except HubError as exc:
         raise hub_error(exc, connectionId=conn_id) from exc
-    _audit(claims, "unsubscribe", conn, channel)
+    _audit(claims, "unsubscribe", conn_id, where or "", channel)
     return ConnectionUnsubscribed(connectionId=conn_id, channel=channel)
 
 
@@ -223,72 +236,88 @@ async def unsubscribe_connection(
     responses=ERRORS,
 )
 async def subscribe_subject(
-    subject: Subject, body: SubscribeRequest, hub: HubDep, claims: BearerClaims
+    subject: Subject, body: SubscribeRequest, hub: HubDep, subs: RouterDep, claims: BearerClaims
 ) -> SubjectSubscribed:
-    """Subscribe every live connection of a subject. Each is decided on its own (tokens of one
-    subject may differ): 200 when at least one was subscribed, with the others under ``refused``;
-    when none was, the first refusal's status, with every refusal in ``detail.refused``."""
+    """Subscribe every live connection of a subject, on every node. Each is decided on its own
+    (tokens of one subject may differ): 200 when at least one was subscribed, with the others under
+    ``refused``; when none was, the first refusal's status, with every refusal in
+    ``detail.refused``. A connection that left meanwhile is skipped."""
     _check_caller(hub, claims, body.channel)
-    conns = _of_subject(hub, subject)
+    found = await _of_subject(subs, subject)
     outcomes = await asyncio.gather(
-        *(_subscribe(hub, c, body) for c in conns),
+        *(subs.subscribe(cid, body.channel, body.since, body.epoch, where) for cid, where in found),
         return_exceptions=True,
     )
     subscribed: list[ConnectionSubscribed] = []
     refused: list[Refusal] = []
     first: HubError | None = None
-    for conn, outcome in zip(conns, outcomes, strict=True):
+    for (conn_id, where), outcome in zip(found, outcomes, strict=True):
         if isinstance(outcome, HubError):
+            if outcome.code == "not_found":
+                continue  # it left between the listing and the call
             first = first or outcome
-            reason = outcome.extra.get("reason")
-            refused.append(
-                Refusal(
-                    connectionId=conn.id,
-                    code=outcome.code,
-                    message=outcome.message,
-                    reason=reason if isinstance(reason, str) else None,
-                )
-            )
+            refused.append(_refusal(conn_id, outcome))
         elif isinstance(outcome, BaseException):
             raise outcome
         else:
-            _audit(claims, "subscribe", conn, body.channel)
+            _audit(claims, "subscribe", conn_id, where, body.channel)
             subscribed.append(
                 ConnectionSubscribed(
-                    connectionId=conn.id,
+                    connectionId=conn_id,
                     channel=body.channel,
                     result=SubscriptionResult.model_validate(outcome),
                 )
             )
     if not subscribed and first is not None:
         raise hub_error(first, refused=[r.model_dump(exclude_none=True) for r in refused])
+    if not subscribed:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            {"code": "not_found", "message": f"no live connection of subject {subject}"},
+        )
     return SubjectSubscribed(subject=subject, channel=body.channel, subscribed=subscribed, refused=refused)
 
 
 @router.delete(
     "/subjects/{subject}/subscriptions/{channel}",
     response_model=SubjectUnsubscribed,
+    response_model_exclude_none=True,
     responses=ERRORS,
 )
 async def unsubscribe_subject(
-    subject: Subject, channel: ChannelPath, hub: HubDep, claims: BearerClaims
+    subject: Subject, channel: ChannelPath, hub: HubDep, subs: RouterDep, claims: BearerClaims
 ) -> SubjectUnsubscribed:
-    """Remove the subscription from every live connection of a subject that holds it (404 when none
-    does)."""
+    """Remove the subscription from every live connection of a subject that holds it, on every node
+    (404 when none does). A node that cannot be asked puts its connections under ``refused``
+    (``unavailable``); when nothing was removed and some node could not be asked, 503."""
     _check_caller(hub, claims, channel)
+    found = await _of_subject(subs, subject)
+    outcomes = await asyncio.gather(
+        *(subs.unsubscribe(cid, channel, where) for cid, where in found), return_exceptions=True
+    )
     done: list[str] = []
     missing: list[str] = []
-    for conn in _of_subject(hub, subject):
-        try:
-            hub.unsubscribe_on_behalf(conn, channel)
-        except HubError:
-            missing.append(conn.id)
-            continue
-        _audit(claims, "unsubscribe", conn, channel)
-        done.append(conn.id)
+    refused: list[Refusal] = []
+    first: HubError | None = None
+    for (conn_id, where), outcome in zip(found, outcomes, strict=True):
+        if isinstance(outcome, HubError):
+            if outcome.code == "not_subscribed":
+                missing.append(conn_id)
+            elif outcome.code != "not_found":  # not_found: it left meanwhile
+                first = first or outcome
+                refused.append(_refusal(conn_id, outcome))
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            _audit(claims, "unsubscribe", conn_id, where, channel)
+            done.append(conn_id)
+    if not done and first is not None:
+        raise hub_error(first, refused=[r.model_dump(exclude_none=True) for r in refused])
     if not done:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             {"code": "not_subscribed", "message": f"no connection of {subject} is subscribed to {channel}"},
         )
-    return SubjectUnsubscribed(subject=subject, channel=channel, unsubscribed=done, notSubscribed=missing)
+    return SubjectUnsubscribed(
+        subject=subject, channel=channel, unsubscribed=done, notSubscribed=missing, refused=refused or None
+    )

@@ -8,6 +8,19 @@ Example::
         result = await client.publish("signals:alpha", signal)
         async for message in await client.subscribe("signals:alpha", since=result.offset - 1):
             ...
+
+Subscriptions an operator or an engine makes for this connection over REST (docs/protocol.md,
+"Subscriptions managed over REST") arrive as a ``subscribed`` push; give ``on_subscribed`` to
+receive them, else their messages are dropped (with a warning)::
+
+    def attached(sub: Subscription) -> MessageHandler | None:
+        return handle_signal  # callback mode; or keep ``sub`` and iterate it, returning None
+
+    client = await connect(url, token, on_subscribed=attached)
+
+The subscription is then the client's own, like one it asked for: ``client.subscriptions`` lists it,
+``sub.unsubscribe()`` ends it, and after a reconnect the client subscribes again with ``since``.
+``FakeHub.subscribe_for(connection_id, channel)`` does the same in memory, for tests.
 """
 
 from __future__ import annotations
@@ -18,7 +31,15 @@ from bridge.client._backoff import (
     BACKOFF_MAX_DELAY,
     backoff_delay,
 )
-from bridge.client._client import Client, ClientStats, PublishResult, State, TokenProvider, connect
+from bridge.client._client import (
+    Client,
+    ClientStats,
+    PublishResult,
+    State,
+    SubscribedHandler,
+    TokenProvider,
+    connect,
+)
 from bridge.client._exceptions import (
     AuthenticationFailed,
     ClientClosed,
@@ -30,7 +51,7 @@ from bridge.client._exceptions import (
     RequestTimeout,
 )
 from bridge.client._mock import FakeHub, FakeToken, MockPeer, MockTransport
-from bridge.client._subscription import DEFAULT_MAX_QUEUE, Message, Subscription
+from bridge.client._subscription import DEFAULT_MAX_QUEUE, Message, MessageHandler, Subscription
 from bridge.client._transport import Link, Transport, TransportClosed, WebSocketTransport
 
 __all__ = [
@@ -49,6 +70,7 @@ __all__ = [
     "FakeToken",
     "Link",
     "Message",
+    "MessageHandler",
     "MockPeer",
     "MockTransport",
     "PublishResult",
@@ -56,6 +78,7 @@ __all__ = [
     "RequestError",
     "RequestTimeout",
     "State",
+    "SubscribedHandler",
     "Subscription",
     "TokenProvider",
     "Transport",

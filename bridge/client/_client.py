@@ -22,6 +22,7 @@ a client test's teardown, in ``close()``, with the event loop idle.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import logging
@@ -66,6 +67,7 @@ __all__ = [
     "ClientStats",
     "PublishResult",
     "State",
+    "SubscribedHandler",
     "TokenProvider",
     "connect",
 ]
@@ -85,6 +87,10 @@ MAX_RECONNECT_HINT = 60.0
 
 TokenProvider = Callable[[], "str | Awaitable[str]"]
 StatusHandler = Callable[[dict[str, Any]], "Awaitable[None] | None"]
+#: Called (synchronously, from the reader, before any of its messages) with a :class:`Subscription`
+#: the hub made for this connection over REST; return a message callback to consume it in callback
+#: mode, or None and iterate the subscription. docs/protocol.md, "Subscriptions managed over REST".
+SubscribedHandler = Callable[[Subscription], "MessageHandler | None"]
 
 
 class State(IntEnum):
@@ -147,6 +153,7 @@ class Client:
         on_gap: GapHandler | None = None,
         on_signal_status: StatusHandler | None = None,
         on_state: Callable[[State], None] | None = None,
+        on_subscribed: SubscribedHandler | None = None,
     ) -> None:
         if token is None and token_provider is None:
             raise ValueError("give a token or a token_provider")
@@ -168,6 +175,7 @@ class Client:
         self.on_gap = on_gap
         self.on_signal_status = on_signal_status
         self.on_state = on_state
+        self.on_subscribed = on_subscribed
         self.stats = ClientStats()
         #: ``result`` of the last ``auth`` (sub, role, expiresAt, connectionId).
         self.session: dict[str, Any] = {}
@@ -626,17 +634,30 @@ class Client:
             if sub.epoch is not None:
                 payload["epoch"] = sub.epoch
         try:
-            await self._request(
-                link,
-                "subscribe",
-                sub.channel,
-                payload or None,
-                self.request_timeout,
-                on_result=lambda m: sub.subscribed(m.payload or {}),
-            )
+            for attempt in (1, 2):
+                try:
+                    await self._request(
+                        link,
+                        "subscribe",
+                        sub.channel,
+                        payload or None,
+                        self.request_timeout,
+                        on_result=lambda m: sub.subscribed(m.payload or {}),
+                    )
+                    return
+                except RequestError as exc:
+                    if exc.code != "already_subscribed":
+                        raise
+                    if attempt == 2:
+                        logger.warning("< %s: the hub still holds it; left as it is", sub.channel)
+                        return
+                # The hub holds this channel for the connection already, unanswered here: made for it
+                # over REST (a `subscribed` push this client did not adopt, or one that raced this
+                # request) or left by a lost unsubscribe. Remove it and subscribe once more, so the
+                # stream starts where this subscription asked (`since`), with no gap.
+                with contextlib.suppress(RequestError):
+                    await self._request(link, "unsubscribe", sub.channel, None, self.request_timeout)
         except RequestError as exc:
-            if exc.code == "already_subscribed":
-                return
             self._subs.pop(sub.channel, None)
             sub.refused(exc)
         except (ConnectionClosed, RequestTimeout) as exc:
@@ -751,6 +772,8 @@ class Client:
         elif m.type == "signal.status":
             if self.on_signal_status is not None:
                 self._spawn(self._call(self.on_signal_status, m.payload or {}))
+        elif m.type == "subscribed":
+            self._adopt(m.channel or "", m.payload or {})
         elif m.type == "unsubscribed":
             sub = self._subs.pop(m.channel or "", None)
             if sub is not None:
@@ -758,6 +781,35 @@ class Client:
                 sub.end(RequestError(reason, f"the hub removed the subscription to {sub.channel}", False))
         else:
             logger.debug("< ignoring %s", m.type)
+
+    def _adopt(self, channel: str, result: dict[str, Any]) -> None:
+        """A subscription made for this connection over REST (a ``subscribed`` push): hand it to
+        ``on_subscribed`` as a :class:`Subscription` of this client's own, before any of its messages
+        (they follow the push on the same connection), so none is dropped."""
+        if not channel or channel in self._subs:
+            logger.debug("< subscribed to %s, which this client already holds", channel)
+            return
+        if self.on_subscribed is None:
+            logger.warning(
+                "< the hub subscribed this connection to %s (REST); without on_subscribed its "
+                "messages are dropped",
+                channel,
+            )
+            return
+        sub = Subscription(
+            self, channel, since=None, epoch=None, callback=None, on_gap=None, max_queue=DEFAULT_MAX_QUEUE
+        )
+        sub.generation = self._generation  # subscribed on this connection; resubscribed after a reconnect
+        sub.pushed(result)
+        self._subs[channel] = sub
+        try:
+            callback = self.on_subscribed(sub)
+        except Exception:
+            logger.exception("on_subscribed callback failed for %s", channel)
+            return
+        if callback is not None:
+            sub.callback = callback
+            sub.start_dispatcher()
 
     async def _refresh_token(self) -> None:
         if self._token_provider is None:

@@ -188,6 +188,7 @@ class _Log:
 @dataclass
 class _Session:
     peer: MockPeer
+    id: str = ""
     token: FakeToken | None = None
     subscriptions: set[str] = field(default_factory=set)
 
@@ -253,6 +254,27 @@ class FakeHub:
         log.entries = [e for e in log.entries if e[0] >= first_available]
         log.first_available = first_available
 
+    async def subscribe_for(
+        self, connection_id: str, channel: str, since: int | None = None, epoch: str | None = None
+    ) -> dict[str, Any]:
+        """What ``POST /api/v1/connections/{id}/subscriptions`` does: subscribe a live connection
+        without it asking; it gets a ``subscribed`` push, then the replay. Returns the push's payload;
+        raises KeyError for no such live connection, ValueError when already subscribed."""
+        session = next((x for x in self.sessions if x.id == connection_id and not x.peer.closed), None)
+        if session is None or session.token is None:
+            raise KeyError(connection_id)
+        if channel in session.subscriptions:
+            raise ValueError(f"already subscribed to {channel}")
+        pushed: dict[str, Any] = {}
+
+        async def push(result: dict[str, Any]) -> None:
+            pushed.update(result)
+            await session.peer.send({"type": "subscribed", "channel": channel, "payload": result})
+
+        body = {k: v for k, v in (("since", since), ("epoch", epoch)) if v is not None}
+        await self._subscribe(session, None, channel, body, push)
+        return pushed
+
     async def broadcast(self, message: dict[str, Any]) -> None:
         for s in self.sessions:
             if not s.peer.closed and s.token is not None:
@@ -262,13 +284,13 @@ class FakeHub:
 
     async def __call__(self, peer: MockPeer) -> None:
         self.connections += 1
-        session = _Session(peer)
+        session = _Session(peer, f"c-fake{self.connections}")
         self.sessions.append(session)
         await peer.send(
             {
                 "type": "welcome",
                 "payload": {
-                    "connectionId": f"c-fake{self.connections}",
+                    "connectionId": session.id,
                     "protocol": "mtbridge.v1",
                     "encoding": peer.encoding.value,
                     "authenticated": False,
@@ -365,8 +387,24 @@ class FakeHub:
         else:
             await self._error(s, rid, "unknown_type", f"unknown type {mtype!r}")
 
-    async def _subscribe(self, s: _Session, rid: Any, channel: str, payload: dict[str, Any]) -> None:
+    async def _subscribe(
+        self,
+        s: _Session,
+        rid: Any,
+        channel: str,
+        payload: dict[str, Any],
+        push: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
+        """A ``subscribe`` of the connection's own (answered with a ``result``), or one made for it
+        (``push``: answered with a ``subscribed`` push instead)."""
         since, epoch = payload.get("since"), payload.get("epoch")
+
+        async def answer(result: dict[str, Any]) -> None:
+            if push is not None:
+                await push(result)
+            else:
+                await self._reply(s, rid, result, channel)
+
         if channel in s.subscriptions:
             await self._error(s, rid, "already_subscribed", channel)
             return
@@ -381,7 +419,7 @@ class FakeHub:
                     recovered=False, reason="no_history", advice="ephemeral channel; live data only"
                 )
             s.subscriptions.add(channel)
-            await self._reply(s, rid, result, channel)
+            await answer(result)
             return
         log = self.log(channel)
         result = {"offset": log.last, "epoch": log.epoch, "durable": True}
@@ -406,7 +444,7 @@ class FakeHub:
             else:
                 result.update(recovered=False, reason=reason, advice="reload state over REST, then continue")
         s.subscriptions.add(channel)
-        await self._reply(s, rid, result, channel)
+        await answer(result)
         for offset, body in replay:
             await s.peer.send({"type": "message", "channel": channel, "offset": offset, "payload": body})
 

@@ -136,6 +136,28 @@ class Subscription:
         if not self._first.done():
             self._first.set_result(None)
 
+    def pushed(self, result: dict[str, Any]) -> None:
+        """Apply a ``subscribed`` push: a subscription the hub made for this connection (REST).
+
+        Its replay (with the REST call's ``since``) follows the push at offsets up to ``offset``, so
+        the first of them, not ``offset``, is where this subscription's stream starts; a gap the hub
+        could not fill is queued like one of a resubscribe (``since`` unknown here: None)."""
+        self.subscribed(result)
+        replayed = result.get("replayed")
+        if isinstance(replayed, int) and not isinstance(replayed, bool) and replayed > 0:
+            self.received = None
+        if result.get("recovered") is False:
+            gap = RecoveryFailed(
+                self.channel,
+                str(result.get("reason", "unknown")),
+                str(result.get("advice", "")),
+                None,
+                self.received or 0,
+                self.epoch,
+            )
+            self.gaps.append(gap)
+            self._put(gap)
+
     def refused(self, error: ClientError) -> None:
         """The hub refused the subscribe (e.g. ``forbidden``): end the subscription with that error."""
         if not self._first.done():

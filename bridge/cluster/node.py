@@ -9,6 +9,8 @@ Both offer the same small surface to the REST API and to ``Services``:
 - ``led(name, factory)``, ``leads(name)``, ``health_task(sampler)``, ``health_history()``: work that
   exactly one node does;
 - ``admit(conn, claims)`` (the hub's admission hook): the per-subject cap across the cluster.
+- ``subscriptions``: a :class:`~bridge.cluster.subscriptions.SubscriptionRouter`, REST-managed
+  subscriptions of a connection on whichever node holds it (bus ops ``subscribe``, ``unsubscribe``).
 
 The cluster node rides on the hub's and ledger's existing extension points (connection callbacks,
 the revocation persister, the ledger's control log) and on three components: :class:`Presence`,
@@ -38,6 +40,7 @@ from bridge.cluster.leader import Factory, LocalLeadership, PgLeadership, asyncp
 from bridge.cluster.metrics import ClusterCollector
 from bridge.cluster.model import BusMessage, Keys, new_instance, node_of, online_accounts
 from bridge.cluster.presence import HEARTBEAT_INTERVAL, Presence
+from bridge.cluster.subscriptions import SubscriptionRouter
 from bridge.hub.connection import Connection
 from bridge.hub.hub import Hub
 from bridge.protocol import codes
@@ -88,6 +91,7 @@ class LocalCluster:
         self.node_id: str = services.node_id
         self.leadership = LocalLeadership()
         self._connection_ops: dict[str, ConnectionCommand] = {"close": self._close}
+        self.subscriptions = SubscriptionRouter(self.hub)  # REST-managed, bridge/cluster/subscriptions.py
 
     async def start(self) -> None:
         return None
@@ -211,6 +215,8 @@ class RedisCluster(LocalCluster):
         self.bus.on("control", self._on_control)
         for op in self._connection_ops:  # registered before the bus existed
             self.bus.on(op, self._connection_command)
+        self.subscriptions = SubscriptionRouter(hub, self.presence, self.bus, self.instance)
+        self.subscriptions.install()  # ops "subscribe" and "unsubscribe"
         self.bus.on_reconnect.append(self._caught_up)
         await self.pg.start()
         self.pg.want(SWEEPS)

@@ -171,21 +171,26 @@ class Presence:
 
     async def entries(self) -> list[dict[str, Any]]:
         """Every live instance's presence entries (reaping dead instances on the way)."""
+        return [entry for entries in (await self.by_instance()).values() for entry in entries]
+
+    async def by_instance(self) -> dict[str, list[dict[str, Any]]]:
+        """Every live instance's presence entries, by instance (to route a command to each)."""
         alive = await self.live_instances()
         if not alive:
-            return []
+            return {}
         pipe = self.redis.pipeline(transaction=False)
         for inst in alive:
             pipe.hvals(self.keys.conns(inst))
-        out: list[dict[str, Any]] = []
-        for values in await pipe.execute():
+        out: dict[str, list[dict[str, Any]]] = {}
+        for inst, values in zip(alive, await pipe.execute(), strict=True):
+            entries = out[inst] = []
             for raw in values:
                 try:
                     entry = orjson.loads(raw)
                 except orjson.JSONDecodeError:
                     continue
                 if isinstance(entry, dict):
-                    out.append(entry)
+                    entries.append(entry)
         return out
 
     async def locate(self, conn_id: str) -> str | None:
