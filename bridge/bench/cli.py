@@ -33,8 +33,11 @@ __all__ = ["SCENARIOS", "add_arguments", "run"]
 
 SCENARIOS = ("fanout", "latency", "connections", "targeted", "signals", "ingest")
 #: Run only when named: ``cluster`` needs redis-server and PostgreSQL and starts three hubs;
-#: ``dashboard`` drives Chromium.
-SCENARIOS_BY_NAME = ("cluster", "dashboard")
+#: ``dashboard`` drives Chromium; ``store`` measures the store's writes in-process (no hub, no
+#: sockets; bridge/bench/store.py); ``marketdata`` replays a recorded exchange session through one
+#: adapter (bridge/bench/marketdata.py); ``parse`` times message validation (bridge/bench/parse.py).
+#: The last four need no load generator.
+SCENARIOS_BY_NAME = ("cluster", "dashboard", "store", "marketdata", "parse")
 #: File descriptors the harness asks for (the load generator raises its own limit too).
 WANTED_NOFILE = 65536
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -66,7 +69,9 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
         nargs="?",
         default="all",
         choices=(*SCENARIOS, *SCENARIOS_BY_NAME, "all"),
-        help="`cluster` and `dashboard` (the dashboard in Chromium under a signal flood) run only when named",
+        help="`cluster`, `dashboard` (the dashboard in Chromium under a signal flood), `store` (the "
+        "store's writes alone), `marketdata` (one exchange adapter) and `parse` (validation per call) "
+        "run only when named",
     )
     parser.add_argument(
         "--quick", action="store_true", help="small sizes and short windows (under 2 minutes)"
@@ -84,7 +89,9 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
         type=_positive(float),
         help="latency: messages per second; signals, ingest: signals or trade events offered per second",
     )
-    parser.add_argument("--subscribers", type=int, help="latency: subscriber count")
+    parser.add_argument(
+        "--subscribers", type=int, help="latency: subscriber count; marketdata --in-hub: subscribers (10)"
+    )
     parser.add_argument(
         "--eas",
         type=_positive(int),
@@ -111,9 +118,76 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="dashboard: the same flood with the page on its login form (what the host alone costs)",
     )
+    _add_store_arguments(parser)
+    _add_marketdata_arguments(parser)
+    _add_parse_arguments(parser)
     parser.set_defaults(func=run)
     assert isinstance(parser, argparse.ArgumentParser)
     return parser
+
+
+def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    from bridge.bench.store import DEFAULT_CONCURRENCY, DEFAULT_COUNT, DEFAULT_EVENT_BATCH, STORE_SCENARIOS
+
+    group = parser.add_argument_group("store")
+    group.add_argument(
+        "--url",
+        help="store: a fresh SQLite file or PostgreSQL database (default: a temporary SQLite file)",
+    )
+    group.add_argument("--schema", help="store: PostgreSQL schema to create and use")
+    group.add_argument(
+        "--sqlite-synchronous", default="FULL", choices=["NORMAL", "FULL"], help="store: SQLite"
+    )
+    group.add_argument("--count", type=_positive(int), help=f"store: calls per scenario ({DEFAULT_COUNT})")
+    group.add_argument(
+        "--concurrency", type=_positive(int), default=DEFAULT_CONCURRENCY, help="store: callers"
+    )
+    group.add_argument(
+        "--event-batch", type=_positive(int), default=DEFAULT_EVENT_BATCH, help="store: events-batch"
+    )
+    group.add_argument(
+        "--scenario",
+        dest="store_scenarios",
+        action="append",
+        choices=STORE_SCENARIOS,
+        help="store: repeat to choose several (default: all)",
+    )
+
+
+def _add_marketdata_arguments(parser: argparse.ArgumentParser) -> None:
+    from bridge.bench.marketdata import DEFAULT_FIXTURES, VENUES
+
+    group = parser.add_argument_group("marketdata")
+    group.add_argument(
+        "--venue", default="kraken", choices=VENUES, help="marketdata: recorded session to replay"
+    )
+    group.add_argument(
+        "--fixtures", type=Path, default=DEFAULT_FIXTURES, help="marketdata: recorded sessions"
+    )
+    group.add_argument("--hub", help="marketdata: publish into the running hub at this URL")
+    group.add_argument("--token", default="", help="marketdata: publisher token for --hub")
+    group.add_argument(
+        "--in-hub", action="store_true", help="marketdata: adapter inside an in-process hub, with subscribers"
+    )
+
+
+def _add_parse_arguments(parser: argparse.ArgumentParser) -> None:
+    from bridge.bench.parse import DEFAULT_MIN_SECONDS, DEFAULT_REPEAT
+
+    group = parser.add_argument_group("parse")
+    group.add_argument(
+        "--repeat",
+        type=_positive(int),
+        default=DEFAULT_REPEAT,
+        help="parse: timeit runs per case; the best is kept",
+    )
+    group.add_argument(
+        "--min-seconds",
+        type=_positive(float),
+        default=DEFAULT_MIN_SECONDS,
+        help="parse: shortest duration of one run",
+    )
+    group.add_argument("--only", help="parse: run only the cases whose name contains this text")
 
 
 def _plan(args: argparse.Namespace) -> Plan:
@@ -359,7 +433,92 @@ def run(args: argparse.Namespace) -> int:
     """Run `mtbridge bench` as parsed by add_arguments()."""
     if args.scenario == "dashboard":
         return _run_dashboard(args)
+    if args.scenario == "store":
+        return _run_store(args)
+    if args.scenario == "marketdata":
+        return _run_marketdata(args)
+    if args.scenario == "parse":
+        return _run_parse(args)
     return _Runner(args).run()
+
+
+def _write(args: argparse.Namespace, scenario: str, result: object) -> None:
+    """The JSON of a scenario run without the load generator (dashboard, store, marketdata)."""
+    if args.out:
+        command = "mtbridge bench " + " ".join(sys.argv[2:])
+        doc = {"format": 1, "command": command, "machine": machine_info(), "scenarios": {scenario: result}}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        print(f"wrote {args.out}")
+
+
+def _run_store(args: argparse.Namespace) -> int:
+    """The store benchmark: the store's writes in-process, no hub (bridge/bench/store.py)."""
+    import tempfile
+
+    from bridge.bench.store import DEFAULT_COUNT, STORE_SCENARIOS, format_line, run_store
+
+    count = args.count or (DEFAULT_COUNT // 10 if args.quick else DEFAULT_COUNT)
+    scenarios = args.store_scenarios or list(STORE_SCENARIOS)
+    with tempfile.TemporaryDirectory(prefix="mtbridge-bench-store-") as scratch:
+        url = args.url or f"sqlite:///{scratch}/store.db"
+        options: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            options["sqlite_synchronous"] = args.sqlite_synchronous
+        if args.schema:
+            options["schema"] = args.schema
+        print(f"== store == {urlsplit(url).scheme}; load average {os.getloadavg()[0]:.2f}", flush=True)
+        results = asyncio.run(
+            run_store(
+                url,
+                scenarios=scenarios,
+                count=count,
+                concurrency=args.concurrency,
+                event_batch=args.event_batch,
+                **options,
+            )
+        )
+    for name, (rate, cpu_us) in results.items():
+        print(format_line(name, rate, cpu_us, count, args.concurrency), flush=True)
+    rows = [
+        {"scenario": name, "rows_per_s": round(rate), "cpu_us_per_row": round(cpu_us, 1),
+         "count": count, "concurrency": args.concurrency}
+        for name, (rate, cpu_us) in results.items()
+    ]  # fmt: skip
+    _write(args, "store", {"database": urlsplit(url).scheme, "rows": rows})
+    return 0
+
+
+def _run_parse(args: argparse.Namespace) -> int:
+    """The validation microbenchmark: µs per call of decoding and parsing (bridge/bench/parse.py)."""
+    from bridge.bench.parse import CASES, run_parse
+
+    width = max(len(name) for name, _ in CASES)
+    rows = []
+    for name, us in run_parse(args.repeat, args.min_seconds, args.only):
+        print(f"{name:<{width}}  {us:8.3f} µs/call", flush=True)
+        rows.append({"case": name, "us_per_call": round(us, 3)})
+    _write(args, "parse", {"rows": rows})
+    return 0
+
+
+def _run_marketdata(args: argparse.Namespace) -> int:
+    """The market-data benchmark: one adapter replaying a recorded session (bridge/bench/marketdata.py)."""
+    from bridge.bench.marketdata import run_marketdata
+
+    result = asyncio.run(
+        run_marketdata(
+            args.venue,
+            fixtures=args.fixtures,
+            hub=args.hub,
+            token=args.token,
+            in_hub=args.in_hub,
+            subscribers=args.subscribers or 10,
+        )
+    )
+    print(json.dumps(result), flush=True)
+    _write(args, "marketdata", result)
+    return 0
 
 
 def _run_dashboard(args: argparse.Namespace) -> int:
@@ -383,12 +542,7 @@ def _run_dashboard(args: argparse.Namespace) -> int:
         print(f"  dashboard: FAILED: {exc}", file=sys.stderr)
         return 1
     print(format_table([row], DASHBOARD_COLUMNS), flush=True)
-    if args.out:
-        command = "mtbridge bench " + " ".join(sys.argv[2:])
-        doc = {"format": 1, "command": command, "scenarios": {"dashboard": row}}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-        print(f"wrote {args.out}")
+    _write(args, "dashboard", row)
     return 0
 
 

@@ -5,8 +5,8 @@ Both run the C load generator in its request mode: every request carries a reque
 the hub answers each one, so the load generator keeps a bounded window of unanswered
 requests per connection. Request rates stay under the hub's per-connection rate limit
 (`HubLimits.rate_per_second`, 2,000/s by default), so the limiter never decides a figure;
-the connection counts are chosen so that the offered load is above the targets (20,000
-events/s, 5,000 signals/s): a run that offers less than the target cannot show it is met.
+the connection counts are chosen so that the offered load is above the goals (20,000
+events/s, 5,000 signals/s): a run that offers less than the goal cannot show it is met.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ __all__ = ["SIGNAL_STRATEGY", "run_ingest", "run_signals"]
 SIGNAL_STRATEGY = "bench"
 #: Requests per second per connection: under the hub's default limit of 2,000/s.
 PER_CONNECTION_RATE = 1900.0
-#: The targets of the durable paths (issue 3), per second.
-INGEST_TARGET = 20_000
-SIGNAL_TARGET = 5_000
-#: Ingest offers this much above the target at least (more connections than the plan if needed).
+#: The goals of the durable paths (issue 3), per second.
+INGEST_GOAL = 20_000
+SIGNAL_GOAL = 5_000
+#: Ingest offers this much above the goal at least (more connections than the plan if needed).
 INGEST_HEADROOM = 1.4
-#: Signals offered per second by default (``--rate`` changes it): 10 % above the target; each engine
+#: Signals offered per second by default (``--rate`` changes it): 10 % above the goal; each engine
 #: connection also stops at ``Plan.request_window`` unanswered publishes (``--window``, default 64).
 SIGNAL_RATE = 5_500.0
 #: Engine connections, each with a subject of its own (status pushes go to every connection of the
@@ -108,7 +108,7 @@ def _check_errors(scenario: str, marks: Sequence[Mark], answered: int) -> int:
 
 def run_ingest(target: HubTarget, ctx: Context, *, database: str) -> Row:
     """EA-like connections send trade.event and wait for the committed result: events/s."""
-    offered = ctx.plan.ingest_rate or INGEST_TARGET * INGEST_HEADROOM
+    offered = ctx.plan.ingest_rate or INGEST_GOAL * INGEST_HEADROOM
     if ctx.plan.ingest_eas is None:
         conns = max(ctx.plan.ingest_connections, math.ceil(offered / PER_CONNECTION_RATE))
         per_connection = PER_CONNECTION_RATE
@@ -164,7 +164,7 @@ def run_signals(target: HubTarget, ctx: Context, *, database: str) -> Row:
     every signal it receives as the MQL5 EA does: ``signal.ack`` first, then the execution report (a
     ``trade.event`` deal carrying the signal's id, committed before the hub answers).
 
-    ``delivered`` counts the signals the EAs received (each targets one account, so it is also the
+    ``delivered`` counts the signals the EAs received (each is addressed to one account, so it is also the
     number published and fanned out); ``acked`` and ``executed`` count the hub's successful answers
     to the two requests. Engines publish open loop at ``rate`` but never with more than
     ``ctx.plan.request_window`` unanswered publishes per connection (only ``result``/``error`` frames

@@ -1,4 +1,4 @@
-"""Tables for the terminal, ratios between targets, and the machine description for the JSON."""
+"""Tables for the terminal, ratios between targets (servers under test), the machine description."""
 
 from __future__ import annotations
 

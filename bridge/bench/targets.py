@@ -1,6 +1,9 @@
 """Servers under test: the hub and the peer servers of ``bench/peers/``.
 
-A target knows how to start its server and which load generator arguments make a
+In bridge/bench "target" means only this: a server under test (the ``target`` column of
+every table names it). A throughput or latency objective is a *goal* (``INGEST_GOAL``,
+``FRAME_GOAL_MS``); the ``targeted`` scenario borrows the protocol's word for a signal addressed
+to named accounts. A target knows how to start its server and which load generator arguments make a
 subscriber or a publisher speak its protocol. Every peer does the same thing: one
 publisher connection, N subscriber connections, each published message delivered
 to every subscriber.

@@ -118,7 +118,7 @@ PG_ARRAY_CHUNK: Final = 10_000
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
 #: WAL pages after which a commit checkpoints (SQLite's default: 1000). Hot pages (index leaves, channel rows)
 #: are rewritten by many commits; checkpointing less often copies each of them once instead of many times,
-#: which cut the writer's CPU per signal chain by ~10 % in ``bridge.store.bench``. The WAL grows to about
+#: which cut the writer's CPU per signal chain by ~10 % in ``mtbridge bench store``. The WAL grows to about
 #: this many pages (40 MB at 4 KiB) between checkpoints; durability is unchanged (every COMMIT still fsyncs).
 SQLITE_WAL_AUTOCHECKPOINT: Final = 10_000
 DEFAULT_POOL_SIZE = 4

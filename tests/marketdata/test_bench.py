@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 
+from bridge.bench.marketdata import CountingSink, bench_adapter_throughput
 from bridge.marketdata import metrics
-from bridge.marketdata.bench import CountingSink, bench_adapter_throughput
 
 from .helpers import FIXTURES, require_fixtures
 

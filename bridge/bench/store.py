@@ -2,8 +2,9 @@
 
 Usage::
 
-    python -m bridge.store.bench --url sqlite:////tmp/bench.db   # four slashes: an absolute path
-    python -m bridge.store.bench --url postgresql+asyncpg://postgres@127.0.0.1:5432/test --schema bench
+    mtbridge bench store                                  # a fresh SQLite file in a temporary folder
+    mtbridge bench store --url sqlite:////tmp/bench.db   # four slashes: an absolute path
+    mtbridge bench store --url postgresql+asyncpg://postgres@127.0.0.1:5432/test --schema bench
 
 Each scenario runs ``--concurrency`` coroutines that await one call at a time, as hub connections do:
 
@@ -25,7 +26,6 @@ with everything else, so CPU per row is the figure to lower, not only rows per s
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 import uuid
@@ -36,9 +36,22 @@ from bridge.protocol.events import DeliveryStatus, TradeEvent, parse_event
 from bridge.protocol.signals import Signal, parse_signal
 from bridge.store import AppendRequest, EventWrite, StatusUpdate, Store, open_store
 
-__all__ = ["main", "run"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_COUNT",
+    "DEFAULT_EVENT_BATCH",
+    "STORE_SCENARIOS",
+    "format_line",
+    "run_store",
+]
 
+#: The scenarios in the order they run; ``--scenario`` (repeatable) picks some, all by default.
+STORE_SCENARIOS = ("append", "signals", "events", "events-batch", "record", "chain")
 DEFAULT_CONCURRENCY = 200
+#: Calls per scenario: 20,000 lasts a few seconds per scenario on SQLite, long enough to average the
+#: group commit's batches (``--quick`` uses a tenth).
+DEFAULT_COUNT = 20_000
+DEFAULT_EVENT_BATCH = 10
 
 
 def _signals(count: int, now: float, accounts: int = 3) -> list[Signal]:
@@ -122,7 +135,7 @@ async def _chain(store: Store, signal: Signal, write: EventWrite) -> None:
     await store.record_events([write])
 
 
-async def run(
+async def run_store(
     url: str,
     *,
     scenarios: list[str],
@@ -191,43 +204,9 @@ async def run(
     return results
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bridge.store.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--url", required=True, help="store URL (a fresh SQLite file or PostgreSQL database)")
-    parser.add_argument("--schema", help="PostgreSQL schema to create and use")
-    parser.add_argument("--sqlite-synchronous", default="FULL", choices=["NORMAL", "FULL"])
-    parser.add_argument("--count", type=int, default=20_000, help="calls per scenario")
-    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
-    parser.add_argument("--event-batch", type=int, default=10)
-    parser.add_argument(
-        "--scenario",
-        action="append",
-        choices=["append", "signals", "events", "events-batch", "record", "chain"],
-        help="repeat to choose several (default: all)",
+def format_line(name: str, rate: float, cpu_us: float, count: int, concurrency: int) -> str:
+    """One scenario's figures as the terminal shows them."""
+    return (
+        f"{name:>13}: {rate:>10,.0f} rows/s  {cpu_us:>7.1f} CPU-us/row  "
+        f"(count={count}, concurrency={concurrency})"
     )
-    args = parser.parse_args(argv)
-    options: dict[str, Any] = {}
-    if args.url.startswith("sqlite"):
-        options["sqlite_synchronous"] = args.sqlite_synchronous
-    if args.schema:
-        options["schema"] = args.schema
-    scenarios = args.scenario or ["append", "signals", "events", "events-batch", "record", "chain"]
-    results = asyncio.run(
-        run(
-            args.url,
-            scenarios=scenarios,
-            count=args.count,
-            concurrency=args.concurrency,
-            event_batch=args.event_batch,
-            **options,
-        )
-    )
-    for name, (rate, cpu_us) in results.items():
-        print(
-            f"{name:>13}: {rate:>10,.0f} rows/s  {cpu_us:>7.1f} CPU-us/row  "
-            f"(count={args.count}, concurrency={args.concurrency})"
-        )
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,6 @@
 """Throughput of one adapter: a recorded session replayed by a local fake as fast as possible.
 
-Run: ``.venv/bin/python -m bridge.marketdata.bench [--venue kraken|okx|binance]
-[--in-hub | --hub URL --token T]``.
+Run: ``mtbridge bench marketdata [--venue kraken|okx|binance] [--in-hub | --hub URL --token T]``.
 Without ``--hub`` the sink only counts (adapter cost alone); with it, publications go through
 :class:`HubSink` into a running hub; with ``--in-hub`` the adapter publishes into an in-process hub
 whose subscribers receive every publication (the hub's own market-data mode).
@@ -9,7 +8,6 @@ whose subscribers receive every publication (the hub's own market-data mode).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
@@ -20,11 +18,20 @@ from bridge.marketdata.connection import Adapter
 from bridge.marketdata.hubsink import HubSink
 from bridge.marketdata.mock import BinanceFake, FakeExchange, KrakenFake, OkxFake
 
-__all__ = ["DEFAULT_FIXTURES", "CountingSink", "InHubSink", "bench_adapter_throughput"]
+__all__ = [
+    "DEFAULT_FIXTURES",
+    "VENUES",
+    "CountingSink",
+    "InHubSink",
+    "bench_adapter_throughput",
+    "run_marketdata",
+]
 
 #: The recorded exchange sessions the repository keeps for its tests (tests/fixtures/exchanges);
 #: a benchmark run from a clone needs nothing beside it.
 DEFAULT_FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "exchanges"
+#: The venues with a recorded session in the fixtures.
+VENUES = ("kraken", "okx", "binance")
 _UNLIMITED = VenueLimits(symbols_per_connection=1000, messages_per_second=1e6, connect_interval=0.0)
 
 
@@ -137,7 +144,7 @@ async def bench_adapter_throughput(
     checks included); ``published_per_s`` counts channel publications handed to the sink.
     """
     fake, symbols, depth = _fake(venue, fixtures)
-    target: Sink = sink if sink is not None else CountingSink()
+    out: Sink = sink if sink is not None else CountingSink()
     async with fake:
         config = AdapterConfig(
             venue=venue,
@@ -147,7 +154,7 @@ async def bench_adapter_throughput(
             depth=depth,
             limits=_UNLIMITED,
         )
-        adapter = Adapter(config, target)
+        adapter = Adapter(config, out)
         stop = asyncio.Event()
         task = asyncio.create_task(adapter.run(stop))
         try:
@@ -169,8 +176,8 @@ async def bench_adapter_throughput(
             )
             start = time.perf_counter()
             await fake.play()
-            target_frames = fake.sent_frames
-            while conn.frames < target_frames:  # noqa: ASYNC110 (polls the adapter task's counter)
+            frames_sent = fake.sent_frames
+            while conn.frames < frames_sent:  # noqa: ASYNC110 (polls the adapter task's counter)
                 await asyncio.sleep(0.001)
             elapsed = time.perf_counter() - start
         finally:
@@ -190,34 +197,31 @@ async def bench_adapter_throughput(
     }
 
 
-async def _main(args: argparse.Namespace) -> None:
-    if args.in_hub:
-        sink = InHubSink(args.subscribers)
+async def run_marketdata(
+    venue: str,
+    *,
+    fixtures: Path = DEFAULT_FIXTURES,
+    hub: str | None = None,
+    token: str = "",
+    in_hub: bool = False,
+    subscribers: int = 10,
+) -> dict[str, object]:
+    """The ``mtbridge bench marketdata`` run: the adapter alone (counting sink), into a running hub
+    (``hub``), or inside an in-process hub with ``subscribers`` connections (``in_hub``)."""
+    if in_hub:
+        sink = InHubSink(subscribers)
         await sink.start()
         try:
-            result = await bench_adapter_throughput(args.venue, sink=sink, fixtures=args.fixtures)
+            result = await bench_adapter_throughput(venue, sink=sink, fixtures=fixtures)
             result["hub_publications"] = sink.local.published
-            result["subscribers"] = args.subscribers
+            result["subscribers"] = subscribers
             result["bytes_written_to_subscribers"] = sink.bytes_written
         finally:
             await sink.stop()
-    elif args.hub:
-        async with HubSink(args.hub, args.token) as hub:
-            result = await bench_adapter_throughput(args.venue, sink=hub, fixtures=args.fixtures)
-            await hub.drain()
+    elif hub:
+        async with HubSink(hub, token) as hub_sink:
+            result = await bench_adapter_throughput(venue, sink=hub_sink, fixtures=fixtures)
+            await hub_sink.drain()
     else:
-        result = await bench_adapter_throughput(args.venue, fixtures=args.fixtures)
-    print(json.dumps(result))
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--venue", default="kraken", choices=("kraken", "okx", "binance"))
-    parser.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES)
-    parser.add_argument("--hub", default=None)
-    parser.add_argument("--token", default="")
-    parser.add_argument(
-        "--in-hub", action="store_true", help="adapter inside an in-process hub, with subscribers"
-    )
-    parser.add_argument("--subscribers", type=int, default=10)
-    asyncio.run(_main(parser.parse_args()))
+        result = await bench_adapter_throughput(venue, fixtures=fixtures)
+    return result
