@@ -363,14 +363,38 @@ async def test_node_killed_mid_stream(services: ClusterServices) -> None:
             acked_by_victim.update(*(ea.confirmed_events for ea in eas))
             await asyncio.to_thread(cluster.kill_node, 2)
 
+        async def nudger() -> None:
+            """The soak's EA resends an event refused as retryable (store busy) only on its next
+            session; without the soak's random disconnects, end a session whose outbox has not moved
+            for 3 s. A missing signal is not nudged: it must come by itself."""
+            seen: dict[str, tuple[frozenset[str], int]] = {}
+            while not all(caught_up(ea) for ea in eas):
+                await asyncio.sleep(1.0)
+                for ea in eas:
+                    pending = frozenset(ea.outbox)
+                    before, rounds = seen.get(ea.account, (frozenset(), 0))
+                    rounds = rounds + 1 if pending and pending == before else 0
+                    seen[ea.account] = (pending, rounds)
+                    if rounds >= 3 and ea.peer is not None and ea.peer.alive:
+                        await ea.peer.abort()
+
         tasks = [asyncio.create_task(ea.run(lambda ea=ea: caught_up(ea))) for ea in eas]
+        tasks.append(asyncio.create_task(nudger()))
         kill_task = asyncio.create_task(killer())
         try:
             await asyncio.wait_for(engine.run(), WAIT * 24)
             await kill_task
             for ea in eas:
                 ea.stop = True
-            await asyncio.wait_for(asyncio.gather(*tasks), WAIT * 24)
+            try:
+                await asyncio.wait_for(asyncio.gather(*tasks), WAIT * 24)
+            except TimeoutError:
+                state = [
+                    (ea.account, len(ea.received), len(expected[ea.account]), len(ea.outbox), ea.sessions,
+                     ea.last_offset, ea.violations[:3])
+                    for ea in eas
+                ]  # fmt: skip
+                raise AssertionError(f"EAs did not catch up: {state}") from None
         finally:
             for task in (*tasks, kill_task):
                 task.cancel()
