@@ -345,13 +345,6 @@ class Ledger:
             if write.status is not None and record.status_moved:
                 self._push_status(write.status)
 
-    async def record_event(self, event: TradeEvent) -> dict[str, Any]:
-        """Record one event outside the WebSocket path (same store call, same fan-out)."""
-        write = self._event_write(event)
-        record = (await self.store.record_events([write]))[0]
-        self._recorded(write, record)
-        return {"id": event.id, "duplicate": not record.new}
-
     # -- status ---------------------------------------------------------------------------------
 
     def _queue_status(self, update: StatusUpdate) -> None:

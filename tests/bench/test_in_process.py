@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.bench.cli import SCENARIOS, SCENARIOS_BY_NAME
+from bridge.bench.runner import SCENARIOS, SCENARIOS_BY_NAME
 from bridge.bench.marketdata import DEFAULT_FIXTURES
 from bridge.bench.parse import CASES
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.bench.cli import SCENARIOS
 from bridge.bench.report import COLUMNS
+from bridge.bench.runner import SCENARIOS
 
 pytestmark = pytest.mark.skipif(
     shutil.which("gcc") is None or not sys.platform.startswith("linux"),
@@ -30,7 +30,7 @@ MAY_BE_UNAVAILABLE = {"signals", "ingest"}
 def test_bench_all_quick_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "bridge.bench.cli", "all", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "bridge.cli", "bench", "all", "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
@@ -69,7 +69,7 @@ def test_ingest_runs_with_the_given_eas_window_and_rate(tmp_path: Path) -> None:
     out = tmp_path / "ingest.json"
     options = ["--quick", "--eas", "6", "--window", "8", "--rate", "3000", "--out", str(out)]
     proc = subprocess.run(
-        [sys.executable, "-m", "bridge.bench.cli", "ingest", *options],
+        [sys.executable, "-m", "bridge.cli", "bench", "ingest", *options],
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
@@ -86,7 +86,7 @@ def test_a_rate_eas_or_window_of_zero_or_less_is_refused() -> None:
     refused = [("--rate", v) for v in ("0", "-5", "nan", "inf")] + [("--eas", "0"), ("--window", "-1")]
     for option, value in refused:
         proc = subprocess.run(
-            [sys.executable, "-m", "bridge.bench.cli", "ingest", option, value],
+            [sys.executable, "-m", "bridge.cli", "bench", "ingest", option, value],
             capture_output=True,
             text=True,
             timeout=TIMEOUT_S,

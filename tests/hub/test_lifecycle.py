@@ -19,7 +19,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from tests.hub.test_wire import signal as make_signal
-from tests.support.hub import ROOT, Client, HubProcess, running_hub
+from tests.support.hub import ROOT, WAIT, Client, HubProcess, RunningHub, running_hub
 
 
 class TestTokenExpiry:
@@ -35,10 +35,15 @@ class TestTokenExpiry:
         async with running_hub(tmp_path, token_warning=2.0, token_grace=0.5, jwt_leeway=0.0) as h:
             c = await h.connect(h.token("admin", "ops", ttl=2.5))
             assert (await c.request("subscribe", "instrument:X"))["type"] == "result"
-            await c.until(lambda m: m["type"] == "warning")
+            warning = await c.until(lambda m: m["type"] == "warning")
             res = await c.request("auth.refresh", payload={"token": h.token("admin", "ops", ttl=600)})
             assert res["type"] == "result" and res["payload"]["expiresAt"] > time.time() + 500
-            await asyncio.sleep(3.5)  # past the old token's expiry and grace
+            # Past the old token's expiry and grace (closeAt is whole seconds, hence + 1) by the hub's
+            # own clock, then one expiry check of the kind its housekeeping timer runs: it must spare
+            # the refreshed connection.
+            while h.hub.clock() < warning["payload"]["closeAt"] + 1:
+                await asyncio.sleep(0.05)
+            h.hub.housekeep(h.hub.clock())
             pub = await h.connect(h.token("admin", "pub"))
             await pub.request("publish", "instrument:X", {"p": 1})
             msg = await c.until(lambda m: m["type"] == "message")
@@ -146,6 +151,14 @@ def raw_subscriber(port: int, token: str, channel: str) -> socket.socket:
     return s
 
 
+async def subscribers(h: RunningHub, channel: str, count: int) -> None:
+    """Wait until ``channel`` has ``count`` subscribers (a raw subscriber's subscribe is not answered
+    to the test, so the hub's registry is the condition)."""
+    async with asyncio.timeout(WAIT):
+        while (ch := h.hub.channels.get(channel)) is None or len(ch) < count:
+            await asyncio.sleep(0.02)
+
+
 def read_close_code(s: socket.socket) -> int | None:
     s.settimeout(20)
     data = b""
@@ -176,7 +189,7 @@ class TestSlowConsumers:
             fast = await h.connect(h.token("dashboard", "fast", accounts=["*"]))
             await fast.request("subscribe", channel)
             pub = await h.connect(h.token("ea", "ea-7", accounts=["7"], publish=["account:7:*"]))
-            await asyncio.sleep(0.3)
+            await subscribers(h, channel, 2)  # fast and slow
             n = 600
             received: list[int] = []
 
@@ -214,7 +227,7 @@ class TestSlowConsumers:
             token = h.token("engine", "slow")
             slow = raw_subscriber(h.settings.port, token, "instrument:EURUSD")
             pub = await h.connect(h.token("engine", "pub", publish=["instrument:*"]))
-            await asyncio.sleep(0.3)
+            await subscribers(h, "instrument:EURUSD", 1)
             for i in range(3000):
                 await pub.send(
                     {

@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from bridge.marketdata import cli
+from bridge.cli import marketdata as cli
 from bridge.marketdata.base import AdapterConfig, VenueLimits
 from bridge.marketdata.hubsink import SUBPROTOCOL, HubSink
 from bridge.marketdata.mock import OkxFake

@@ -17,8 +17,8 @@ import pytest
 from client.conftest import TIMEOUT
 from client.hubproc import HubProcess
 
+from bridge.cli.client import load_payloads, register
 from bridge.client import connect
-from bridge.client.cli import load_payloads, register
 from bridge.simulator import SimulatedEA, load_state, state_path
 
 
@@ -115,7 +115,7 @@ async def test_ea_executes_each_signal_once_across_restarts(hub: HubProcess, tmp
 def run_cli(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     code = (
         "import argparse,sys\n"
-        "from bridge.client.cli import register\n"
+        "from bridge.cli.client import register\n"
         "p=argparse.ArgumentParser(prog='mtbridge');s=p.add_subparsers(dest='command',required=True);register(s)\n"
         "a=p.parse_args(sys.argv[1:]);raise SystemExit(a.func(a))\n"
     )

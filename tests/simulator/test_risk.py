@@ -273,7 +273,7 @@ def test_simulate_ea_takes_the_limits_as_options_and_refuses_bad_ones(
 ) -> None:
     import argparse
 
-    from bridge.client.cli import _guards, cmd_simulate_ea, register
+    from bridge.cli.client import _guards, cmd_simulate_ea, register
 
     parser = argparse.ArgumentParser(prog="mtbridge")
     register(parser.add_subparsers(dest="command"))

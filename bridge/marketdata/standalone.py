@@ -1,4 +1,6 @@
-"""``mtbridge marketdata``: run one venue adapter standalone and publish into a hub.
+"""Run one venue adapter standalone and publish into a hub: what ``mtbridge marketdata`` runs.
+
+The options are parsed in :mod:`bridge.cli.marketdata`.
 
 Example::
 
@@ -17,13 +19,12 @@ import logging
 import os
 import signal
 
-from bridge.marketdata.base import DEFAULT_DEPTH_LEVELS, AdapterConfig
-from bridge.marketdata.connection import VENUES
+from bridge.marketdata.base import AdapterConfig
 from bridge.marketdata.hubsink import HubSink
 from bridge.marketdata.runner import run_adapters
 from bridge.marketdata.symbols import SymbolError, to_venue
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["EXIT_AUTH", "EXIT_OK", "EXIT_USAGE", "TOKEN_ENV", "run"]
 
 logger = logging.getLogger("mtbridge.marketdata")
 
@@ -31,23 +32,6 @@ TOKEN_ENV = "MTBRIDGE_TOKEN"
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_AUTH = 3
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--exchange", required=True, choices=sorted(VENUES), help="venue to connect to")
-    parser.add_argument(
-        "--symbols", required=True, help="comma-separated symbols, venue (BTCUSDT) or canonical (BTC-USDT)"
-    )
-    parser.add_argument("--hub", required=True, help="hub WebSocket URL, e.g. ws://127.0.0.1:8765/ws")
-    parser.add_argument(
-        "--token", default=None, help=f"JWT allowed to publish instrument:* (or ${TOKEN_ENV})"
-    )
-    parser.add_argument("--endpoint", default=None, help="override the venue WebSocket URL (testnet, fake)")
-    parser.add_argument("--rest-endpoint", default=None, help="override the venue REST base URL (Binance)")
-    parser.add_argument("--depth", type=int, default=None, help="venue book depth to subscribe/fetch")
-    parser.add_argument(
-        "--depth-levels", type=int, default=DEFAULT_DEPTH_LEVELS, help="levels per side on :depth channels"
-    )
 
 
 def _config(args: argparse.Namespace) -> AdapterConfig:

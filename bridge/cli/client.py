@@ -1,6 +1,7 @@
 """``mtbridge publish``, ``tail``, ``simulate-ea`` and ``demo``: command-line tools on the SDK.
 
-``register(subparsers)`` adds them to the ``mtbridge`` parser. Tokens come from ``--token`` or, so
+``register(subparsers)`` adds them to the ``mtbridge`` parser (:mod:`bridge.cli`); the EA and the demo
+themselves live in :mod:`bridge.simulator`. Tokens come from ``--token`` or, so
 that they stay out of process listings and shell history, from ``MTBRIDGE_TOKEN``.
 """
 
@@ -15,8 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bridge.client._client import connect
-from bridge.client._exceptions import ClientError, RecoveryFailed, RequestError
+from bridge.client import ClientError, RecoveryFailed, RequestError, connect
 
 __all__ = ["DEFAULT_HUB", "load_payloads", "register"]
 

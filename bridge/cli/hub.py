@@ -1,4 +1,7 @@
-"""The ``mtbridge`` command line."""
+"""``mtbridge serve``, ``token`` and ``revoke``: run the hub and manage its credentials.
+
+``register(subparsers)`` adds them to the ``mtbridge`` parser (:mod:`bridge.cli`).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,12 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from bridge.config import Settings, load_settings
 
-__all__ = ["main"]
+__all__ = ["register"]
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -108,11 +110,9 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     return run_async(go())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mtbridge", description="MetaTrader bridge and signal relay")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="run the hub (embedded defaults: SQLite, in-process broker)")
+def register(subparsers: Any) -> None:
+    """Add ``serve``, ``token`` and ``revoke`` to the ``mtbridge`` subparsers."""
+    serve = subparsers.add_parser("serve", help="run the hub (embedded defaults: SQLite, in-process broker)")
     _common(serve)
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port for HTTP and /ws (default 8765)")
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve)
 
-    token = sub.add_parser("token", help="print a JWT signed with the hub's secret")
+    token = subparsers.add_parser("token", help="print a JWT signed with the hub's secret")
     _common(token)
     token.add_argument("--role", required=True, choices=["engine", "ea", "dashboard", "admin"])
     token.add_argument("--sub", required=True, help="subject: who the token is for")
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.set_defaults(func=cmd_token)
 
-    revoke = sub.add_parser("revoke", help="revoke a token id or a whole subject (persisted)")
+    revoke = subparsers.add_parser("revoke", help="revoke a token id or a whole subject (persisted)")
     _common(revoke)
     who = revoke.add_mutually_exclusive_group(required=True)
     who.add_argument("--jti", help="the token id to revoke")
@@ -156,31 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--reason", help="why, for the audit trail")
     revoke.set_defaults(func=cmd_revoke)
 
-    for register in _plugins():
-        register(sub)
-    return parser
-
-
-def _plugins() -> list[Callable[[Any], None]]:
-    """Subcommands owned by other packages (each adds its own parser)."""
-    from bridge.cli_extra import REGISTRARS
-
-    return list(REGISTRARS)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except KeyboardInterrupt:
-        return 130
-
 
 def run_async(coro: Any) -> int:
+    """Run a command's coroutine to its exit status."""
     result: int = asyncio.run(coro)
     return result
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
