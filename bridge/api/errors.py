@@ -33,6 +33,10 @@ class ErrorDetail(BaseModel):
     message: str
     field: str | None = None
     details: list[dict[str, Any]] | None = None
+    #: Why a subscription managed over REST was refused (``foreign_account``, ...).
+    reason: str | None = None
+    #: The connections of a subject that refused, or whose node could not be asked.
+    refused: list[dict[str, Any]] | None = None
 
 
 class ErrorBody(BaseModel):

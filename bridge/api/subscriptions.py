@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, Field
 
 from bridge.api.deps import BearerClaims, HubDep, hub_error
+from bridge.api.errors import ErrorBody
 from bridge.auth.tokens import Claims
 from bridge.cluster import cluster_of
 from bridge.cluster.model import node_of
@@ -94,23 +95,13 @@ class SubjectUnsubscribed(BaseModel):
     )
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    reason: str | None = None
-    refused: list[Refusal] | None = None
-
-
-class ErrorResponse(BaseModel):
-    detail: ErrorBody
-
-
+#: The error bodies are the API's one shape (bridge/api/errors.py); ``reason`` and ``refused`` say why.
 ERRORS: dict[int | str, dict[str, object]] = {
-    400: {"model": ErrorResponse, "description": "bad channel or offset (invalid_channel, bad_offset, ...)"},
-    403: {"model": ErrorResponse, "description": "the caller, or the connection's own token, may not"},
-    404: {"model": ErrorResponse, "description": "no such live connection or subscription"},
-    409: {"model": ErrorResponse, "description": "already subscribed, or the subscription limit"},
-    503: {"model": ErrorResponse, "description": "the store is unavailable; retry"},
+    400: {"model": ErrorBody, "description": "bad channel or offset (invalid_channel, bad_offset, ...)"},
+    403: {"model": ErrorBody, "description": "the caller, or the connection's own token, may not"},
+    404: {"model": ErrorBody, "description": "no such live connection or subscription"},
+    409: {"model": ErrorBody, "description": "already subscribed, or the subscription limit"},
+    503: {"model": ErrorBody, "description": "the store is unavailable; retry"},
 }
 
 
