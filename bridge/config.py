@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     token_warning: float = L.DEFAULT_TOKEN_WARNING
     token_grace: float = L.DEFAULT_TOKEN_GRACE
     close_timeout: float = L.DEFAULT_CLOSE_TIMEOUT
+    drain_window: float = Field(L.DEFAULT_DRAIN_WINDOW, ge=0, le=600)
     max_connections_per_ip: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_IP
     max_connections_per_subject: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_SUBJECT
 
@@ -118,6 +119,7 @@ class Settings(BaseSettings):
             token_warning=self.token_warning,
             token_grace=self.token_grace,
             close_timeout=self.close_timeout,
+            drain_window=self.drain_window,
             max_connections_per_ip=self.max_connections_per_ip,
             max_connections_per_subject=self.max_connections_per_subject,
         )

@@ -164,9 +164,10 @@ class HubWebSocketProtocol(asyncio.Protocol):
     # -- uvicorn's shutdown hook ------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """uvicorn calls this on SIGTERM: the hub's own stop() sends 1001 with a reconnect hint."""
+        """uvicorn calls this on SIGTERM, for every connection, right after closing the listening
+        sockets: the hub drains (answers in-flight durable requests, then a reconnect hint and 1001)."""
         if self.conn is not None and self.hub is not None and not self.echo:
-            self.hub.going_away(self.conn)
+            self.hub.begin_drain()
         elif self.conn is not None:
             self.conn.close(codes.GOING_AWAY)
         elif self.transport is not None:
