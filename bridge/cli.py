@@ -35,6 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         test_mode=True if args.test_mode else None,
         log_level=args.log_level,
         allowed_origins=args.allowed_origin or None,
+        trusted_proxies=args.trusted_proxy or None,
     )
     install_log_redaction()
     print(
@@ -113,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url", help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db")
     serve.add_argument(
         "--allowed-origin", action="append", default=[], help="browser Origin allowed (repeat)"
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="reverse proxy whose X-Forwarded-For the per-IP limits believe (repeat)",
     )
     serve.add_argument("--log-level", help="debug, info, warning, error")
     serve.add_argument(

@@ -6,6 +6,7 @@ listed in docs/configuration.md.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -40,6 +41,7 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = "mtbridge"
     jwt_leeway: float = 5.0
     allowed_origins: Annotated[list[str], NoDecode] = []
+    trusted_proxies: Annotated[list[str], NoDecode] = []
     test_mode: bool = False
     log_level: str = "info"
     retention_days: float = 30.0
@@ -63,11 +65,18 @@ class Settings(BaseSettings):
     max_connections_per_ip: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_IP
     max_connections_per_subject: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_SUBJECT
 
-    @field_validator("jwt_algorithms", "allowed_origins", mode="before")
+    @field_validator("jwt_algorithms", "allowed_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError: reported as a settings error
         return value
 
     @classmethod
