@@ -840,6 +840,7 @@ class Hub:
                           p.prepared.signal)
             for p in batch
         ]  # fmt: skip
+        started = time.perf_counter()
         try:
             results = await self.log.append_many(requests)
         except Exception as error:
@@ -852,6 +853,7 @@ class Hub:
                 self.fail(p.conn, p.request_id, error, "publish")
             return
         now = time.perf_counter()
+        self.metrics.commit_latency.labels("publish").observe(now - started)
         for p, appended in zip(batch, results, strict=True):
             self._published(p.channel, appended, p.prepared, now - p.started)
             self.settle(p.conn)
