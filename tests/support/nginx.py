@@ -34,7 +34,7 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
         check=True,
         capture_output=True,
         timeout=WAIT * 3,
-    )
+    )  # fmt: skip
     return cert, key
 
 
