@@ -36,7 +36,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         allowed_origins=args.allowed_origin or None,
         trusted_proxies=args.trusted_proxy or None,
+        redis_url=args.redis_url,
+        node_id=args.node_id,
     )
+    problem = settings.cluster_problem()
+    if problem is not None:
+        print(f"mtbridge: {problem}", file=sys.stderr)
+        return 2
     install_log_redaction()
     print(
         f"mtbridge hub on http://{settings.host}:{settings.port}/ (WebSocket /ws), "
@@ -112,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port for HTTP and /ws (default 8765)")
     serve.add_argument("--database-url", help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db")
+    serve.add_argument(
+        "--redis-url", help="redis://host:port/db: run as one node of a cluster (needs PostgreSQL)"
+    )
+    serve.add_argument("--node-id", help="this node's name in a cluster (default <hostname>-<pid>)")
     serve.add_argument(
         "--allowed-origin", action="append", default=[], help="browser Origin allowed (repeat)"
     )

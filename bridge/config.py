@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -48,6 +49,14 @@ class Settings(BaseSettings):
     shutdown_timeout: float = 10.0
     gc_young_threshold: int = Field(20_000, ge=0)
     marketdata: list[dict[str, Any]] = []
+    #: Scale-out (docs/scaling.md): several hubs share PostgreSQL (offsets, history) and Redis
+    #: (the fan-out between nodes). None keeps the in-process broker of a single hub.
+    redis_url: str | None = None
+    #: This hub's name in a cluster (metrics label, presence, logs); default ``<hostname>-<pid>``.
+    node_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    #: Seconds between the batched check of every served durable channel's top offset against the
+    #: store (the repair of a lost last publication); see docs/configuration.md.
+    gap_check_interval: float = Field(2.0, gt=0, le=60)
 
     max_message_bytes: int = L.DEFAULT_MAX_MESSAGE_BYTES
     max_queue_bytes: int = L.DEFAULT_MAX_QUEUE_BYTES
@@ -64,6 +73,9 @@ class Settings(BaseSettings):
     drain_window: float = Field(L.DEFAULT_DRAIN_WINDOW, ge=0, le=600)
     max_connections_per_ip: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_IP
     max_connections_per_subject: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_SUBJECT
+    http_header_timeout: float = Field(L.DEFAULT_HANDSHAKE_TIMEOUT, gt=0)
+    http_body_timeout: float = Field(L.DEFAULT_BODY_TIMEOUT, gt=0)
+    max_request_bytes: int = Field(L.DEFAULT_MAX_REQUEST_BYTES, ge=1024)
 
     @field_validator("jwt_algorithms", "allowed_origins", "trusted_proxies", mode="before")
     @classmethod
@@ -104,6 +116,23 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'mtbridge.db').resolve()}"
+
+    @property
+    def node(self) -> str:
+        """This process's node id: the configured one, or ``<hostname>-<pid>`` (unique per process)."""
+        return self.node_id or f"{socket.gethostname()}-{os.getpid()}"
+
+    def cluster_problem(self) -> str | None:
+        """Why this configuration cannot start as a cluster node, or None.
+
+        Offsets and history must be shared by every node, which SQLite (one file, one process)
+        cannot do: a Redis URL with SQLite is refused rather than silently diverging."""
+        if self.redis_url and self.db_url.startswith("sqlite"):
+            return (
+                "a Redis URL requires PostgreSQL: several hubs cannot share one SQLite file; "
+                "set --database-url postgresql+asyncpg://... or drop --redis-url"
+            )
+        return None
 
     @property
     def origins(self) -> list[str]:

@@ -63,7 +63,11 @@ def uvicorn_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
         "host": settings.host,
         "port": settings.port,
         "ws": HubWebSocketProtocol,
-        "http": HubHttpProtocol,
+        "http": HubHttpProtocol.configured(
+            header_timeout=settings.http_header_timeout,
+            body_timeout=settings.http_body_timeout,
+            max_request_bytes=settings.max_request_bytes,
+        ),
         "lifespan": "on",
         "log_config": log_config(settings.log_level),
         "timeout_graceful_shutdown": settings.shutdown_timeout,

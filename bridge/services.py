@@ -6,11 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from bridge.api.app import build_verifier
+from bridge.broker.base import Broker
+from bridge.broker.redis import RedisBroker
+from bridge.cluster import SWEEPS, start_cluster
 from bridge.config import Settings
 from bridge.hub.hub import Hub
 from bridge.ledger.service import Ledger
@@ -23,6 +29,12 @@ logger = logging.getLogger("mtbridge")
 HEALTH_INTERVAL = 1.0
 HEALTH_HISTORY = 300
 RETENTION_INTERVAL = 3600.0
+#: The shared Redis client's socket timeouts (seconds): connecting, and one command's round trip.
+#: Short, so that a dead Redis is noticed within seconds and the node reports itself degraded.
+REDIS_CONNECT_TIMEOUT = 2.0
+REDIS_COMMAND_TIMEOUT = 5.0
+#: How long a starting node waits for its Redis subscriber connection before it starts degraded.
+REDIS_START_WAIT = 5.0
 
 
 class HealthSampler:
@@ -94,26 +106,62 @@ class Services:
     health: HealthSampler
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     marketdata_sink: Any = None
+    #: This process's node id (``--node-id``, default ``<hostname>-<pid>``).
+    node_id: str = ""
+    #: The node's shared Redis client (a connection pool) when ``--redis-url`` is set, else None.
+    #: The broker takes its own pub/sub connection from it; the cluster control plane uses it too.
+    redis: aioredis.Redis | None = None
+    #: The cluster control plane (bridge/cluster): presence, control bus, leadership.
+    cluster: Any = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
+        problem = settings.cluster_problem()
+        if problem is not None:
+            raise RuntimeError(problem)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        node_id = settings.node
+        redis = None
+        if settings.redis_url:
+            redis = aioredis.Redis.from_url(
+                settings.redis_url,
+                socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+                socket_timeout=REDIS_COMMAND_TIMEOUT,
+                health_check_interval=10,
+            )
         verifier, secret = build_verifier(settings)
         store = SQLStore(settings.db_url)
         await store.start()
         await store.migrate()
-        hub = Hub(verifier, limits=settings.hub_limits(), log=store)
+        origin = f"{node_id}/{secrets.token_hex(4)}"  # unique even if two nodes share an id
+        broker: Broker | None = None
+        if settings.redis_url:
+            broker = RedisBroker.from_url(settings.redis_url, origin)
+        hub = Hub(
+            verifier, limits=settings.hub_limits(), log=store, broker=broker, node_id=node_id, origin=origin
+        )
+        if isinstance(broker, RedisBroker):
+            broker.metrics = hub.metrics.cluster
         ledger = Ledger(hub, store)
         hub.persist_revocation = ledger.persist_revocation
         await ledger.start()
         await hub.start()
+        if isinstance(broker, RedisBroker):
+            if not await broker.wait_ready(REDIS_START_WAIT):
+                logger.warning("Redis not reachable at start: serving degraded until it is")
+            hub.repair.start_checks(settings.gap_check_interval)
         health = HealthSampler(hub)
-        services = cls(settings, hub, secret, store, ledger, health)
-        services.tasks.append(asyncio.create_task(health.run(), name="mtbridge-health"))
-        services.tasks.append(asyncio.create_task(services._retention(), name="mtbridge-retention"))
+        services = cls(settings, hub, secret, store, ledger, health, node_id=node_id, redis=redis)
+        services.cluster = cluster = await start_cluster(services)
+        ledger.leads = lambda: cluster.leads(SWEEPS)
+        services.tasks.append(cluster.health_task(health))
+        services.tasks.append(cluster.led("retention", services._retention))
         if settings.marketdata:
-            services.tasks.append(asyncio.create_task(services._marketdata(), name="mtbridge-marketdata"))
-        logger.info("hub ready: store %s, epoch %s", store.dialect, hub.epoch)
+            services.tasks.append(cluster.led("marketdata", services._marketdata))
+        logger.info(
+            "hub ready: node %s, store %s, broker %s, epoch %s",
+            node_id, store.dialect, "redis" if broker else "in-process", hub.epoch,
+        )  # fmt: skip
         return services
 
     async def ready_check(self) -> None:
@@ -153,5 +201,9 @@ class Services:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.ledger.stop()
         await self.store.close()
+        if self.redis is not None:
+            await self.redis.aclose()

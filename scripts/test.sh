@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs (system packages, the virtualenv, the Node test
-# dependencies), then runs ruff, mypy and pytest. Extra arguments go to pytest.
+# dependencies, clients/js's), then runs ruff, mypy and pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +32,14 @@ fi
 .venv/bin/python -m pip install -q -e '.[dev]'
 if [ -f tests/js/package-lock.json ]; then
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The npm package @mtbridge/client: its codec, ws, esbuild (the browser copy) and TypeScript (the
+# type check), pinned by its lock file; tests/jsclient uses them.
+(cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
+# The React example (tests/examples): React and Vite from the npm registry, and the client package
+# from clients/js, installed as a packed copy (examples/react-dashboard/.npmrc).
+if [ -f examples/react-dashboard/package-lock.json ]; then
+  (cd examples/react-dashboard && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 .venv/bin/ruff check .

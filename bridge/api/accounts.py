@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
 
 from bridge.api.deps import AdminClaims, BearerClaims, ServicesDep
+from bridge.cluster import cluster_of
 from bridge.protocol.channels import Role, holds_account
 
 __all__ = ["router"]
@@ -17,8 +18,9 @@ router = APIRouter(prefix="/api/v1", tags=["accounts and control"])
 
 @router.get("/accounts")
 async def list_accounts(services: ServicesDep, claims: BearerClaims) -> dict[str, Any]:
-    """Every known account with connection state and its last snapshot."""
+    """Every known account with connection state (an EA online on any node) and its last snapshot."""
     ledger = services.ledger
+    online = await cluster_of(services).online_accounts()
     items = []
     for acc in await services.store.list_accounts():
         if claims.role is not Role.ADMIN and not holds_account(claims.accounts, acc.login):
@@ -27,7 +29,7 @@ async def list_accounts(services: ServicesDep, claims: BearerClaims) -> dict[str
         items.append(
             {
                 "account": acc.login,
-                "connected": acc.login in ledger.online,
+                "connected": acc.login in online,
                 "lastSeen": acc.last_seen_ms,
                 "balance": snap.get("balance"),
                 "equity": snap.get("equity"),
@@ -60,7 +62,9 @@ async def control(body: ControlRequest, services: ServicesDep, claims: AdminClai
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             {"code": "validation_failed", "message": f"{body.scope} is required for scope {body.scope}"},
         )
-    return await services.ledger.control(body.scope, body.command, key, claims.sub)  # type: ignore[no-any-return]
+    state: dict[str, Any] = await services.ledger.control(body.scope, body.command, key, claims.sub)
+    await cluster_of(services).control_changed()  # every node reads the control log now
+    return state
 
 
 @router.get("/control")
@@ -71,12 +75,11 @@ async def control_state(services: ServicesDep, _: BearerClaims) -> dict[str, Any
 
 @router.get("/health")
 async def health(services: ServicesDep, _: BearerClaims) -> dict[str, Any]:
-    """The latest hub health sample (also pushed every second on ``system:health``)."""
-    history = services.health.history
-    return dict(history[-1]) if history else services.health.sample()  # type: ignore[no-any-return]
+    """The latest health sample, of the whole cluster (also pushed every second on ``system:health``)."""
+    return cluster_of(services).health_latest()
 
 
 @router.get("/health/history")
 async def health_history(services: ServicesDep, _: BearerClaims) -> dict[str, Any]:
     """Up to five minutes of one-second health samples, oldest first."""
-    return {"items": list(services.health.history)}
+    return {"items": cluster_of(services).health_history()}

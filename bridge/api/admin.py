@@ -6,10 +6,11 @@ from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
-from bridge.api.deps import AdminClaims, BearerClaims, HubDep
+from bridge.api.deps import AdminClaims, BearerClaims, HubDep, ServicesDep
 from bridge.auth.tokens import issue
-from bridge.protocol import codes
+from bridge.cluster import LocalCluster, cluster_of
 from bridge.protocol.channels import Role
 
 __all__ = ["router"]
@@ -83,18 +84,46 @@ async def me(claims: BearerClaims) -> dict[str, object]:
 
 
 @router.get("/connections")
-async def list_connections(hub: HubDep, claims: BearerClaims) -> dict[str, object]:
-    """Live connections of this hub (dashboards and admins)."""
+async def list_connections(services: ServicesDep, claims: BearerClaims) -> dict[str, object]:
+    """Live connections of every node of the cluster, each with its ``node`` (dashboards and admins).
+
+    This node's own entries are live; another node's counters (messages, queue, subscriptions) are
+    at most ``PRESENCE_REFRESH`` (5 s) old, and a dead node's entries vanish within 5 s. While Redis
+    is unreachable the list holds this node's connections only and ``complete`` is false."""
     if claims.role not in (Role.ADMIN, Role.DASHBOARD):
         raise HTTPException(status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": "role not allowed"})
-    return {"items": hub.describe()}
+    cluster = cluster_of(services)
+    try:
+        return {"items": await cluster.connections(), "complete": True}
+    except (RedisError, OSError):
+        # Redis unreachable: this node's own connections, said to be only part of the list.
+        return {"items": await LocalCluster.connections(cluster), "complete": False}
 
 
 @router.delete("/connections/{conn_id}")
-async def close_connection(conn_id: str, hub: HubDep, _: AdminClaims) -> dict[str, object]:
-    """Close one connection with 4006 (the client reconnects)."""
-    conn = hub.connections.get(conn_id)
-    if conn is None:
+async def close_connection(conn_id: str, services: ServicesDep, _: AdminClaims) -> dict[str, object]:
+    """Close one connection, on whichever node holds it, with 4006 (the client reconnects)."""
+    if not 0 < len(conn_id) <= 64:
         raise HTTPException(status.HTTP_404_NOT_FOUND, {"code": "not_found", "message": "no such connection"})
-    hub.close(conn, codes.OPERATOR_CLOSED)
-    return {"closed": conn_id}
+    try:
+        closed = await cluster_of(services).close_connection(conn_id)
+    except TimeoutError as exc:
+        raise HTTPException(
+            status.HTTP_504_GATEWAY_TIMEOUT,
+            {"code": "unavailable", "message": "the node holding this connection did not answer; retry"},
+        ) from exc
+    except (RedisError, OSError) as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            {"code": "unavailable", "message": "cluster presence unreachable; retry"},
+        ) from exc
+    if closed is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, {"code": "not_found", "message": "no such connection"})
+    return closed
+
+
+@router.get("/cluster")
+async def cluster_status(services: ServicesDep, _: AdminClaims) -> dict[str, object]:
+    """This node's view of the cluster: its node id, the live nodes, Redis and bus state, and what
+    it leads (``sweeps``: retention, signal expiry, the health sample; ``marketdata``: the adapters)."""
+    return cluster_of(services).status()

@@ -13,10 +13,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from bridge.api import accounts, admin, events, ops, signals
+from bridge.api import accounts, admin, errors, events, ops, signals, subscriptions
+from bridge.api.params import strict_query
 from bridge.auth.tokens import Verifier, load_or_create_secret
 from bridge.config import Settings
 from bridge.hub.websocket import WebSocketOptions
@@ -75,12 +76,16 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         summary="MetaTrader bridge and signal relay",
         lifespan=lifespan,
+        responses=errors.ERROR_RESPONSES,
+        dependencies=[Depends(strict_query)],
     )
+    errors.install(app)
     app.include_router(ops.router)
     app.include_router(admin.router)
     app.include_router(signals.router)
     app.include_router(events.router)
     app.include_router(accounts.router)
+    app.include_router(subscriptions.router)
     if STATIC_DIR.is_dir():
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")
     return app

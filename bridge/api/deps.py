@@ -9,10 +9,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from bridge.auth.exceptions import AuthError
 from bridge.auth.tokens import Claims
-from bridge.hub.hub import Hub
+from bridge.hub.hub import Hub, HubError
 from bridge.protocol.channels import Role
 
-__all__ = ["AdminClaims", "BearerClaims", "HubDep", "ServicesDep", "get_hub", "require_roles"]
+__all__ = ["AdminClaims", "BearerClaims", "HubDep", "ServicesDep", "get_hub", "hub_error", "require_roles"]
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -74,3 +74,24 @@ def require_roles(*roles: Role) -> Any:
 
 
 AdminClaims = Annotated[Claims, require_roles(Role.ADMIN)]
+
+
+#: HTTP status of each reply error code a REST handler can meet; any other is a 400 (bad input).
+HUB_ERROR_STATUS = {
+    "validation_failed": status.HTTP_422_UNPROCESSABLE_CONTENT,
+    "forbidden": status.HTTP_403_FORBIDDEN,
+    "paused": status.HTTP_409_CONFLICT,
+    "unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+    "not_found": status.HTTP_404_NOT_FOUND,
+    "not_subscribed": status.HTTP_404_NOT_FOUND,
+    "already_subscribed": status.HTTP_409_CONFLICT,
+    "too_many_subscriptions": status.HTTP_409_CONFLICT,
+}
+
+
+def hub_error(exc: HubError, **extra: object) -> HTTPException:
+    """The REST answer to a refused hub request: ``{"detail": {code, message, ...}}``."""
+    return HTTPException(
+        HUB_ERROR_STATUS.get(exc.code, status.HTTP_400_BAD_REQUEST),
+        {"code": exc.code, "message": exc.message, **exc.extra, **extra},
+    )

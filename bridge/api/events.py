@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
 
 from bridge.api.deps import BearerClaims, ServicesDep
+from bridge.api.params import Account, Cursor, SignalId, Since, Until
 from bridge.protocol.channels import Role, holds_account
 from bridge.protocol.events import EVENT_CSV_COLUMNS, EventKind, event_csv_row
 from bridge.store.base import MAX_PAGE_SIZE, EventFilter, StoredEvent
@@ -56,12 +57,12 @@ def _filters(
 async def list_events(
     services: ServicesDep,
     claims: BearerClaims,
-    account: str | None = None,
+    account: Account = None,
     kind: EventKind | None = None,
-    signalId: str | None = None,
-    since: Annotated[int | None, Query(description="ts >= since (unix ms)")] = None,
-    until: Annotated[int | None, Query(description="ts < until (unix ms)")] = None,
-    cursor: str | None = None,
+    signalId: SignalId = None,
+    since: Since = None,
+    until: Until = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
     """Trade events, newest first, cursor-paginated."""
@@ -70,29 +71,40 @@ async def list_events(
     return {"items": [event_json(e) for e in page.items], "nextCursor": page.next_cursor}
 
 
-@router.get("/events.csv")
+@router.get(
+    "/events.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV"}},
+)
 async def export_events(
     services: ServicesDep,
     claims: BearerClaims,
-    account: str | None = None,
+    account: Account = None,
     kind: EventKind | None = None,
-    signalId: str | None = None,
-    since: int | None = None,
-    until: int | None = None,
+    signalId: SignalId = None,
+    since: Since = None,
+    until: Until = None,
 ) -> StreamingResponse:
-    """Every matching event, oldest first, as CSV (streamed)."""
+    """Every matching event, oldest first, as CSV (streamed). Text cells that a spreadsheet would
+    run as a formula are prefixed with ``'`` (see docs/configuration.md, "REST API")."""
     filters = _filters(claims, account, kind, signalId, since, until)
+    events = aiter(services.store.iter_events(filters))
+    # The first read happens before the 200 is sent: a bad filter or an unavailable database is
+    # answered with its status (400, 503), not with a 200 whose body breaks off.
+    first = await anext(events, None)
 
     async def rows() -> AsyncIterator[str]:
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(EVENT_CSV_COLUMNS)
-        async for event in services.store.iter_events(filters):
-            writer.writerow(event_csv_row(event.payload))
-            if buf.tell() > 64 * 1024:
-                yield buf.getvalue()
-                buf.seek(0)
-                buf.truncate()
+        if first is not None:
+            writer.writerow(event_csv_row(first.payload))
+            async for event in events:
+                writer.writerow(event_csv_row(event.payload))
+                if buf.tell() > 64 * 1024:
+                    yield buf.getvalue()
+                    buf.seek(0)
+                    buf.truncate()
         yield buf.getvalue()
 
     return StreamingResponse(

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, status
 
-from bridge.api.deps import BearerClaims, ServicesDep
+from bridge.api.deps import BearerClaims, ServicesDep, hub_error
+from bridge.api.params import Account, Cursor, SignalIdPath, Since, Strategy, Until
 from bridge.hub.hub import HubError
 from bridge.protocol.channels import Role, can_publish, holds_account
 from bridge.protocol.events import DeliveryStatus
@@ -42,16 +43,6 @@ def signal_json(view: SignalView) -> dict[str, Any]:
     }
 
 
-def hub_error(exc: HubError) -> HTTPException:
-    code = {
-        "validation_failed": status.HTTP_422_UNPROCESSABLE_CONTENT,
-        "forbidden": status.HTTP_403_FORBIDDEN,
-        "paused": status.HTTP_409_CONFLICT,
-        "unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
-    }.get(exc.code, status.HTTP_400_BAD_REQUEST)
-    return HTTPException(code, {"code": exc.code, "message": exc.message, **exc.extra})
-
-
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def publish_signal(
     services: ServicesDep, claims: BearerClaims, signal: Annotated[dict[str, Any], Body()]
@@ -84,12 +75,12 @@ async def publish_signal(
 async def list_signals(
     services: ServicesDep,
     claims: BearerClaims,
-    strategy: str | None = None,
-    account: str | None = None,
+    strategy: Strategy = None,
+    account: Account = None,
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
-    since: Annotated[int | None, Query(description="createdAt >= since (unix ms)")] = None,
-    until: Annotated[int | None, Query(description="createdAt < until (unix ms)")] = None,
-    cursor: str | None = None,
+    since: Since = None,
+    until: Until = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
     """Signals, newest first; pass ``nextCursor`` back as ``cursor`` for the next page."""
@@ -106,7 +97,7 @@ async def list_signals(
 
 
 @router.get("/{signal_id}")
-async def get_signal(signal_id: str, services: ServicesDep, claims: BearerClaims) -> dict[str, Any]:
+async def get_signal(signal_id: SignalIdPath, services: ServicesDep, claims: BearerClaims) -> dict[str, Any]:
     """One signal with its per-account delivery status."""
     view = await services.store.get_signal(signal_id)
     if view is None:

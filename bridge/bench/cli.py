@@ -32,6 +32,9 @@ from bridge.bench.targets import PEER_NAMES, HubTarget, Target, peer_targets
 __all__ = ["SCENARIOS", "add_arguments", "run"]
 
 SCENARIOS = ("fanout", "latency", "connections", "targeted", "signals", "ingest")
+#: Run only when named: ``cluster`` needs redis-server and PostgreSQL and starts three hubs;
+#: ``dashboard`` drives Chromium.
+SCENARIOS_BY_NAME = ("cluster", "dashboard")
 #: File descriptors the harness asks for (the load generator raises its own limit too).
 WANTED_NOFILE = 65536
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -58,7 +61,13 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
             help="benchmark the hub (and, with --peers, the servers users would pick instead)",
             description=__doc__,
         )
-    parser.add_argument("scenario", nargs="?", default="all", choices=(*SCENARIOS, "all"))
+    parser.add_argument(
+        "scenario",
+        nargs="?",
+        default="all",
+        choices=(*SCENARIOS, *SCENARIOS_BY_NAME, "all"),
+        help="`cluster` and `dashboard` (the dashboard in Chromium under a signal flood) run only when named",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="small sizes and short windows (under 2 minutes)"
     )
@@ -97,6 +106,11 @@ def add_arguments(parser: Any) -> argparse.ArgumentParser:
         "--profile", type=Path, help="fan-out, signals, ingest: py-spy profiles of the hub into this folder"
     )
     parser.add_argument("--hub-command", help="command that runs mtbridge (default: the installed script)")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="dashboard: the same flood with the page on its login form (what the host alone costs)",
+    )
     parser.set_defaults(func=run)
     assert isinstance(parser, argparse.ArgumentParser)
     return parser
@@ -236,6 +250,30 @@ class _Runner:
                     with suppress(Exception):
                         asyncio.run(_drop_database(admin_url, url))
 
+    def run_cluster(self, ctx: Context) -> None:
+        """Two nodes on a scratch PostgreSQL database and a Redis of the bench's own."""
+        from dataclasses import replace
+
+        from bridge.bench.cluster import ClusterPlan, run_cluster
+
+        plan = ClusterPlan.quick_plan() if self.args.quick else ClusterPlan()
+        if self.args.rate:
+            plan = replace(plan, relay_rate=self.args.rate, durable_rate=self.args.rate)
+        if self.args.measure:
+            plan = replace(plan, measure_s=self.args.measure)
+        try:
+            url = asyncio.run(_create_database(self.args.postgres_url))
+        except Exception as exc:
+            reason = f"PostgreSQL unusable: {type(exc).__name__}: {exc}"
+            self.log(f"  cluster: not available: {reason}")
+            self._record("cluster", [], "not available", reason)
+            return
+        try:
+            self._guard("cluster", "mtbridge", lambda: run_cluster(ctx, self.hub_command, url, plan))
+        finally:
+            with suppress(Exception):
+                asyncio.run(_drop_database(self.args.postgres_url, url))
+
     def run(self) -> int:
         started = time.monotonic()
         nofile = raise_nofile(WANTED_NOFILE)
@@ -258,6 +296,9 @@ class _Runner:
                 self.log(f"\n== {scenario} ==")
                 if scenario in ("signals", "ingest"):
                     self.run_durable(scenario, ctx)
+                elif scenario == "cluster":
+                    if not self.args.no_hub:
+                        self.run_cluster(ctx)
                 elif scenario == "targeted":
                     if not self.args.no_hub:
                         self._guard(scenario, "mtbridge", lambda: run_targeted(ctx))
@@ -316,7 +357,39 @@ class _Runner:
 
 def run(args: argparse.Namespace) -> int:
     """Run `mtbridge bench` as parsed by add_arguments()."""
+    if args.scenario == "dashboard":
+        return _run_dashboard(args)
     return _Runner(args).run()
+
+
+def _run_dashboard(args: argparse.Namespace) -> int:
+    """The dashboard benchmark: no load generator, a browser instead (bridge/bench/dashboard.py)."""
+    from bridge.bench.dashboard import COLUMNS as DASHBOARD_COLUMNS
+    from bridge.bench.dashboard import DashboardPlan, run_dashboard
+
+    plan = DashboardPlan(
+        rate=args.rate or 1000.0,
+        seconds=args.measure or (5.0 if args.quick else 30.0),
+        eas=args.eas or 1,
+        control=args.control,
+    )
+    print(f"== dashboard == load average {os.getloadavg()[0]:.2f}", flush=True)
+    try:
+        row = run_dashboard(plan)
+    except NotAvailable as exc:
+        print(f"  dashboard: not available: {exc.reason}", file=sys.stderr)
+        return 2
+    except BenchError as exc:
+        print(f"  dashboard: FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(format_table([row], DASHBOARD_COLUMNS), flush=True)
+    if args.out:
+        command = "mtbridge bench " + " ".join(sys.argv[2:])
+        doc = {"format": 1, "command": command, "scenarios": {"dashboard": row}}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        print(f"wrote {args.out}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

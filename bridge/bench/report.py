@@ -34,6 +34,10 @@ COLUMNS: Mapping[str, Sequence[str]] = {
         "database", "connections", "events_per_s", "offered_per_s", "server_cpu", "server_core_steal",
         "cpu_probe_ms", "errors",
     ),
+    "cluster": (
+        "measure", "where", "rate", "subscribers", "eas", "received", "committed", "complete",
+        "signals_per_s", "p50_ms", "p99_ms", "catch_up_s", "gap_fills", "gap_filled",
+    ),
 }  # fmt: skip
 
 

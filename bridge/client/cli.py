@@ -37,6 +37,40 @@ def _token(args: argparse.Namespace) -> str:
     return str(token)
 
 
+def _at_least_zero(text: str) -> float:
+    """A finite number >= 0 (argparse type: a bad value is a usage error, exit status 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number >= 0")
+    return value
+
+
+def _above_zero(text: str) -> float:
+    value = _at_least_zero(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0")
+    return value
+
+
+def _count(text: str) -> int:
+    """An integer >= 0."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
+    return int(text)
+
+
+def _trading_hours(text: str) -> Any:
+    from bridge.simulator.risk import parse_trading_hours
+
+    try:
+        return parse_trading_hours(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _err(obj: dict[str, Any]) -> None:
     print(json.dumps(obj), file=sys.stderr, flush=True)
 
@@ -184,18 +218,35 @@ async def _tail(args: argparse.Namespace, token: str) -> int:
 # -- simulate-ea -----------------------------------------------------------------------------------
 
 
-def cmd_simulate_ea(args: argparse.Namespace) -> int:
+def _guards(args: argparse.Namespace) -> Any:
     from bridge.simulator.account import RiskGuards
-    from bridge.simulator.demo import format_line
-    from bridge.simulator.ea import SimulatedEA
 
-    strategies = [s for item in args.strategy for s in item.split(",") if s]
-    guards = RiskGuards(
+    return RiskGuards(
         max_lot=args.max_lot,
         allowed_symbols=frozenset(s for item in args.allowed_symbol for s in item.split(",") if s),
         max_signal_age_s=args.max_signal_age,
         trading_enabled=not args.trading_disabled,
+        lot_mode=args.lot_mode,
+        lot_multiplier=args.lot_multiplier,
+        fixed_lot=args.fixed_lot,
+        risk_percent=args.risk_percent,
+        max_open_positions=args.max_open_positions,
+        max_daily_loss_pct=args.max_daily_loss_pct,
+        trading_hours=args.trading_hours,
+        server_utc_offset_s=args.server_utc_offset,
     )
+
+
+def cmd_simulate_ea(args: argparse.Namespace) -> int:
+    from bridge.simulator.demo import format_line
+    from bridge.simulator.ea import SimulatedEA
+
+    strategies = [s for item in args.strategy for s in item.split(",") if s]
+    try:
+        guards = _guards(args)
+    except ValueError as exc:  # the combinations the EA's OnInit refuses too
+        print(f"mtbridge simulate-ea: error: {exc}", file=sys.stderr)
+        return 2
 
     def sink(kind: str, data: dict[str, Any]) -> None:
         if args.json:
@@ -230,7 +281,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bridge.simulator.demo import DemoOptions, run_demo
 
     return run_demo(
-        DemoOptions(data_dir=args.data_dir, port=args.port, duration=args.duration, interval=args.interval)
+        DemoOptions(
+            data_dir=args.data_dir,
+            port=args.port,
+            duration=args.duration,
+            interval=args.interval,
+            open_browser=args.open,
+        )
     )
 
 
@@ -261,7 +318,16 @@ def register(subparsers: Any) -> None:
         "--strategy", action="append", default=[], help="strategy to follow (repeat or comma list)"
     )
     s.add_argument("--state-dir", required=True, help="where the EA keeps its state file")
-    s.add_argument("--max-lot", type=float, default=1.0)
+    s.add_argument("--max-lot", type=_above_zero, default=1.0, help="every open is clamped to this (lots)")
+    # position sizing and account limits: the EA's inputs of the same names (docs/simulator.md)
+    s.add_argument("--lot-mode", choices=("multiplier", "fixed", "risk"), default="multiplier")
+    s.add_argument("--lot-multiplier", type=_above_zero, default=1.0, help="signal volume x this")
+    s.add_argument("--fixed-lot", type=_above_zero, default=0.01, help="lots per open (--lot-mode fixed)")
+    s.add_argument("--risk-percent", type=_above_zero, default=1.0, help="%% of equity lost at the SL")
+    s.add_argument("--max-open-positions", type=_count, default=0, help="0: no limit")
+    s.add_argument("--max-daily-loss-pct", type=_at_least_zero, default=0.0, help="0: off")
+    s.add_argument("--trading-hours", type=_trading_hours, default=(), help="e.g. 08:00-12:00,13:30-17:00")
+    s.add_argument("--server-utc-offset", type=int, default=0, help="broker server time minus UTC, seconds")
     s.add_argument("--allowed-symbol", action="append", default=[], help="allowed symbol (default: all)")
     s.add_argument("--max-signal-age", type=int, default=30, help="seconds")
     s.add_argument("--trading-disabled", action="store_true", help="ack and reject every signal")
@@ -278,4 +344,7 @@ def register(subparsers: Any) -> None:
     d.add_argument("--port", type=int, help="hub port (default: a free one)")
     d.add_argument("--duration", type=float, help="stop after this many seconds")
     d.add_argument("--interval", type=float, default=1.0, help="seconds between signals")
+    d.add_argument(
+        "--open", action="store_true", help="start the system web browser on the dashboard (if there is one)"
+    )
     d.set_defaults(func=cmd_demo)

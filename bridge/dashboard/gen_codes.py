@@ -21,7 +21,7 @@ CODES_PATH = Path(__file__).resolve().parent / "static" / "codes.json"
 
 
 def registry() -> dict[str, Any]:
-    """The close-code and error registries as plain JSON-ready data."""
+    """The close-code, error and rejection-reason registries as plain JSON-ready data."""
     return {
         "generatedFrom": "bridge/protocol/codes.py",
         "reconnectRange": [codes.RECONNECT_RANGE.start, codes.RECONNECT_RANGE.stop - 1],
@@ -31,6 +31,10 @@ def registry() -> dict[str, Any]:
             for d in sorted(codes.CLOSE_CODES.values(), key=lambda d: int(d.code))
         },
         "errors": {e.code: {"retryable": e.retryable, "advice": e.advice} for e in codes.ERRORS.values()},
+        "rejectReasons": {
+            r.code: {"label": r.label, "limit": r.limit, "advice": r.advice}
+            for r in codes.REJECT_REASONS.values()
+        },
     }
 
 

@@ -20,23 +20,26 @@ from typing import Any
 from bridge.auth.exceptions import AuthError, TokenRevoked
 from bridge.auth.revocation import Revocation, RevocationList
 from bridge.auth.tokens import Claims, Verifier
-from bridge.broker.base import Broker
+from bridge.broker.base import Broker, Publication
 from bridge.broker.memory import MemoryBroker
 from bridge.hub.batch import IterationBatch
+from bridge.hub.channel import Channel, frame_for
 from bridge.hub.connection import Connection, Sink
 from bridge.hub.limits import HubLimits
 from bridge.hub.metrics import HubMetrics, Tally
 from bridge.hub.ports import DurableLog, Prepared, PublishHook, Targets
 from bridge.hub.ratelimit import TokenBucket
+from bridge.hub.recovery import recover
+from bridge.hub.repair import Repair
 from bridge.protocol import codes
 from bridge.protocol.channels import (
     DEFAULT_POLICIES,
     NamespacePolicy,
-    Role,
     can_publish,
     can_subscribe,
     check_channel,
     namespace_of,
+    subscribe_refusal,
 )
 from bridge.protocol.envelope import Encoding, Envelope, EnvelopeError, decode, encode_json, encode_msgpack
 from bridge.protocol.framing import OP_BINARY, OP_TEXT, data_frame
@@ -49,7 +52,6 @@ logger = logging.getLogger("mtbridge.hub")
 
 HOUSEKEEPING_INTERVAL = 0.25
 FLOOR_TTL = 30.0
-RECOVERY_PAGE = 1_000
 
 Handler = Callable[[Connection, Envelope], Awaitable[None] | None]
 
@@ -73,116 +75,6 @@ class HubError(Exception):
         self.extra = extra
 
 
-class Channel:
-    """Subscribers of one channel, split by encoding so each frame is built only if needed.
-
-    Subscribers are also indexed by what a targeted publication (a signal for some accounts or
-    groups) is matched against: EAs by each account and group their token holds, everyone else
-    (engines, dashboards, EAs holding ``*``) apart. A signal for one account among 1,000 EAs then
-    costs one dict lookup, not 1,000 claim checks: about 6 us instead of 620 us per publication
-    (``mtbridge bench targeted``, docs/benchmarks.md).
-    """
-
-    __slots__ = (
-        "by_account",
-        "by_group",
-        "everyone",
-        "floors",
-        "indexed",
-        "json_subs",
-        "msgpack_subs",
-        "name",
-        "policy",
-        "recovering",
-        "seq",
-    )
-
-    def __init__(self, name: str, policy: NamespacePolicy) -> None:
-        self.name = name
-        self.policy = policy
-        self.json_subs: dict[Connection, None] = {}
-        self.msgpack_subs: dict[Connection, None] = {}
-        # Subscribers every targeted publication reaches: not EAs, or EAs holding "*".
-        self.everyone: dict[Connection, None] = {}
-        self.by_account: dict[str, dict[Connection, None]] = {}
-        self.by_group: dict[str, dict[Connection, None]] = {}
-        # The (accounts, groups) each indexed EA was filed under, so removal needs no claims.
-        self.indexed: dict[Connection, tuple[frozenset[str], frozenset[str]]] = {}
-        # Connections catching up from history: live publications wait here until they are done.
-        self.recovering: dict[Connection, list[tuple[int, dict[str, Any], Targets | None]]] = {}
-        # Highest offset each recovered connection already got from its replay: a publication
-        # committed before the replay read the log may be fanned out after it (its publishing
-        # coroutine can resume late), and must not reach that connection twice.
-        # Entries expire after FLOOR_TTL: a publishing coroutine resumes within moments.
-        self.floors: dict[Connection, tuple[int, float]] = {}
-        self.seq = 0
-
-    def subs_for(self, conn: Connection) -> dict[Connection, None]:
-        return self.json_subs if conn.encoding is Encoding.JSON else self.msgpack_subs
-
-    def add(self, conn: Connection) -> None:
-        """Make ``conn`` a live subscriber, filed under its token's accounts and groups."""
-        self.subs_for(conn)[conn] = None
-        claims = conn.claims
-        if claims is None or claims.role is not Role.EA or "*" in claims.accounts:
-            self.everyone[conn] = None
-            return
-        self.indexed[conn] = (claims.accounts, claims.groups)
-        for account in claims.accounts:
-            self.by_account.setdefault(account, {})[conn] = None
-        for group in claims.groups:
-            self.by_group.setdefault(group, {})[conn] = None
-
-    def discard(self, conn: Connection) -> None:
-        """Remove ``conn`` from every registry of this channel (a no-op if it is in none)."""
-        self.json_subs.pop(conn, None)
-        self.msgpack_subs.pop(conn, None)
-        self.everyone.pop(conn, None)
-        filed = self.indexed.pop(conn, None)
-        if filed is not None:
-            for index, keys in ((self.by_account, filed[0]), (self.by_group, filed[1])):
-                for key in keys:
-                    members = index.get(key)
-                    if members is not None:
-                        members.pop(conn, None)
-                        if not members:
-                            del index[key]
-
-    def reindex(self, conn: Connection) -> None:
-        """File a live subscriber again after its claims changed (``auth.refresh``)."""
-        if conn in self.json_subs or conn in self.msgpack_subs:
-            self.discard(conn)
-            self.add(conn)
-
-    def targeted(self, targets: Targets) -> dict[Connection, None]:
-        """The live subscribers a publication for ``targets`` reaches (what ``Targets.accepts`` picks
-        among EAs, plus every subscriber that is not an EA), each once."""
-        reached = dict(self.everyone)
-        by_account, by_group = self.by_account, self.by_group
-        for account in targets.accounts:
-            members = by_account.get(account)
-            if members:
-                reached.update(members)
-        for group in targets.groups:
-            members = by_group.get(group)
-            if members:
-                reached.update(members)
-        return reached
-
-    @property
-    def empty(self) -> bool:
-        return not (self.json_subs or self.msgpack_subs or self.recovering)
-
-    def __len__(self) -> int:
-        return len(self.json_subs) + len(self.msgpack_subs)
-
-
-def frame_for(message: dict[str, Any], encoding: Encoding) -> bytes:
-    if encoding is Encoding.JSON:
-        return data_frame(encode_json(message), OP_TEXT)
-    return data_frame(encode_msgpack(message), OP_BINARY)
-
-
 class Hub:
     """Owns every connection and channel of this process."""
 
@@ -197,6 +89,8 @@ class Hub:
         revocations: RevocationList | None = None,
         persist_revocation: Callable[[Revocation], Awaitable[None]] | None = None,
         broker: Broker | None = None,
+        node_id: str = "",
+        origin: str = "",
     ) -> None:
         self.verifier = verifier
         self.limits = limits or HubLimits()
@@ -206,7 +100,10 @@ class Hub:
         self.revocations = revocations or RevocationList()
         self.persist_revocation = persist_revocation
         self.broker: Broker = broker or MemoryBroker()
-        self.metrics = HubMetrics()
+        #: This node's id in a cluster ("" for a single hub) and its instance id (unique per process).
+        self.node_id = node_id
+        self.origin = origin
+        self.metrics = HubMetrics(node_id)
         self._public_limits = self.limits.public()
         self.tally = Tally()
         self.epoch = uuid.uuid4().hex[:12]  # epoch of ephemeral channels: changes with every hub start
@@ -217,6 +114,13 @@ class Hub:
         self.handlers: dict[str, tuple[Handler, bool]] = {}
         self.publish_hooks: dict[str, PublishHook] = {}
         self.on_connection_change: list[Callable[[Connection, bool], None]] = []
+        # -- cluster admission (S2, bridge/cluster) --
+        #: An async check after the token and the local per-subject cap: the cap across the nodes of
+        #: a cluster. It returns None to admit or the close code to refuse with. None (one hub):
+        #: authentication stays synchronous, exactly as before.
+        self.admission: Callable[[Connection, Claims], Awaitable[codes.Disconnect | None]] | None = None
+        self._admitting: dict[Connection, asyncio.Task[None]] = {}
+        # -- end cluster admission --
         self.after_publish: list[Callable[[str, int, Prepared], None]] = []
         self.on_replayed: list[Callable[[Connection, str, list[dict[str, Any]]], None]] = []
         self.latency_samples: list[float] = []
@@ -231,13 +135,15 @@ class Hub:
         self._housekeeping: asyncio.Task[None] | None = None
         self.accepting = True
         self._draining: asyncio.Task[None] | None = None
+        #: Receives every publication from the broker: ordering and gap repair (bridge/hub/repair.py).
+        self.repair = Repair(self, origin)
         self._register_core()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await self.broker.start(self.fanout)
+        await self.broker.start(self.repair.receive, self.repair.resync)
         for warning in self.limits.warnings():
             logger.warning("limits: %s", warning)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="mtbridge-housekeeping")
@@ -268,6 +174,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
             self._housekeeping = None
+        await self.repair.stop()
         await self.broker.close()
 
     async def _drain_batches(self, seconds: float) -> None:
@@ -467,6 +374,7 @@ class Hub:
         if requires_auth and conn.claims is None:
             self._bad_message(conn, env.request_id, "auth_required", "authenticate first")
             return
+        conn.bad_messages = 0  # the limit counts bad messages in a row (docs/protocol.md)
         try:
             result = handler(conn, env)
         except HubError as exc:
@@ -520,39 +428,119 @@ class Hub:
         return {"sub": claims.sub, "role": claims.role.value, "expiresAt": int(claims.exp)}
 
     def authenticate(self, conn: Connection, token: object, request_id: str | None) -> bool:
-        """Check a token and bind it to ``conn``; on failure reply, close and return False."""
+        """Check a token and bind it to ``conn``; on failure reply, close and return False.
+        (Synchronous: without admission hook only; see :meth:`authenticate_then`.)"""
+        claims = self._admissible(conn, token, request_id, welcome=False)
+        if claims is None:
+            return False
+        self._bind(conn, claims)
+        return True
+
+    def _admissible(
+        self, conn: Connection, token: object, request_id: str | None, *, welcome: bool
+    ) -> Claims | None:
+        """The token's claims if it is valid, unrevoked and within the local per-subject cap; else
+        reply, close and return None. ``welcome``: a token from the URL, so a refusal still sends
+        ``welcome`` first (docs/protocol.md: it is the first message on every connection)."""
         try:
             claims = self._verify(token)
         except AuthError as exc:
             self.metrics.auth_failures.labels(exc.code).inc()
+            if welcome:
+                self.welcome(conn)
             self.reply_error(conn, request_id, exc.code, str(exc))
             close = {
                 "token_expired": codes.TOKEN_EXPIRED,
                 "token_revoked": codes.TOKEN_REVOKED,
             }.get(exc.code, codes.UNAUTHORIZED)
             self.close(conn, close)
-            return False
+            return None
         cap = self.limits.max_connections_per_subject
         peers = self.by_subject.get(claims.sub)
         if cap is not None and peers is not None and len(peers) >= cap:
+            if welcome:
+                self.welcome(conn)
             self.reply_error(conn, request_id, "forbidden", "too many connections for this subject")
             self.close(conn, codes.TOO_MANY_CONNECTIONS)
-            return False
+            return None
+        return claims
+
+    # -- cluster admission (S2, bridge/cluster) --
+    def authenticate_then(
+        self,
+        conn: Connection,
+        token: object,
+        request_id: str | None,
+        then: Callable[[Connection], None],
+        *,
+        welcome: bool = False,
+    ) -> None:
+        """Authenticate ``conn``, then call ``then(conn)`` once it is bound: at once on one hub, after
+        the admission hook answered in a cluster. On refusal reply and close, and never call ``then``.
+        ``welcome``: as for :meth:`_admissible` (a refusal sends ``welcome`` before its error)."""
+        claims = self._admissible(conn, token, request_id, welcome=welcome)
+        if claims is None:
+            return
+        if self.admission is None:
+            self._bind(conn, claims)
+            then(conn)
+            return
+        task = asyncio.ensure_future(self._admit(conn, claims, request_id, then, welcome))
+        self._admitting[conn] = task
+
+    async def _admit(
+        self,
+        conn: Connection,
+        claims: Claims,
+        request_id: str | None,
+        then: Callable[[Connection], None],
+        welcome: bool,
+    ) -> None:
+        assert self.admission is not None
+        try:
+            refusal = await self.admission(conn, claims)
+        except Exception:
+            logger.exception("admission failed on %s", conn.id)
+            refusal = codes.INTERNAL_ERROR
+        finally:
+            self._admitting.pop(conn, None)
+        if conn.closing or conn.id not in self.connections:
+            return  # the hook releases what it took for a connection that left meanwhile
+        if refusal is not None:
+            if welcome:
+                self.welcome(conn)
+            if refusal is codes.TOO_MANY_CONNECTIONS:
+                self.reply_error(conn, request_id, "forbidden", "too many connections for this subject")
+            else:
+                self.reply_error(
+                    conn, request_id, "unavailable", "cannot admit now; retry", retryAfterMs=1000
+                )
+            self.close(conn, refusal)
+            return
+        self._bind(conn, claims)
+        then(conn)
+
+    # -- end cluster admission --
+
+    def _bind(self, conn: Connection, claims: Claims) -> None:
         conn.claims = claims
         self.by_subject.setdefault(claims.sub, set()).add(conn)
         self.metrics.connections.labels("anonymous").dec()
         self.metrics.connections.labels(claims.role.value).inc()
         for callback in self.on_connection_change:
             callback(conn, True)
-        return True
 
     def _on_auth(self, conn: Connection, env: Envelope) -> None:
-        if conn.claims is not None:
+        if conn.claims is not None or conn in self._admitting:
             raise HubError("already_authenticated", "already authenticated; use auth.refresh")
         token = (env.payload or {}).get("token")
-        if self.authenticate(conn, token, env.request_id):
+        request_id = env.request_id
+
+        def authenticated(conn: Connection) -> None:
             assert conn.claims is not None
-            self.reply(conn, env.request_id, {**self._auth_result(conn.claims), "connectionId": conn.id})
+            self.reply(conn, request_id, {**self._auth_result(conn.claims), "connectionId": conn.id})
+
+        self.authenticate_then(conn, token, request_id, authenticated)
 
     def _on_refresh(self, conn: Connection, env: Envelope) -> None:
         assert conn.claims is not None
@@ -614,7 +602,18 @@ class Hub:
         ch = self.channels.get(name)
         if ch is None:
             ch = self.channels[name] = Channel(name, policy)
+            ch.watched = self.broker.watch(name)
         return ch
+
+    def _delete_channel(self, name: str) -> None:
+        """The channel's last local subscriber left: nothing of it stays, here or in the broker."""
+        if self.channels.pop(name, None) is not None:
+            self.broker.unwatch(name)
+            self.repair.closed(name)
+
+    def drop_subscription(self, conn: Connection, name: str) -> None:
+        """Remove ``conn``'s subscription to ``name`` (the caller tells the client why)."""
+        self._drop_subscription(conn, name)
 
     def _drop_subscription(self, conn: Connection, name: str) -> None:
         conn.subscriptions.discard(name)
@@ -628,27 +627,45 @@ class Hub:
         if ch.empty:
             # Nothing stays behind: durable history lives in the store, and ephemeral channels
             # keep their sequence only while someone listens.
-            del self.channels[name]
+            self._delete_channel(name)
 
     def _on_subscribe(self, conn: Connection, env: Envelope) -> Awaitable[None] | None:
-        assert conn.claims is not None
         name = env.channel
         if name is None:
             raise HubError("bad_request", "subscribe needs a channel")
-        policy = self.policy_for(name)
-        c = conn.claims
-        if not can_subscribe(policy, c.role, c.accounts, c.subscribe, name):
-            raise HubError("forbidden", f"not allowed to subscribe to {name}")
-        if name in conn.subscriptions or name in conn.recovering:
-            raise HubError("already_subscribed", f"already subscribed to {name}")
-        if len(conn.subscriptions) + len(conn.recovering) >= self.limits.max_subscriptions:
-            raise HubError("too_many_subscriptions", "subscription limit reached")
         payload = env.payload or {}
         unknown = set(payload) - {"since", "epoch"}
         if unknown:
             raise HubError("bad_request", f"unknown subscribe option {sorted(unknown)[0][:32]!r}")
-        since = payload.get("since")
-        epoch = payload.get("epoch")
+        request_id = env.request_id
+        return self._subscribe(
+            conn,
+            name,
+            payload.get("since"),
+            payload.get("epoch"),
+            lambda result: self.reply(conn, request_id, result, channel=name),
+        )
+
+    def _subscribe(
+        self,
+        conn: Connection,
+        name: str,
+        since: object,
+        epoch: object,
+        answer: Callable[[dict[str, Any]], None],
+    ) -> Awaitable[None] | None:
+        """Every subscription, asked for by the connection or on its behalf, starts here: the
+        connection's own token decides, and ``answer`` gets the result before any message."""
+        assert conn.claims is not None
+        policy = self.policy_for(name)
+        c = conn.claims
+        refusal = subscribe_refusal(policy, c.role, c.accounts, c.subscribe, name)
+        if refusal is not None:
+            raise HubError("forbidden", f"not allowed to subscribe to {name}", reason=refusal)
+        if name in conn.subscriptions or name in conn.recovering:
+            raise HubError("already_subscribed", f"already subscribed to {name}")
+        if len(conn.subscriptions) + len(conn.recovering) >= self.limits.max_subscriptions:
+            raise HubError("too_many_subscriptions", "subscription limit reached")
         if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
             raise HubError("bad_offset", "`since` must be an integer >= 0")
         if epoch is not None and not isinstance(epoch, str):
@@ -663,115 +680,59 @@ class Hub:
                 result.update(
                     recovered=False, reason="no_history", advice="ephemeral channel; live data only"
                 )
-            self.reply(conn, env.request_id, result, channel=name)
+            answer(result)
             return None
         if self.log is None:
             raise HubError("unavailable", "durable channels need a store")
         ch.recovering[conn] = []
         conn.recovering.add(name)
-        return self._recover(conn, ch, env.request_id, since, epoch)
+        return self._recover(conn, ch, answer, since, epoch)
+
+    async def subscribe_on_behalf(
+        self, conn: Connection, name: str, since: int | None = None, epoch: str | None = None
+    ) -> dict[str, Any]:
+        """Subscribe ``conn`` to ``name`` for someone else (REST): exactly what a ``subscribe`` from the
+        connection would do, under the connection's own token, with a ``subscribed`` push in place of
+        the ``result``. Returns that push's payload; raises :class:`HubError` when refused, or
+        ``not_found`` when the connection closes first. Takes a live local connection, so a cluster
+        can route the call to the node that holds it."""
+        if conn.closing or conn.claims is None or self.connections.get(conn.id) is not conn:
+            raise HubError("not_found", f"connection {conn.id} is not live")
+        answered: dict[str, Any] = {}
+
+        def push(result: dict[str, Any]) -> None:
+            answered.update(result)
+            self.send_event(conn, {"type": "subscribed", "channel": name, "payload": result})
+
+        pending = self._subscribe(conn, name, since, epoch, push)
+        if pending is not None:
+            # Once started, the subscription is the connection's: a caller that goes away (its HTTP
+            # request cancelled) must not cut the replay short and leave a gap, so it runs on.
+            task = asyncio.ensure_future(pending)
+            task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+            await asyncio.shield(task)
+        if not answered:
+            raise HubError("not_found", f"connection {conn.id} closed before the subscription completed")
+        return answered
+
+    def unsubscribe_on_behalf(self, conn: Connection, name: str) -> None:
+        """Remove ``conn``'s subscription to ``name`` for someone else (REST); the connection gets an
+        ``unsubscribed`` push with reason ``rest``."""
+        if name not in conn.subscriptions and name not in conn.recovering:
+            raise HubError("not_subscribed", f"not subscribed to {name[:64]}")
+        self._drop_subscription(conn, name)
+        self.send_event(conn, {"type": "unsubscribed", "channel": name, "payload": {"reason": "rest"}})
 
     async def _recover(
-        self, conn: Connection, ch: Channel, request_id: str | None, since: int | None, epoch: str | None
+        self,
+        conn: Connection,
+        ch: Channel,
+        answer: Callable[[dict[str, Any]], None],
+        since: int | None,
+        epoch: str | None,
     ) -> None:
-        """Replay what ``conn`` missed, then hand it to live fan-out with no gap and no duplicate."""
-        assert self.log is not None
-        name = ch.name
-        try:
-            pos = await self.log.position(name)
-            result: dict[str, Any] = {"offset": pos.last_offset, "epoch": pos.epoch, "durable": True}
-            replay: list[tuple[int, dict[str, Any]]] = []
-            last = pos.last_offset
-            if since is not None:
-                reason = None
-                if epoch is not None and epoch != pos.epoch:
-                    reason = "epoch_changed"
-                elif since > pos.last_offset:
-                    reason = "offset_ahead"
-                elif since + 1 < pos.first_available_offset:
-                    reason = "history_trimmed"
-                elif pos.last_offset - since > self.limits.max_recovery:
-                    reason = "too_many"
-                if reason is None:
-                    after = since
-                    now_ms = int(self.clock() * 1000)
-                    targeted = conn.role is Role.EA
-                    claims = conn.claims
-                    assert claims is not None
-                    while after < last:
-                        page = await self.log.read_since(name, after, min(RECOVERY_PAGE, last - after))
-                        if not page:
-                            break
-                        for item in page:
-                            if item.offset > last:
-                                break
-                            after = item.offset
-                            if item.expires_at_ms is not None and item.expires_at_ms <= now_ms:
-                                continue
-                            if targeted and not _targets_accept(item.payload, claims):
-                                continue
-                            replay.append((item.offset, item.payload))
-                    if after < last:
-                        reason = "history_trimmed"
-                        replay = []
-                if reason is None:
-                    result.update(recovered=True, replayed=len(replay))
-                else:
-                    result.update(
-                        recovered=False,
-                        reason=reason,
-                        advice="history cannot cover the gap: reload state over REST, then continue live",
-                    )
-        except BaseException:
-            if ch.recovering.pop(conn, None) is not None:
-                conn.recovering.discard(name)
-                if ch.empty:
-                    self.channels.pop(name, None)
-            raise
-        buffered = ch.recovering.get(conn)
-        if buffered is None or conn.closing:
-            ch.recovering.pop(conn, None)
-            conn.recovering.discard(name)
-            return
-        self.reply(conn, request_id, result, channel=name)
-        enc = conn.encoding
-        sent: list[dict[str, Any]] = []
-        for offset, payload in replay:
-            if conn.paused:
-                await conn.writable()
-                if conn.closing:
-                    ch.recovering.pop(conn, None)
-                    return
-            conn.send(
-                frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc)
-            )
-            sent.append(payload)
-        # Live publications that arrived while we replayed (including while waiting for the socket).
-        buffered = ch.recovering.pop(conn, buffered)
-        claims = conn.claims
-        top = last
-        for offset, payload, targets in sorted(buffered, key=lambda item: item[0]):
-            if offset <= top:
-                continue
-            top = offset
-            if (
-                targets is not None
-                and claims is not None
-                and claims.role is Role.EA
-                and not targets.accepts(claims.accounts, claims.groups)
-            ):
-                continue
-            conn.send(
-                frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc)
-            )
-            sent.append(payload)
-        conn.recovering.discard(name)
-        ch.floors[conn] = (max(last, top), self.clock())
-        ch.add(conn)
-        conn.subscriptions.add(name)
-        if sent:
-            for callback in self.on_replayed:
-                callback(conn, name, sent)
+        """Replay what ``conn`` missed, then hand it to live fan-out (``bridge/hub/recovery.py``)."""
+        await recover(self, conn, ch, answer, since, epoch)
 
     def _on_unsubscribe(self, conn: Connection, env: Envelope) -> None:
         name = env.channel
@@ -826,7 +787,7 @@ class Hub:
         if isinstance(error, HubError):
             self.reply_error(conn, request_id, error.code, error.message, **error.extra)
         elif isinstance(error, StoreError) and error.retryable:
-            logger.warning("%s: store unavailable: %s", what, error)
+            # No line per request: the store's outage log tells the outage (bridge/store/outage.py).
             self.reply_error(conn, request_id, "unavailable", "store unavailable; retry", retryAfterMs=500)
         else:
             logger.error("%s failed on %s", what, conn.id, exc_info=error)
@@ -865,7 +826,7 @@ class Hub:
 
     def _published(self, name: str, appended: Appended, prepared: Prepared, elapsed: float) -> None:
         if not appended.duplicate:
-            self.broker.publish(name, appended.offset, prepared.payload, prepared.targets)
+            self.distribute(name, appended.epoch, appended.offset, prepared.payload, prepared.targets)
             for callback in self.after_publish:
                 callback(name, appended.offset, prepared)
         self.metrics.publish_latency.observe(elapsed)
@@ -891,14 +852,32 @@ class Hub:
         self._published(name, appended, prepared, time.perf_counter() - started)
         return {"offset": appended.offset, "epoch": appended.epoch, "duplicate": appended.duplicate}
 
+    def distribute(
+        self, name: str, epoch: str, offset: int, payload: dict[str, Any], targets: Targets | None
+    ) -> None:
+        """Hand a committed durable publication to the broker: every node's subscribers get it
+        (this node's at once). The one way out for what the store appended, whoever appended it."""
+        pub = Publication(name, epoch, offset, payload, targets, True, time.time(), self.origin)
+        self.broker.publish(pub)
+
+    def listen_internal(self, name: str, handler: Callable[[dict[str, Any]], None]) -> None:
+        """Receive the hub's own notices on ``name`` from every node (``publish_internal``); such a
+        channel is no client channel and is never stored."""
+        self.repair.internal[name] = handler
+        self.broker.watch(name)
+
+    def publish_internal(self, name: str, payload: dict[str, Any]) -> None:
+        """A notice to every node's ``listen_internal`` handler for ``name`` (this node's at once)."""
+        self.broker.publish(Publication(name, self.epoch, 0, payload, None, False, time.time(), self.origin))
+
     def publish_ephemeral(self, name: str, payload: dict[str, Any], targets: Targets | None = None) -> int:
-        """Fan out on an ephemeral channel (no store); the hub's own ``system:`` feeds use this."""
+        """Publish on an ephemeral channel (no store) to every node; the hub's own ``system:`` feeds
+        and market data use this. Returns this node's offset of it (0 when nobody here listens):
+        each node numbers the ephemeral publications it delivers (docs/protocol.md)."""
+        pub = Publication(name, self.epoch, 0, payload, targets, False, time.time(), self.origin)
+        self.broker.publish(pub)
         ch = self.channels.get(name)
-        if ch is None:
-            return 0  # nobody listens; ephemeral offsets count deliveries to live subscribers only
-        ch.seq += 1
-        self.broker.publish(name, ch.seq, payload, targets)
-        return ch.seq
+        return ch.seq if ch is not None else 0
 
     def fanout(self, name: str, offset: int, payload: dict[str, Any], targets: Targets | None = None) -> int:
         """Deliver one publication to every local subscriber; returns how many received it."""
@@ -976,7 +955,9 @@ class Hub:
             deepest = max(deepest, q)
             claims = conn.claims
             if claims is None:
-                if now - conn.connected_at >= lim.auth_timeout:
+                # A token whose cluster admission is still running (bounded: bridge/cluster) has
+                # been sent in time (S2).
+                if now - conn.connected_at >= lim.auth_timeout and conn not in self._admitting:
                     self.close(conn, codes.AUTH_TIMEOUT)
                 continue
             if conn.pong_deadline is not None and now >= conn.pong_deadline:
@@ -1008,6 +989,7 @@ class Hub:
                     del ch.floors[c]
         self.metrics.queue_bytes.set(total_q)
         self.metrics.queue_max_bytes.set(deepest)
+        self.metrics.channels.set(len(self.channels))
         self.revocations.prune(now)
 
     def sync_metrics(self) -> None:
@@ -1035,22 +1017,10 @@ class Hub:
                     "subscriptions": sorted(c.subscriptions),
                     "messagesIn": c.msgs_in,
                     "messagesOut": c.msgs_out,
+                    "node": self.node_id,
                 }
             )
         return out
-
-
-def _targets_accept(payload: dict[str, Any], claims: Claims) -> bool:
-    """Targeting of a stored signal, for replay (live fan-out gets a Targets object)."""
-    accounts = payload.get("accounts")
-    groups = payload.get("groups")
-    if accounts is None and groups is None:
-        return True
-    t = Targets(
-        frozenset(accounts) if isinstance(accounts, list) else frozenset(),
-        frozenset(groups) if isinstance(groups, list) else frozenset(),
-    )
-    return t.accepts(claims.accounts, claims.groups)
 
 
 def _task_done(conn: Connection, task: asyncio.Task[Any]) -> None:

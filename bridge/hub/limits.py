@@ -7,9 +7,12 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_AUTH_TIMEOUT",
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_DRAIN_WINDOW",
+    "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_MAX_REQUEST_BYTES",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PONG_TIMEOUT",
     "HubLimits",
@@ -25,6 +28,10 @@ DEFAULT_RATE_STRIKES = 200
 DEFAULT_BAD_MESSAGES = 20
 DEFAULT_AUTH_TIMEOUT = 5.0
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0
+#: HTTP request bodies must arrive whole within this many seconds of their headers (bridge/hub/http.py).
+DEFAULT_BODY_TIMEOUT = 10.0
+#: 1 MiB: a signal is a few KiB, a token request with four lists of 256 patterns about 130 KiB.
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
 DEFAULT_PING_INTERVAL = 25.0
 DEFAULT_PONG_TIMEOUT = 10.0
 DEFAULT_TOKEN_WARNING = 60.0

@@ -33,6 +33,8 @@ class DurableLog(Protocol):
 
     async def position(self, channel: str) -> Position: ...
 
+    async def tops(self, channels: Sequence[str]) -> dict[str, tuple[str, int]]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Targets:

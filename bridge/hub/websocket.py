@@ -220,7 +220,8 @@ class HubWebSocketProtocol(asyncio.Protocol):
         self._pump()
         self.conn = conn = hub.connect(self, encoding, self.ip)
         token = parse_qs(split.query).get("token")
-        if token and not hub.authenticate(conn, token[0], None):
+        if token:  # the welcome waits for the cluster's admission (at once on one hub)
+            hub.authenticate_then(conn, token[0], None, hub.welcome, welcome=True)
             return
         hub.welcome(conn)
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -34,6 +34,10 @@ __all__ = ["CONTROL_CHANNEL", "Ledger"]
 logger = logging.getLogger("mtbridge.ledger")
 
 CONTROL_CHANNEL = "control:state"
+#: The hub-internal notice channel of status pushes: the node where an ack or a trade event moved a
+#: status tells every node, and the node where the publishing engine is connected pushes
+#: ``signal.status`` to it.
+STATUS_NOTICES = "_ledger:status"
 PUBLISHERS_KEPT = 100_000
 SWEEP_INTERVAL = 0.4
 T = TypeVar("T")  # revocations by other processes (CLI, other hubs) apply within half a second
@@ -73,6 +77,9 @@ class Ledger:
         self._flush_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._seen_revocations: set[tuple[str, str, int]] = set()
+        #: Whether this node runs the signal-expiry sweep (one node of a cluster leads it; a single
+        #: hub always does). Set by the cluster control plane.
+        self.leads: Callable[[], bool] = lambda: True
         # Acks and trade events share one batch: an EA's ack and then its execution report must reach
         # the store in that order, or the report's "executed" would overtake the "acked".
         self._requests: IterationBatch[_Pending[Any]] = IterationBatch(self._request_batch, "mtbridge-ledger")
@@ -85,6 +92,8 @@ class Ledger:
         hub.register("signal.ack", self._on_ack)
         hub.register("trade.event", self._on_trade_event)
         hub.after_publish.append(self._after_publish)
+        hub.repair.on_delivered.append(self._on_delivered)
+        hub.listen_internal(STATUS_NOTICES, self._on_status_notice)
         hub.on_replayed.append(self._on_replayed)
         hub.on_connection_change.append(self._on_connection_change)
         hub.batches.append(self._requests)
@@ -149,22 +158,29 @@ class Ledger:
             self.publishers.popitem(last=False)
 
     def _after_publish(self, channel: str, offset: int, prepared: Prepared) -> None:
+        """On the publishing node only: tell dashboards (every node's, through the broker)."""
         if prepared.signal is None:
             return
-        signal = prepared.signal
         self.hub.publish_ephemeral(
             "system:signals",
             {"event": "signal", "signal": {**prepared.payload, "offset": offset, "channel": channel}},
         )
+
+    def _on_delivered(
+        self, channel: str, offset: int, payload: dict[str, Any], targets: Targets | None
+    ) -> None:
+        """On every node: a signal reached this node's live subscribers; record it for its EAs."""
+        if not channel.startswith("signals:"):
+            return
+        signal_id = payload.get("id")
         ch = self.hub.channels.get(channel)
-        if ch is None:
+        if ch is None or not isinstance(signal_id, str):
             return
         now_ms = int(self.hub.clock() * 1000)
         # The EAs the fan-out reached: looked up in the channel's index, not found by a scan.
-        targets = prepared.targets
         reached = ch.targeted(targets) if targets is not None else ch.json_subs | ch.msgpack_subs
         for conn in reached:
-            self._mark_delivered(conn, prepared.payload, now_ms, signal.id, "live")
+            self._mark_delivered(conn, payload, now_ms, signal_id, "live")
 
     def _on_replayed(self, conn: Connection, channel: str, payloads: list[dict[str, Any]]) -> None:
         if not channel.startswith("signals:"):
@@ -334,7 +350,8 @@ class Ledger:
             return
         payload = write.payload if write.payload is not None else write.event.to_payload()
         if not record.appended.duplicate:
-            self.hub.fanout(write.channel, record.appended.offset, payload)
+            appended = record.appended
+            self.hub.distribute(write.channel, appended.epoch, appended.offset, payload, None)
         if record.new:
             self.hub.publish_ephemeral("system:events", payload)
             if write.status is not None and record.status_moved:
@@ -364,8 +381,9 @@ class Ledger:
             return
         try:
             await self._write_statuses([])
-        except Exception:
-            logger.exception("writing status updates failed; retrying")
+        except Exception as error:
+            if not _outage(error):
+                logger.exception("writing status updates failed; retrying")
 
     async def _write_statuses(self, updates: list[StatusUpdate]) -> list[bool]:
         """Write the queued updates then ``updates`` in one store call; push what moved. Returns the
@@ -393,7 +411,12 @@ class Ledger:
         if update.detail:
             message["detail"] = update.detail
         self.hub.publish_ephemeral("system:signals", {"event": "status", **message})
-        sub = self.publishers.get(update.signal_id)
+        self.hub.publish_internal(STATUS_NOTICES, message)
+
+    def _on_status_notice(self, message: dict[str, Any]) -> None:
+        """On every node: push ``signal.status`` to the publishing engine if it is connected here."""
+        signal_id = message.get("signalId")
+        sub = self.publishers.get(signal_id) if isinstance(signal_id, str) else None
         if sub is not None:
             for conn in list(self.hub.by_subject.get(sub, ())):
                 if conn.claims is not None and conn.claims.role in (Role.ENGINE, Role.ADMIN):
@@ -406,13 +429,15 @@ class Ledger:
             try:
                 await self._flush_statuses()
                 now_ms = int(self.hub.clock() * 1000)
-                for signal_id, account in await self.store.expire_signals(now_ms):
+                expired = await self.store.expire_signals(now_ms) if self.leads() else []
+                for signal_id, account in expired:
                     self._push_status(StatusUpdate(signal_id, account, DeliveryStatus.EXPIRED, now_ms))
                 await self._load_revocations()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("ledger sweep failed")
+            except Exception as error:
+                if not _outage(error):
+                    logger.exception("ledger sweep failed")
 
     async def _load_revocations(self) -> None:
         from bridge.auth.revocation import Revocation
@@ -440,11 +465,11 @@ class Ledger:
         claims = conn.claims
         if claims is None:
             return
-        if "system:connections" in self.hub.channels:
-            self.hub.publish_ephemeral(
-                "system:connections",
-                {"event": "connected" if up else "disconnected", "connection": self.hub.describe([conn])[0]},
-            )
+        # Published whether or not this node has a subscriber: dashboards on other nodes listen (S2).
+        self.hub.publish_ephemeral(
+            "system:connections",
+            {"event": "connected" if up else "disconnected", "connection": self.hub.describe([conn])[0]},
+        )
         if claims.role is not Role.EA:
             return
         logins = [a for a in claims.accounts if a != "*"]
@@ -514,3 +539,9 @@ class Ledger:
 
     def control_state(self) -> dict[str, Any]:
         return {"accounts": sorted(self.paused_accounts), "strategies": sorted(self.paused_strategies)}
+
+
+def _outage(error: BaseException) -> bool:
+    """A retryable store error: the store's outage log reports it (a few lines per outage), so the
+    ledger's background loops, which retry on their own, add no line of their own."""
+    return isinstance(error, StoreError) and error.retryable

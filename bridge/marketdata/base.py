@@ -236,6 +236,3 @@ class VenueProtocol(abc.ABC):
         state.synced = False
         state.book.clear()
         self._resync(state)
-
-    def _state_for(self, venue_symbol: str) -> BookState | None:
-        return self.books.get(venue_symbol)

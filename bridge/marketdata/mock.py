@@ -373,14 +373,6 @@ class BinanceFake(FakeExchange):
 # Kraken v1
 
 
-def kraken_crc(book: FakeBook) -> int:
-    def digits(s: str) -> str:
-        return s.replace(".", "").lstrip("0")
-
-    rows = book.sorted_asks(10) + book.sorted_bids(10)
-    return zlib.crc32("".join(digits(r[0]) + digits(r[1]) for r in rows).encode())
-
-
 class KrakenFake(FakeExchange):
     """Kraken WebSocket v1 replaying KRAKEN.ws.50.0 (book) and/or KRAKEN.ws.48.0 (trade)."""
 

@@ -28,6 +28,7 @@ __all__ = [
     "holds_account",
     "matches_any",
     "namespace_of",
+    "subscribe_refusal",
 ]
 
 CHANNEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}:[A-Za-z0-9:._-]{1,200}$")
@@ -142,6 +143,29 @@ def holds_account(accounts: frozenset[str], login: str) -> bool:
     return "*" in accounts or login in accounts
 
 
+def _refusal(
+    grants: dict[Role, Grant],
+    policy: NamespacePolicy,
+    role: Role,
+    accounts: frozenset[str],
+    patterns: tuple[str, ...],
+    channel: str,
+) -> str | None:
+    """Why ``role`` with these claims may not use ``channel`` (a reason code), or None if it may."""
+    if role is Role.ADMIN:
+        return None
+    grant = grants.get(role)
+    if grant is None:
+        return "role_not_allowed"
+    if policy.account_scoped:
+        login = account_of(channel)
+        if login is None or not holds_account(accounts, login):
+            return "foreign_account"
+    if grant is Grant.IMPLICIT or matches_any(patterns, channel):
+        return None
+    return "no_matching_pattern"
+
+
 def _allowed(
     grants: dict[Role, Grant],
     policy: NamespacePolicy,
@@ -150,16 +174,16 @@ def _allowed(
     patterns: tuple[str, ...],
     channel: str,
 ) -> bool:
-    if role is Role.ADMIN:
-        return True
-    grant = grants.get(role)
-    if grant is None:
-        return False
-    if policy.account_scoped:
-        login = account_of(channel)
-        if login is None or not holds_account(accounts, login):
-            return False
-    return grant is Grant.IMPLICIT or matches_any(patterns, channel)
+    return _refusal(grants, policy, role, accounts, patterns, channel) is None
+
+
+def subscribe_refusal(
+    policy: NamespacePolicy, role: Role, accounts: frozenset[str], patterns: tuple[str, ...], channel: str
+) -> str | None:
+    """Why a token may not subscribe to ``channel``: ``role_not_allowed`` (the namespace grants its role
+    nothing), ``foreign_account`` (an ``account:`` channel of a login the token does not hold) or
+    ``no_matching_pattern`` (no ``subscribe`` pattern of the token matches); None when it may."""
+    return _refusal(policy.subscribe, policy, role, accounts, patterns, channel)
 
 
 def can_subscribe(

@@ -35,6 +35,7 @@ __all__ = [
     "OPERATOR_CLOSED",
     "PROTOCOL_ERROR",
     "RATE_LIMITED",
+    "REJECT_REASONS",
     "SLOW_CONSUMER",
     "TOKEN_EXPIRED",
     "TOKEN_REVOKED",
@@ -44,6 +45,7 @@ __all__ = [
     "UNSUPPORTED_PROTOCOL",
     "Disconnect",
     "ErrorCode",
+    "RejectReason",
     "is_reconnect",
 ]
 
@@ -195,3 +197,73 @@ _ERRORS = (
 )
 
 ERRORS: dict[str, ErrorCode] = {e.code: e for e in _ERRORS}
+
+
+@dataclass(frozen=True, slots=True)
+class RejectReason:
+    """Why an EA refused a signal: the ``message`` of an ``order`` event with ``state: "rejected"``.
+
+    ``code`` is the whole message, except for the trade server's refusals, whose message is
+    ``"trade_server: <description>"`` (with the MT5 ``retcode``) and is matched by its prefix.
+    ``limit`` marks the account risk limits (position sizing and the limits an operator sets on the EA).
+    """
+
+    code: str
+    label: str
+    advice: str
+    limit: bool = False
+
+
+_REJECT_REASONS = (
+    RejectReason("paused", "paused", "An operator paused the account or the strategy; resume it."),
+    RejectReason("trading_disabled", "trading disabled", "The EA's TradingEnabled input is false."),
+    RejectReason("expired", "expired", "The signal reached the EA after its expiresAt."),
+    RejectReason("stale", "stale", "The signal was older than the EA's MaxSignalAgeSec when it arrived."),
+    RejectReason("symbol_not_allowed", "symbol not allowed", "The symbol is not in the EA's AllowedSymbols."),
+    RejectReason(
+        "unknown_symbol", "unknown symbol", "The broker has no such symbol; check SymbolMap/Suffix."
+    ),
+    RejectReason(
+        "unsupported_action", "unsupported action", "The EA knows open, close, close_all, modify, cancel."
+    ),
+    RejectReason("unsupported_order_type", "unsupported order type", "The EA places market, limit and stop."),
+    RejectReason("invalid_side", "invalid side", "An open needs side buy or sell."),
+    RejectReason("invalid_volume", "invalid volume", "LotMode multiplier needs a signal volume above 0."),
+    RejectReason("invalid_price", "invalid price", "A limit or stop order needs a price above 0."),
+    RejectReason("slippage", "slippage", "The market was further from the signal price than allowed."),
+    RejectReason("no_position", "no position", "Nothing of this EA to close or modify on the symbol."),
+    RejectReason("no_order", "no pending order", "No pending order of this EA to cancel on the symbol."),
+    RejectReason("interrupted", "interrupted", "The terminal stopped while the order was being sent."),
+    RejectReason("trade_server", "trade server", "The broker refused the order; see retcode."),
+    RejectReason(
+        "no_stop_loss", "no stop loss", "LotMode risk sizes from the SL distance: send an sl.", limit=True
+    ),
+    RejectReason(
+        "volume_below_min",
+        "volume below minimum",
+        "The sized volume rounds below the symbol's minimum lot; raise the multiplier, lot or risk %.",
+        limit=True,
+    ),
+    RejectReason(
+        "max_open_positions",
+        "max open positions",
+        "The EA holds MaxOpenPositions positions and pending orders; close some first.",
+        limit=True,
+    ),
+    RejectReason(
+        "outside_trading_hours",
+        "outside trading hours",
+        "The broker's server time is outside the EA's TradingHours windows.",
+        limit=True,
+    ),
+    RejectReason(
+        "daily_loss",
+        "daily loss limit",
+        "The account lost MaxDailyLossPct of the day's starting equity: paused until the next broker day "
+        "or an operator's resume.",
+        limit=True,
+    ),
+)
+
+#: Every reason an EA (the MQL5 EA and the simulator alike) gives for refusing a signal.
+REJECT_REASONS: dict[str, RejectReason] = {r.code: r for r in _REJECT_REASONS}

@@ -13,7 +13,9 @@ Event kinds and their fields (besides the common ``id``, ``kind``, ``account``, 
   ``priceOpen`` (required), ``sl``, ``tp``, ``profit``, ``swap``, ``magic``, ``comment``;
 - ``account``: snapshot with ``balance``, ``equity``, ``margin``, ``freeMargin`` (required), ``marginLevel``,
   ``currency``, ``leverage``, ``positions`` (list of open positions: ``ticket``, ``symbol``, ``side``,
-  ``volume``, ``priceOpen`` required; ``sl``, ``tp``, ``profit``, ``swap``, ``magic``, ``comment`` optional).
+  ``volume``, ``priceOpen`` required; ``sl``, ``tp``, ``profit``, ``swap``, ``magic``, ``comment`` optional),
+  and, when the EA's daily loss limit pauses or un-pauses the account, ``riskState`` (active|daily_loss),
+  ``dayStartEquity`` and ``resumeAt`` (unix ms, the next broker day).
 
 Delivery status only moves forward along this rank:
 ``pending(0) < delivered(1) < acked(2) < expired(3) < executed(4) | rejected(4)``. Steps may be skipped (an
@@ -53,16 +55,19 @@ from bridge.protocol.signals import (
 )
 
 __all__ = [
+    "CSV_FORMULA_PREFIXES",
     "EVENT_CSV_COLUMNS",
     "EVENT_KINDS",
     "MAX_EVENT_COMMENT_LENGTH",
     "MAX_EVENT_MESSAGE_LENGTH",
     "MAX_SNAPSHOT_POSITIONS",
+    "RISK_STATES",
     "DeliveryStatus",
     "EventInvalid",
     "EventKind",
     "TradeEvent",
     "can_transition",
+    "csv_cell",
     "event_csv_row",
     "parse_event",
     "status_from_event",
@@ -92,6 +97,9 @@ _ORDER_TYPES: Final = ("market", "limit", "stop", "stop_limit")
 _SIDES: Final = ("buy", "sell")
 _DEAL_ENTRIES: Final = ("in", "out", "inout", "out_by")
 _POSITION_STATES: Final = ("opened", "modified", "closed")
+#: An account's trading state under the EA's risk limits: ``daily_loss`` while the daily loss limit
+#: pauses it, ``active`` otherwise (reported when the pause ends).
+RISK_STATES: Final = ("active", "daily_loss")
 _CURRENCY_RE: Final = re.compile(r"[A-Za-z0-9]{2,8}")
 
 _KIND_FIELDS: Final[dict[str, frozenset[str]]] = {
@@ -147,7 +155,19 @@ _KIND_FIELDS: Final[dict[str, frozenset[str]]] = {
         }
     ),
     "account": frozenset(
-        {"balance", "equity", "margin", "freeMargin", "marginLevel", "currency", "leverage", "positions"}
+        {
+            "balance",
+            "equity",
+            "margin",
+            "freeMargin",
+            "marginLevel",
+            "currency",
+            "leverage",
+            "riskState",
+            "dayStartEquity",
+            "resumeAt",
+            "positions",
+        }
     ),
 }
 _SNAPSHOT_POSITION_FIELDS: Final = frozenset(
@@ -170,7 +190,11 @@ EVENT_CSV_COLUMNS: Final[tuple[str, ...]] = (
     "profit",
     "balance",
     "equity",
+    "comment",
 )
+#: First characters that make a spreadsheet (Excel, LibreOffice, Google Sheets) read a cell as a
+#: formula or a command: OWASP's list (``=``, ``+``, ``-``, ``@``, tab, carriage return) and line feed.
+CSV_FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 class EventInvalid(Invalid):
@@ -263,13 +287,22 @@ def status_from_event(event: TradeEvent) -> DeliveryStatus | None:
     return None
 
 
+def csv_cell(value: object) -> str:
+    """One CSV cell. A string that starts like a formula gets a leading ``'`` (OWASP, "CSV
+    injection"): symbols such as ``+1+1`` and free-text comments are accepted from EAs and would
+    otherwise run as formulas when an operator opens the export. Numbers are written as they are,
+    so a negative ``profit`` stays a number."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return "'" + value if value.startswith(CSV_FORMULA_PREFIXES) else value
+    return str(value)
+
+
 def event_csv_row(payload: Mapping[str, Any]) -> list[str]:
-    """One CSV row (per :data:`EVENT_CSV_COLUMNS`) from a stored event payload; missing cells are empty."""
-    row: list[str] = []
-    for column in EVENT_CSV_COLUMNS:
-        value = payload.get(column)
-        row.append("" if value is None else str(value))
-    return row
+    """One CSV row (per :data:`EVENT_CSV_COLUMNS`) from a stored event payload; missing cells are empty,
+    text cells are neutralised by :func:`csv_cell`."""
+    return [csv_cell(payload.get(column)) for column in EVENT_CSV_COLUMNS]
 
 
 def parse_event(obj: object, now: float) -> TradeEvent:
@@ -410,6 +443,9 @@ def _account(c: _Checker, data: dict[str, Any]) -> None:
     _put(data, "marginLevel", c.number("marginLevel", minimum=0.0, maximum=_MAX_MONEY))
     _put(data, "currency", c.string("currency", pattern=_CURRENCY_RE, what="a currency code"))
     _put(data, "leverage", c.integer("leverage", minimum=1, maximum=100_000))
+    _put(data, "riskState", c.choice("riskState", RISK_STATES))
+    _put(data, "dayStartEquity", _money(c, "dayStartEquity"))
+    _put(data, "resumeAt", c.integer("resumeAt", minimum=0, maximum=_MAX_TS_MS))
     raw = c.obj.get("positions")
     if raw is None:
         data["positions"] = []
@@ -518,6 +554,9 @@ _FAST_ACCOUNT: Final[_FastSpec] = (
     ("marginLevel", False, fast_number, 0.0, _MAX_MONEY),
     ("currency", False, fast_pattern, _CURRENCY_RE, None),
     ("leverage", False, fast_integer, 1, 100_000),
+    ("riskState", False, fast_choice, frozenset(RISK_STATES), None),
+    ("dayStartEquity", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
+    ("resumeAt", False, fast_integer, 0, _MAX_TS_MS),
 )
 #: kind -> (every field allowed at the top level, the kind's table).
 _FAST_KINDS: Final[dict[str, tuple[frozenset[str], _FastSpec]]] = {

@@ -6,14 +6,32 @@ messages, the same trade events with ids derived the same way (a name-based UUID
 start state and clock, :meth:`SimAccount.execute` returns the same events byte for byte, so a scripted
 scenario can be compared with the real EA. docs/simulator.md lists the sequence per action.
 
-No clock is read here: callers pass ``now_ms``.
+The position sizing and account limits are :mod:`bridge.simulator.risk`; the events' ids and fields
+are :mod:`bridge.simulator.reports`. No clock is read here: callers pass ``now_ms``.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from bridge.simulator.reports import (
+    EventReports,
+    PendingOrder,
+    Position,
+    _int,
+    _num,
+    event_uuid,
+    signal_tag,
+)
+from bridge.simulator.risk import (
+    DEFAULT_MAGIC,
+    DailyLoss,
+    RiskGuards,
+    broker_day,
+    in_trading_hours,
+    size_volume,
+)
 
 __all__ = [
     "CONTRACT_SIZES",
@@ -47,22 +65,6 @@ VOLUME_STEP = 0.01
 RETCODE_NO_MONEY = 10019
 RETCODE_INVALID_PRICE = 10015
 RETCODE_INVALID_EXPIRATION = 10022
-DEFAULT_MAX_SLIPPAGE_POINTS = 20
-DEFAULT_MAGIC = 770001
-
-
-def event_uuid(name: str) -> str:
-    """The MQL5 EA's ``MtbUuidFromName``: a version-5-style UUID of SHA-1("mtbridge-event:" + name)."""
-    digest = bytearray(hashlib.sha1(("mtbridge-event:" + name).encode(), usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def signal_tag(signal_id: str) -> str:
-    """The order comment the EA writes: ``mtb#`` + 12 hex digits (MetaTrader keeps 31 characters)."""
-    return "mtb#" + event_uuid("tag:" + signal_id).replace("-", "")[:12]
 
 
 def digits_of(symbol: str) -> int:
@@ -81,49 +83,8 @@ def contract_of(symbol: str) -> float:
     return 1.0
 
 
-@dataclass(frozen=True, kw_only=True)
-class RiskGuards:
-    """The EA's inputs that refuse signals (``MaxLot``, ``AllowedSymbols``, ``MaxSignalAgeSec``, ...)."""
-
-    max_lot: float = 1.0
-    allowed_symbols: frozenset[str] = frozenset()  # empty: every symbol
-    max_signal_age_s: int = 30
-    max_slippage_points: int = DEFAULT_MAX_SLIPPAGE_POINTS
-    trading_enabled: bool = True
-    magic: int = DEFAULT_MAGIC
-
-
 @dataclass
-class Position:
-    ticket: int
-    symbol: str
-    side: str
-    volume: float
-    price_open: float
-    sl: float = 0.0
-    tp: float = 0.0
-    signal_id: str = ""
-
-
-@dataclass
-class PendingOrder:
-    """A limit or stop order in the book, as the harness's trade server keeps it."""
-
-    ticket: int
-    symbol: str
-    side: str
-    order_type: str  # "limit" or "stop"
-    volume: float
-    price: float
-    sl: float = 0.0
-    tp: float = 0.0
-    expiration_s: int = 0  # unix seconds; 0 = good till cancelled
-    signal_id: str = ""
-    comment: str = ""
-
-
-@dataclass
-class SimAccount:
+class SimAccount(EventReports):
     """Balance, positions and tickets of one simulated login; serialisable with :meth:`to_dict`."""
 
     login: str
@@ -136,6 +97,7 @@ class SimAccount:
     #: (bid, ask) set by :meth:`set_quote`, overriding the mid price and spread.
     quotes: dict[str, list[float]] = field(default_factory=dict)
     orders: list[PendingOrder] = field(default_factory=list)
+    daily: DailyLoss = field(default_factory=DailyLoss)
 
     # -- market --------------------------------------------------------------------------------------
 
@@ -214,18 +176,40 @@ class SimAccount:
             return [self._rejected(signal, symbol, "unsupported_order_type", now_ms, guards)]
         if side not in ("buy", "sell"):
             return [self._rejected(signal, symbol, "invalid_side", now_ms, guards)]
-        volume = _num(signal.get("volume"))
-        if volume <= 0 or volume > guards.max_lot + 1e-9:
-            return [self._rejected(signal, symbol, "max_lot", now_ms, guards)]
-        steps = volume / VOLUME_STEP
-        if volume < VOLUME_MIN - 1e-9 or volume > VOLUME_MAX + 1e-9 or abs(steps - round(steps)) > 1e-6:
-            return [self._rejected(signal, symbol, "invalid_volume", now_ms, guards)]
-        if order_type != "market":
-            return self._place(signal, sid, symbol, str(side), str(order_type), volume, now_ms, guards)
+        if self.daily.paused:
+            return [self._rejected(signal, symbol, "daily_loss", now_ms, guards)]
+        if not in_trading_hours(guards.trading_hours, guards.server_s(now_ms)):
+            return [self._rejected(signal, symbol, "outside_trading_hours", now_ms, guards)]
+        held = len(self.positions) + len(self.orders)
+        if guards.max_open_positions > 0 and held >= guards.max_open_positions:
+            return [self._rejected(signal, symbol, "max_open_positions", now_ms, guards)]
         digits = digits_of(symbol)
         point = 10.0**-digits
         bid, ask = self.quote(symbol)
         market = ask if side == "buy" else bid
+        entry = market if order_type == "market" else round(_num(signal.get("price")), digits)
+        if guards.lot_mode == "risk" and entry <= 0:
+            return [self._rejected(signal, symbol, "invalid_price", now_ms, guards)]
+        volume, reason = size_volume(
+            guards.lot_mode,
+            signal_volume=_num(signal.get("volume")),
+            multiplier=guards.lot_multiplier,
+            fixed_lot=guards.fixed_lot,
+            risk_percent=guards.risk_percent,
+            equity=self.equity(),
+            entry=entry,
+            sl=round(_num(signal.get("sl")), digits),
+            tick_size=point,
+            tick_value=point * contract_of(symbol),
+            vol_min=VOLUME_MIN,
+            vol_max=VOLUME_MAX,
+            vol_step=VOLUME_STEP,
+            max_lot=guards.max_lot,
+        )
+        if reason:
+            return [self._rejected(signal, symbol, reason, now_ms, guards)]
+        if order_type != "market":
+            return self._place(signal, sid, symbol, str(side), str(order_type), volume, now_ms, guards)
         deviation = guards.max_slippage_points
         signal_dev = signal.get("deviation")
         if isinstance(signal_dev, int) and 0 <= signal_dev < deviation:
@@ -429,12 +413,45 @@ class SimAccount:
             events.append(event)
         return events
 
-    def snapshot(self, now_ms: int) -> dict[str, Any]:
-        """The periodic ``account`` event."""
+    # -- daily loss limit -----------------------------------------------------------------------------
+
+    def check_daily_loss(self, now_ms: int, guards: RiskGuards) -> list[dict[str, Any]]:
+        """Roll the broker day and trip the daily loss limit, as the EA does on every timer tick and
+        before every ``open``; returns the ``account`` event of a pause that began or ended."""
+        equity = self.equity()
+        day = broker_day(guards.server_s(now_ms))
+        paused_day, trips = self.daily.day, self.daily.trips
+        if self.daily.roll(day, equity):
+            return [self._risk_event(now_ms, guards, "active", paused_day, trips)]
+        if guards.max_daily_loss_pct <= 0 and self.daily.resume(equity):
+            return [self._risk_event(now_ms, guards, "active", day, trips)]  # the limit was turned off
+        if self.daily.trip(equity, guards.max_daily_loss_pct):
+            return [self._risk_event(now_ms, guards, "daily_loss", day, self.daily.trips)]
+        return []
+
+    def resume_daily_loss(self, now_ms: int, guards: RiskGuards) -> list[dict[str, Any]]:
+        """An operator resumed the account: a daily-loss pause ends, with a fresh allowance."""
+        if not self.daily.resume(self.equity()):
+            return []
+        return [self._risk_event(now_ms, guards, "active", self.daily.day, self.daily.trips)]
+
+    def _risk_event(
+        self, now_ms: int, guards: RiskGuards, state: str, day: int, trips: int
+    ) -> dict[str, Any]:
+        """A snapshot that says the limit paused (``daily_loss``) or released (``active``) the account."""
+        event = self.snapshot(now_ms, name=f"{self.login}|risk|{day}|{trips}|{state}")
+        event["riskState"] = state
+        event["dayStartEquity"] = round(self.daily.start_equity, 2)
+        if state == "daily_loss":
+            event["resumeAt"] = ((day + 1) * 86_400 - guards.server_utc_offset_s) * 1000
+        return event
+
+    def snapshot(self, now_ms: int, *, name: str = "") -> dict[str, Any]:
+        """The periodic ``account`` event (``name``: a name-based id instead of one per time)."""
         margin = self.margin()
         equity = self.equity()
         event: dict[str, Any] = {
-            "id": event_uuid(f"{self.login}|account|{now_ms}"),
+            "id": event_uuid(name or f"{self.login}|account|{now_ms}"),
             "kind": "account",
             "account": self.login,
             "ts": now_ms,
@@ -461,147 +478,6 @@ class SimAccount:
             event["marginLevel"] = round(equity / margin * 100, 2)
         return event
 
-    # -- events --------------------------------------------------------------------------------------
-
-    def _base(self, name: str, kind: str, ts: int, sid: str) -> dict[str, Any]:
-        event: dict[str, Any] = {
-            "id": event_uuid(f"{self.login}|{name}"),
-            "kind": kind,
-            "account": self.login,
-            "ts": ts,
-        }
-        if sid:
-            event["signalId"] = sid
-        return event
-
-    def _rejected(
-        self,
-        signal: dict[str, Any],
-        symbol: str,
-        reason: str,
-        now_ms: int,
-        guards: RiskGuards,
-        *,
-        retcode: int = 0,
-    ) -> dict[str, Any]:
-        sid = str(signal.get("id", ""))
-        event = self._base(f"order-rejected|{sid}", "order", now_ms, sid)
-        event["state"] = "rejected"
-        event["symbol"] = symbol or "-"
-        if signal.get("side") in ("buy", "sell"):
-            event["side"] = signal["side"]
-        if signal.get("orderType") in ("market", "limit", "stop"):
-            event["orderType"] = signal["orderType"]
-        volume = _num(signal.get("volume"))
-        if 0 < volume <= 10_000:
-            event["volume"] = volume
-        event["magic"] = guards.magic
-        if retcode > 0:
-            event["retcode"] = retcode
-        event["message"] = reason
-        return event
-
-    def _pending_event(
-        self, sid: str, o: PendingOrder, state: str, now_ms: int, guards: RiskGuards
-    ) -> dict[str, Any]:
-        event = self._base(f"order|{o.ticket}|{state}", "order", now_ms, sid)
-        event.update(
-            state=state,
-            ticket=o.ticket,
-            symbol=o.symbol,
-            side=o.side,
-            orderType=o.order_type,
-            volume=o.volume,
-            price=o.price,
-        )
-        if o.sl > 0:
-            event["sl"] = o.sl
-        if o.tp > 0:
-            event["tp"] = o.tp
-        event.update(magic=guards.magic, comment=o.comment)
-        return event
-
-    def _order_filled(
-        self,
-        sid: str,
-        ticket: int,
-        symbol: str,
-        side: str,
-        volume: float,
-        price: float,
-        now_ms: int,
-        guards: RiskGuards,
-        comment: str,
-    ) -> dict[str, Any]:
-        event = self._base(f"order|{ticket}|filled", "order", now_ms, sid)
-        event.update(
-            state="filled",
-            ticket=ticket,
-            symbol=symbol,
-            side=side,
-            orderType="market",
-            volume=volume,
-            price=price,
-            magic=guards.magic,
-            comment=comment,
-        )
-        return event
-
-    def _deal(
-        self,
-        sid: str,
-        ticket: int,
-        order: int,
-        p: Position,
-        side: str,
-        entry: str,
-        volume: float,
-        price: float,
-        profit: float,
-        now_ms: int,
-        guards: RiskGuards,
-        comment: str,
-    ) -> dict[str, Any]:
-        event = self._base(f"deal|{ticket}", "deal", now_ms, sid)
-        event.update(
-            ticket=ticket,
-            order=order,
-            position=p.ticket,
-            symbol=p.symbol,
-            side=side,
-            entry=entry,
-            volume=volume,
-            price=price,
-            profit=profit,
-            commission=0.0,
-            swap=0.0,
-            magic=guards.magic,
-            comment=comment,
-        )
-        return event
-
-    def _position_event(
-        self,
-        sid: str,
-        p: Position,
-        state: str,
-        volume: float,
-        now_ms: int,
-        guards: RiskGuards,
-        *,
-        suffix: str,
-    ) -> dict[str, Any]:
-        event = self._base(f"position|{p.ticket}{suffix}", "position", now_ms, sid)
-        event.update(
-            ticket=p.ticket, symbol=p.symbol, side=p.side, state=state, volume=volume, priceOpen=p.price_open
-        )
-        if p.sl > 0:
-            event["sl"] = p.sl
-        if p.tp > 0:
-            event["tp"] = p.tp
-        event["magic"] = guards.magic
-        return event
-
     # -- persistence ---------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -611,17 +487,6 @@ class SimAccount:
     def from_dict(cls, data: dict[str, Any]) -> SimAccount:
         positions = [Position(**p) for p in data.get("positions", [])]
         orders = [PendingOrder(**o) for o in data.get("orders", [])]
-        fields = {k: v for k, v in data.items() if k not in ("positions", "orders")}
-        return cls(**fields, positions=positions, orders=orders)
-
-
-def _num(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0.0
-    return float(value)
-
-
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return 0
-    return value
+        daily = DailyLoss(**data.get("daily", {}))
+        fields = {k: v for k, v in data.items() if k not in ("positions", "orders", "daily")}
+        return cls(**fields, positions=positions, orders=orders, daily=daily)

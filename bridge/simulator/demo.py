@@ -2,23 +2,32 @@
 
 The hub runs as a child process (``mtbridge serve``, embedded defaults) in a temporary or given data
 directory; the engine publishes a short scripted cycle of signals; each EA executes them and reports
-trade events; the engine prints the delivery status the hub pushes back. Everything it starts is
-stopped on every exit path.
+trade events; the engine prints the delivery status the hub pushes back. Before the flow starts the
+demo prints the dashboard's address, a ready admin token and the data directory, and with ``open_browser``
+starts the system browser on the dashboard. Everything it starts is stopped on every exit path.
+
+A port that is already taken is refused before anything is started or connected (exit status 2): an
+engine connecting to whatever else holds the port would fail later, and far less clearly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import signal as signals
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Iterator
+import webbrowser
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,11 +35,27 @@ from bridge.client import Client, connect
 from bridge.simulator.account import RiskGuards
 from bridge.simulator.ea import SimulatedEA
 
-__all__ = ["DEMO_ACCOUNTS", "DemoOptions", "demo_script", "format_line", "run_demo"]
+__all__ = [
+    "DEMO_ACCOUNTS",
+    "EXIT_PORT_BUSY",
+    "DemoOptions",
+    "PortBusy",
+    "check_port_free",
+    "demo_script",
+    "format_line",
+    "open_dashboard",
+    "run_demo",
+]
 
 DEMO_ACCOUNTS = ("50123", "50124", "50125")
+HOST = "127.0.0.1"
 HUB_START_TIMEOUT = 30.0
 HUB_STOP_TIMEOUT = 10.0
+#: The admin token printed for the dashboard lasts a working day: long enough for a demo session,
+#: short enough that a token copied out of a terminal does not stay useful for long.
+ADMIN_TOKEN_TTL = 12 * 3600
+#: Exit status for a port that is already taken (a usage problem, as argparse's own 2).
+EXIT_PORT_BUSY = 2
 
 
 class DemoOptions:
@@ -42,14 +67,18 @@ class DemoOptions:
         duration: float | None = None,
         interval: float = 1.0,
         accounts: tuple[str, ...] = DEMO_ACCOUNTS,
+        open_browser: bool = False,
         out: TextIO | None = None,
+        err: TextIO | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port
         self.duration = duration
         self.interval = interval
         self.accounts = accounts
+        self.open_browser = open_browser
         self.out = out or sys.stdout
+        self.err = err or sys.stderr
 
 
 def demo_script(accounts: tuple[str, ...]) -> Iterator[dict[str, Any]]:
@@ -90,7 +119,7 @@ def demo_script(accounts: tuple[str, ...]) -> Iterator[dict[str, Any]]:
             "side": "buy",
             "orderType": "market",
             "volume": 1.5,
-        },  # above the EAs' max lot: rejected
+        },  # above the EAs' max lot: clamped to 1.0 lot (MaxLot)
         {"accounts": everyone, "symbol": "EURUSD", "action": "close", "side": "buy"},
         {"accounts": everyone, "action": "close_all"},
     ]
@@ -126,10 +155,46 @@ def format_line(kind: str, data: dict[str, Any]) -> str:
     return f"{who}  {kind} {data}"
 
 
+class PortBusy(Exception):
+    """The demo's port is held by another process."""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((HOST, 0))
         return int(s.getsockname()[1])
+
+
+def check_port_free(port: int, host: str = HOST) -> None:
+    """Raise :class:`PortBusy` if ``host:port`` cannot be bound the way the hub binds it.
+
+    ``SO_REUSEADDR`` as uvicorn sets it, so a port whose last connections sit in TIME_WAIT counts as
+    free (the hub could bind it), while a listening socket counts as busy."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortBusy(f"port {port} on {host} is in use") from exc
+            if exc.errno == errno.EACCES:
+                raise PortBusy(f"port {port} on {host} needs privileges this user lacks") from exc
+            raise
+
+
+def open_dashboard(url: str, say: Callable[[str], None]) -> bool:
+    """Start the system browser on ``url`` if Python's ``webbrowser`` finds one; say so if not.
+
+    The browser is started from a daemon thread: ``webbrowser`` waits for the browsers it runs as
+    plain commands (``$BROWSER``, console browsers), and the demo must not wait with it."""
+    try:
+        browser = webbrowser.get()
+    except webbrowser.Error:
+        say(f"no web browser found on this system: open {url} yourself")
+        return False
+    threading.Thread(target=browser.open, args=(url,), name="mtbridge-demo-browser", daemon=True).start()
+    say(f"opening {url} in {getattr(browser, 'name', 'the web browser')}")
+    return True
 
 
 def _token(data_dir: Path, *args: str) -> str:
@@ -152,27 +217,51 @@ def _stop_hub(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def _wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    """Wait until the hub *we started* answers ``/readyz``; raise if it exits first.
+
+    Checking that our child is still alive on every poll is what tells our hub from another process
+    that took the port in the moment between :func:`check_port_free` and the hub's bind."""
+    deadline = time.monotonic() + HUB_START_TIMEOUT
+    url = f"http://{HOST}:{port}/readyz"
+    while True:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            if "address already in use" in tail.lower():
+                raise PortBusy(f"port {port} on {HOST} is in use")
+            raise RuntimeError(f"the hub exited with status {proc.returncode} (see {log_path})")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the hub was not ready within {HUB_START_TIMEOUT:g} s (see {log_path})")
+        time.sleep(0.1)  # a readiness poll, bounded by the deadline above
+
+
 def run_demo(options: DemoOptions) -> int:
     """Start the hub, issue the tokens, run the flow; stops everything it started on every exit path."""
+    port = options.port or _free_port()
+    try:
+        check_port_free(port)
+    except PortBusy as exc:
+        print(f"mtbridge demo: {exc}; choose another with --port, or leave --port out for a free one",
+              file=options.err, flush=True)  # fmt: skip
+        return EXIT_PORT_BUSY
     with contextlib.ExitStack() as stack:
         if options.data_dir is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mtbridge-demo-")))
         else:
             data_dir = options.data_dir
             data_dir.mkdir(parents=True, exist_ok=True)
-        port = options.port or _free_port()
-        print(
-            f"mtbridge demo: hub on ws://127.0.0.1:{port}/ws, data in {data_dir} (log: hub.log)",
-            file=options.out,
-            flush=True,
-        )
-        log = stack.enter_context(open(data_dir / "hub.log", "ab"))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge.cli", "serve", "--data-dir", str(data_dir), "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        stack.callback(_stop_hub, proc)
+        data_dir = data_dir.resolve()
+        # Tokens first: the first one creates the signing secret, before the hub reads it.
+        admin_token = _token(
+            data_dir, "--role", "admin", "--sub", "demo-admin", "--account", "*",
+            "--ttl", str(ADMIN_TOKEN_TTL),
+        )  # fmt: skip
         engine_token = _token(
             data_dir,
             "--role",
@@ -198,7 +287,36 @@ def run_demo(options: DemoOptions) -> int:
             )
             for login in options.accounts
         }
-        return asyncio.run(_flow(options, f"ws://127.0.0.1:{port}/ws", data_dir, engine_token, ea_tokens))
+        log_path = data_dir / "hub.log"
+        log = stack.enter_context(open(log_path, "ab"))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge.cli", "serve", "--data-dir", str(data_dir), "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        stack.callback(_stop_hub, proc)
+        try:
+            _wait_ready(proc, port, log_path)
+        except PortBusy as exc:
+            print(f"mtbridge demo: {exc}; choose another with --port", file=options.err, flush=True)
+            return EXIT_PORT_BUSY
+        except RuntimeError as exc:
+            print(f"mtbridge demo: {exc}", file=options.err, flush=True)
+            return 1
+        dashboard = f"http://{HOST}:{port}/"
+
+        def say(line: str) -> None:
+            print(line, file=options.out, flush=True)
+
+        say(f"mtbridge demo: hub on ws://{HOST}:{port}/ws")
+        say(f"  dashboard:   {dashboard}")
+        say(f"  admin token: {admin_token}")
+        say(f"  data:        {data_dir}{'' if options.data_dir else ' (temporary: removed at exit)'}"
+            f" (hub log: {log_path.name})")  # fmt: skip
+        say("  paste the token into the dashboard's login form; `mtbridge token --data-dir DIR` makes more")
+        if options.open_browser:
+            open_dashboard(dashboard, say)
+        return asyncio.run(_flow(options, f"ws://{HOST}:{port}/ws", data_dir, engine_token, ea_tokens))
 
 
 async def _flow(

@@ -9,7 +9,9 @@ What it does, as ``mql5/Experts/MTBridgeEA.mq5`` does:
   trade events; the execution, the events and the new offset are saved in one atomic write;
 - sends queued events with ``trade.event`` and drops each from the outbox only when its ``result``
   arrived (the hub committed it); the outbox survives restarts and is resent until confirmed;
-- applies pause/resume control messages; sends an ``account`` snapshot periodically.
+- applies pause/resume control messages; sends an ``account`` snapshot periodically;
+- applies the daily loss limit (``RiskGuards.max_daily_loss_pct``) before each signal, after each price
+  move and when the broker day rolls over, and reports a pause or its end as an ``account`` event.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from bridge.client import Client, ClientError, Message, RecoveryFailed, RequestError, connect
 from bridge.client._transport import Transport
 from bridge.simulator.account import RiskGuards
+from bridge.simulator.risk import broker_day
 from bridge.simulator.state import EAState, load_state, save_state, state_path
 
 __all__ = ["DEFAULT_SNAPSHOT_INTERVAL", "OUTBOX_WINDOW", "EventSink", "SimulatedEA"]
@@ -95,6 +98,7 @@ class SimulatedEA:
         options: dict[str, Any] = {"on_gap": self._on_gap, **self.client_options}
         if self.transport is not None:
             options["transport"] = self.transport
+        self.check_pending()  # as the EA's OnInit: the broker day's starting equity, a pause to end
         self.client = await connect(self.url, self.token, retry=True, **options)
         self._spawn(self._send_loop())
         if self.snapshot_interval:
@@ -183,6 +187,7 @@ class SimulatedEA:
             self._emit("signal", {"id": sid, "outcome": "duplicate", "offset": message.offset})
             return
         now_ms = int(self.clock() * 1000)
+        self._queue(self.state.account.check_daily_loss(now_ms, self.guards))
         events = self.state.account.execute(
             signal, now_ms, self.guards, paused=self.state.is_paused(strategy)
         )
@@ -216,6 +221,10 @@ class SimulatedEA:
             pause = command == "pause"
             if scope == "account":
                 self.state.paused_account = pause
+                if not pause:  # an operator's resume also ends a daily-loss pause
+                    now_ms = int(self.clock() * 1000)
+                    self._queue(self.state.account.resume_daily_loss(now_ms, self.guards))
+                    self._outbox_ready.set()
             elif scope == "strategy" and isinstance(control.get("strategy"), str):
                 strategy = control["strategy"]
                 strategies = [s for s in self.state.paused_strategies if s != strategy]
@@ -280,17 +289,20 @@ class SimulatedEA:
 
     def check_pending(self) -> None:
         """Expire and trigger pending orders; their events carry the signal that placed them."""
-        events = self.state.account.check_pending(int(self.clock() * 1000), self.guards)
+        now_ms = int(self.clock() * 1000)
+        events = self.state.account.check_pending(now_ms, self.guards)
+        events += self.state.account.check_daily_loss(now_ms, self.guards)
         if events:
             self._queue(events)
             self._outbox_ready.set()
         save_state(self.path, self.state)
 
     async def _pending_loop(self) -> None:
-        """Pending orders expire with time, as on the trade server."""
+        """Pending orders expire with time, as on the trade server; the broker day rolls over."""
         while True:
             await asyncio.sleep(PENDING_CHECK_INTERVAL)
-            if self.state.account.orders:
+            day = self.state.account.daily.day
+            if self.state.account.orders or day != broker_day(self.guards.server_s(int(self.clock() * 1000))):
                 self.check_pending()
 
     async def _snapshot_loop(self, interval: float) -> None:

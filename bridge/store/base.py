@@ -309,6 +309,10 @@ class Store(Protocol):
         """Current position of ``channel``; creates the channel (offset 0, new epoch) if it does not exist,
         so that a subscriber always gets a stable epoch."""
 
+    async def tops(self, channels: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """``(epoch, last offset)`` of each existing channel among ``channels``, read in one query:
+        a cluster node compares them with what it delivered to find publications Redis lost."""
+
     async def reset_channel(self, channel: str) -> Position:
         """Erase the channel's log and start a new epoch at offset 0 (operator action)."""
 

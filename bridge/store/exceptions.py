@@ -10,18 +10,31 @@ translated by :func:`bridge.store.sql.wrap_exceptions` into this tree::
     ├── StoreConflict           an integrity constraint failed (not retryable)
     ├── MigrationError          the schema could not be brought to the expected revision
     └── InvalidCursor           a pagination cursor this store did not issue (also a ValueError)
+
+:func:`is_unavailable` is the one classification of a driver error as "the database is not there
+now" (retryable, answered ``unavailable``) against everything else (a bug or bad data: not retried).
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "UNAVAILABLE_SQLSTATES",
     "InvalidCursor",
     "MigrationError",
     "StoreClosed",
     "StoreConflict",
     "StoreError",
     "StoreUnavailable",
+    "is_unavailable",
 ]
+
+#: SQLSTATEs that mean the server cannot serve now but may soon (PostgreSQL appendix A): class 08
+#: (connection exception) is matched by its prefix; 57P01 admin_shutdown (``pg_ctl stop``), 57P02
+#: crash_shutdown, 57P03 cannot_connect_now ("the database system is starting up", or a standby
+#: not accepting connections), 53300 too_many_connections, 53000 insufficient_resources.
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "53000"})
+#: How deep :func:`is_unavailable` follows ``orig``/``__cause__``/``__context__`` links.
+_MAX_CHAIN = 8
 
 
 class StoreError(Exception):
@@ -54,3 +67,28 @@ class MigrationError(StoreError):
 
 class InvalidCursor(StoreError, ValueError):
     """A pagination cursor that this store did not issue."""
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` (or what it wraps) says the database is unreachable or not accepting work
+    now, so that the same call may succeed later.
+
+    Driver-neutral: it reads SQLSTATEs (asyncpg's ``sqlstate``, SQLAlchemy's adapted ``pgcode``)
+    and OS-level connection errors (refused, reset, broken pipe, timeouts, DNS), following
+    SQLAlchemy's ``orig`` and Python's exception chain."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [error]
+    while todo and len(seen) < _MAX_CHAIN:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, StoreUnavailable | OSError | TimeoutError):
+            return True  # ConnectionRefusedError, ConnectionResetError, BrokenPipeError, gaierror
+        state = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
+        if isinstance(state, str) and (state.startswith("08") or state in UNAVAILABLE_SQLSTATES):
+            return True
+        for link in (getattr(e, "orig", None), e.__cause__, e.__context__):
+            if isinstance(link, BaseException):
+                todo.append(link)
+    return False

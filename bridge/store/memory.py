@@ -201,6 +201,10 @@ class MemoryStore:
         first = next(iter(found.log), found.last_offset + 1)
         return Position(found.last_offset, found.epoch, first)
 
+    async def tops(self, channels: Sequence[str]) -> dict[str, tuple[str, int]]:
+        self._check()
+        return {n: (c.epoch, c.last_offset) for n in channels if (c := self._channels.get(n)) is not None}
+
     async def reset_channel(self, channel: str) -> Position:
         self._check()
         self._channels[channel] = _Channel(secrets.token_hex(8))

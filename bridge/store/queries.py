@@ -294,6 +294,13 @@ def select_channel(name: str) -> sa.Select[Any]:
     return sa.select(channels.c.epoch, channels.c.last_offset).where(channels.c.name == name)
 
 
+def select_tops(names: Sequence[str]) -> sa.Select[Any]:
+    """Epoch and last offset of many channels in one statement (the cluster's periodic gap check)."""
+    return sa.select(channels.c.name, channels.c.epoch, channels.c.last_offset).where(
+        channels.c.name.in_(list(names))
+    )
+
+
 def insert_channel(dialect: str) -> Any:
     """Create a channel (name, epoch, last_offset, created_at_ms) unless it exists."""
     return _insert(dialect, channels).on_conflict_do_nothing(index_elements=["name"])

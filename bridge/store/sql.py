@@ -79,7 +79,9 @@ from bridge.store.exceptions import (
     StoreConflict,
     StoreError,
     StoreUnavailable,
+    is_unavailable,
 )
+from bridge.store.outage import OutageLog, describe
 from bridge.store.schema import STATUS_COLUMNS
 
 __all__ = [
@@ -104,6 +106,11 @@ MAX_BATCH_OPS = 2000
 MAX_BATCH_ITEMS = 5000
 #: Queued calls beyond which callers wait for room (backpressure).
 MAX_QUEUE = 100_000
+#: PostgreSQL advisory lock key that serialises migrations of several hub nodes ("mtbr" in ASCII).
+MIGRATION_LOCK = 0x6D746272
+#: Channel names per statement of ``tops`` (a cluster node's periodic gap check): one IN list of
+#: at most this many bound parameters, far under PostgreSQL's 65,535 and SQLite's 32,766.
+TOPS_CHUNK = 5_000
 #: Rows per ``IN (...)`` list, below SQLite's and asyncpg's bind-parameter limits.
 IN_CHUNK: Final = 900
 #: Rows per array or jsonb parameter on PostgreSQL (neither has a bind-parameter limit).
@@ -144,29 +151,49 @@ def normalize_url(url: str) -> sa.URL:
 
 
 @contextlib.contextmanager
-def wrap_exceptions(operation: str) -> Iterator[None]:
-    """Translate driver errors into :mod:`bridge.store.exceptions` at the store boundary."""
+def wrap_exceptions(operation: str, outage: OutageLog | None = None, rows: int = 1) -> Iterator[None]:
+    """Translate driver errors into :mod:`bridge.store.exceptions` at the store boundary.
+
+    :func:`~bridge.store.exceptions.is_unavailable` decides what is retryable (``StoreUnavailable``);
+    ``outage``, when given, hears of every retryable failure (``rows`` requests refused) and of every
+    success, and logs the outage in a handful of lines instead of one per request."""
+    try:
+        with _translate(operation):
+            yield
+    except StoreUnavailable as error:
+        if outage is not None:
+            outage.failed(error, rows)
+        raise
+    if outage is not None:
+        outage.succeeded()
+
+
+@contextlib.contextmanager
+def _translate(operation: str) -> Iterator[None]:
     try:
         yield
     except StoreError:
         raise
     except exc.IntegrityError as error:
         raise StoreConflict(f"{operation}: constraint violated", operation=operation) from error
-    except (exc.OperationalError, exc.InterfaceError) as error:
-        text = str(error.orig).lower() if error.orig is not None else ""
-        if "no such table" in text or "no such column" in text:
-            raise StoreError(f"{operation}: schema missing, run migrations", operation=operation) from error
-        raise StoreUnavailable(f"{operation}: database unavailable", operation=operation) from error
-    except exc.DBAPIError as error:
-        if error.connection_invalidated:
+    except Exception as error:
+        if is_unavailable(error):
+            raise StoreUnavailable(
+                f"{operation}: database unavailable ({describe(error)})", operation=operation
+            ) from error
+        if isinstance(error, exc.OperationalError | exc.InterfaceError):
+            text = str(error.orig).lower() if error.orig is not None else ""
+            if "no such table" in text or "no such column" in text:
+                message = f"{operation}: schema missing, run migrations"
+                raise StoreError(message, operation=operation) from error
+            raise StoreUnavailable(f"{operation}: database unavailable", operation=operation) from error
+        if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
             raise StoreUnavailable(f"{operation}: connection lost", operation=operation) from error
-        raise StoreError(f"{operation}: database error", operation=operation) from error
-    except exc.TimeoutError as error:
-        raise StoreUnavailable(f"{operation}: no connection available", operation=operation) from error
-    except (OSError, TimeoutError, sqlite3.OperationalError) as error:
-        raise StoreUnavailable(f"{operation}: database unreachable", operation=operation) from error
-    except exc.SQLAlchemyError as error:
-        raise StoreError(f"{operation}: database error", operation=operation) from error
+        if isinstance(error, exc.TimeoutError | sqlite3.OperationalError):
+            raise StoreUnavailable(f"{operation}: no connection available", operation=operation) from error
+        if isinstance(error, exc.SQLAlchemyError):
+            raise StoreError(f"{operation}: database error", operation=operation) from error
+        raise
 
 
 def _dumps(value: Any) -> str:
@@ -465,6 +492,7 @@ class SQLStore:
         self._queue: asyncio.Queue[_Op | None] = asyncio.Queue(MAX_QUEUE)
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
+        self.outage = OutageLog(logger)
         self._sql = {
             sql: q.positional(sql, self.dialect)
             for sql in (
@@ -615,13 +643,17 @@ class SQLStore:
         schema = self.schema if self.dialect == "postgresql" else None
 
         def upgrade(connection: sa.Connection) -> None:
+            if self.dialect == "postgresql":
+                # Cluster nodes starting together on a fresh database: one migrates, the others
+                # wait for its commit and then find the schema at head (held until COMMIT).
+                connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
             if schema is not None:
                 connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
         try:
-            with wrap_exceptions("migrate"):
+            with wrap_exceptions("migrate", self.outage):
                 await self._run_write(upgrade)
         except StoreUnavailable:
             raise
@@ -672,7 +704,8 @@ class SQLStore:
         call in a transaction of its own and ``careful`` (see :class:`_LogWriter`), so that one bad call
         cannot fail its neighbours and a shortcut of the fast path cannot fail a call."""
         try:
-            with wrap_exceptions("write"):
+            rows = sum(len(op.data) if isinstance(op.data, list | tuple) else 1 for op in batch)
+            with wrap_exceptions("write", self.outage, rows):
                 results = await self._run_write(lambda conn: self._execute(conn, batch, careful))
         except StoreError as error:
             if not careful and not error.retryable:
@@ -897,7 +930,7 @@ class SQLStore:
 
     async def read_since(self, channel: str, after_offset: int, limit: int) -> list[Stored]:
         reader = self._reader()
-        with wrap_exceptions("read_since"):
+        with wrap_exceptions("read_since", self.outage):
             async with reader.connect() as conn:
                 rows = await conn.execute(q.read_since(channel, after_offset, max(1, limit)))
                 return [Stored(r.log_offset, _loads(r.payload), r.expires_at_ms) for r in rows]
@@ -911,7 +944,7 @@ class SQLStore:
 
     async def position(self, channel: str) -> Position:
         reader = self._reader()
-        with wrap_exceptions("position"):
+        with wrap_exceptions("position", self.outage):
             async with reader.connect() as conn:
                 found = await conn.run_sync(self._read_position, channel)
         if found is not None:
@@ -925,6 +958,20 @@ class SQLStore:
 
         result: Position = await self._submit("call", create)
         return result
+
+    async def tops(self, channels: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """One read on the reader pool; chunked at TOPS_CHUNK names to keep the IN list bounded."""
+        out: dict[str, tuple[str, int]] = {}
+        names = list(channels)
+        if not names:
+            return out
+        reader = self._reader()
+        with wrap_exceptions("tops"):
+            async with reader.connect() as conn:
+                for i in range(0, len(names), TOPS_CHUNK):
+                    rows = await conn.execute(q.select_tops(names[i : i + TOPS_CHUNK]))
+                    out.update({r.name: (r.epoch, r.last_offset) for r in rows})
+        return out
 
     async def reset_channel(self, channel: str) -> Position:
         def reset(conn: sa.Connection) -> Position:
@@ -1009,7 +1056,7 @@ class SQLStore:
             newest_first=newest_first,
             limit=limit,
         )
-        with wrap_exceptions("list_events"):
+        with wrap_exceptions("list_events", self.outage):
             async with reader.connect() as conn:
                 rows = (await conn.execute(stmt)).all()
         return [
@@ -1023,7 +1070,7 @@ class SQLStore:
 
     async def get_signal(self, signal_id: str) -> SignalView | None:
         reader = self._reader()
-        with wrap_exceptions("get_signal"):
+        with wrap_exceptions("get_signal", self.outage):
             async with reader.connect() as conn:
                 row = (await conn.execute(q.select_signal(signal_id))).first()
                 if row is None:
@@ -1049,7 +1096,7 @@ class SQLStore:
             before_seq=_parse_cursor(cursor),
             limit=size + 1,
         )
-        with wrap_exceptions("list_signals"):
+        with wrap_exceptions("list_signals", self.outage):
             async with reader.connect() as conn:
                 rows = (await conn.execute(stmt)).all()
                 more = len(rows) > size
@@ -1132,14 +1179,14 @@ class SQLStore:
 
     async def get_account(self, login: str) -> Account | None:
         reader = self._reader()
-        with wrap_exceptions("get_account"):
+        with wrap_exceptions("get_account", self.outage):
             async with reader.connect() as conn:
                 row = (await conn.execute(q.select_account(login))).first()
         return _account_from_row(row) if row is not None else None
 
     async def list_accounts(self) -> list[Account]:
         reader = self._reader()
-        with wrap_exceptions("list_accounts"):
+        with wrap_exceptions("list_accounts", self.outage):
             async with reader.connect() as conn:
                 rows = (await conn.execute(q.list_accounts())).all()
         return [_account_from_row(row) for row in rows]
@@ -1170,7 +1217,7 @@ class SQLStore:
 
     async def list_revocations(self, now_ms: int) -> list[Revocation]:
         reader = self._reader()
-        with wrap_exceptions("list_revocations"):
+        with wrap_exceptions("list_revocations", self.outage):
             async with reader.connect() as conn:
                 rows = (await conn.execute(q.list_revocations(now_ms))).all()
         return [Revocation(r.kind, r.value, r.revoked_at_ms, r.expires_at_ms, r.reason) for r in rows]

@@ -9,6 +9,7 @@
 
 #include <Trade\Trade.mqh>
 #include <MTBridge\BridgeClient.mqh>
+#include <MTBridge\Risk.mqh>
 
 input string HubUrl              = "ws://127.0.0.1:8765/ws"; // Hub WebSocket URL (ws:// or wss://)
 input string Token               = "";                       // EA token (mtbridge token --role ea ...)
@@ -16,7 +17,14 @@ input string Strategies          = "alpha";                  // Strategies to fo
 input string SymbolMap           = "";                       // Signal=broker symbol pairs, e.g. XAUUSD=GOLD,US30=DJ30
 input string SymbolSuffix        = "";                       // Appended to every broker symbol, e.g. .m
 input long   Magic               = 770001;                   // Magic number of this EA's orders
-input double MaxLot              = 1.0;                      // Largest volume a signal may open (lots)
+input double MaxLot              = 1.0;                      // Largest volume the EA opens (lots); larger sizes are clamped
+input ENUM_MTB_LOT_MODE LotMode  = LOT_MODE_MULTIPLIER;      // Position sizing
+input double LotMultiplier       = 1.0;                      // LotMode multiplier: signal volume x this
+input double FixedLot            = 0.01;                     // LotMode fixed: lots per signal
+input double RiskPercent         = 1.0;                      // LotMode risk: % of equity lost at the signal's SL
+input int    MaxOpenPositions    = 0;                        // Positions + pending orders of this EA (0: no limit)
+input double MaxDailyLossPct     = 0;                        // Pause at this loss, % of the day's starting equity (0: off)
+input string TradingHours        = "";                       // Server-time windows for opening, e.g. 08:00-12:00,13:30-17:00
 input string AllowedSymbols      = "";                       // Signal symbols allowed, comma-separated (empty: all)
 input int    MaxSignalAgeSec     = 30;                       // Refuse signals created longer ago (seconds)
 input int    MaxSlippagePoints   = 20;                       // Largest price deviation accepted (points)
@@ -33,6 +41,8 @@ int            g_map_count = 0;
 string         g_allowed[];
 int            g_allowed_count = 0;
 ulong          g_last_snapshot = 0;
+CTradingHours  g_hours;
+CDailyLoss     g_daily;
 
 //+------------------------------------------------------------------+
 //| Inputs                                                           |
@@ -428,19 +438,33 @@ void ReportPositionModified(const ulong ticket, const string signal_id)
    QueueEvent(w, id);
   }
 
-void ReportSnapshot()
+//--- an account snapshot; risk_state "" for the periodic one, else a daily-loss pause ("daily_loss")
+//--- or its end ("active") under a name-based id (day and trip), so it is reported once
+void WriteSnapshot(const string risk_state, const long day, const int trips)
   {
    long ts = MtbNowMs();
    string id = MtbUuidFromName(g_account + "|account|" + IntegerToString(ts));
+   if(risk_state != "")
+      id = MtbUuidFromName(g_account + "|risk|" + IntegerToString(day) + "|" + IntegerToString(trips) + "|" + risk_state);
    CJsonWriter w;
    BeginEvent(w, id, "account", ts, "");
    w.KeyNum("balance", AccountInfoDouble(ACCOUNT_BALANCE), 2);
    w.KeyNum("equity", AccountInfoDouble(ACCOUNT_EQUITY), 2);
-   w.KeyNum("margin", AccountInfoDouble(ACCOUNT_MARGIN), 2);
+   double margin = AccountInfoDouble(ACCOUNT_MARGIN);
+   w.KeyNum("margin", margin, 2);
    w.KeyNum("freeMargin", AccountInfoDouble(ACCOUNT_MARGIN_FREE), 2);
-   w.KeyNum("marginLevel", AccountInfoDouble(ACCOUNT_MARGIN_LEVEL), 2);
+   if(margin > 0)
+      w.KeyNum("marginLevel", AccountInfoDouble(ACCOUNT_MARGIN_LEVEL), 2);
    w.KeyStr("currency", AccountInfoString(ACCOUNT_CURRENCY));
    w.KeyInt("leverage", AccountInfoInteger(ACCOUNT_LEVERAGE));
+   if(risk_state != "")
+     {
+      w.KeyStr("riskState", risk_state);
+      w.KeyNum("dayStartEquity", g_daily.start_equity, 2);
+      //--- the next broker day, in unix ms (server time minus its offset from UTC)
+      if(risk_state == "daily_loss")
+         w.KeyInt("resumeAt", ((day + 1) * MTB_DAY_SECONDS - MtbServerUtcOffset()) * 1000);
+     }
    w.Key("positions");
    w.BeginArray();
    int total = PositionsTotal();
@@ -463,6 +487,76 @@ void ReportSnapshot()
      }
    w.EndArray();
    QueueEvent(w, id);
+  }
+
+void ReportSnapshot()
+  {
+   WriteSnapshot("", 0, 0);
+  }
+
+//+------------------------------------------------------------------+
+//| The daily loss limit: checked on every timer tick and before     |
+//| every open; a pause and its end are reported as account events.  |
+//+------------------------------------------------------------------+
+double AccountEquity()
+  {
+   return NormalizeDouble(AccountInfoDouble(ACCOUNT_EQUITY), 2);
+  }
+
+void CheckDailyLoss()
+  {
+   double equity = AccountEquity();
+   long paused_day = g_daily.day;
+   int paused_trips = g_daily.trips;
+   if(g_daily.Roll((long)TimeTradeServer() / MTB_DAY_SECONDS, equity))
+     {
+      Print("mtbridge: a new broker day ends the daily loss pause");
+      WriteSnapshot("active", paused_day, paused_trips);
+      return;
+     }
+   if(MaxDailyLossPct <= 0 && g_daily.Resume(equity))
+     {
+      Print("mtbridge: MaxDailyLossPct is 0: the daily loss pause ends");
+      WriteSnapshot("active", paused_day, paused_trips);
+      return;
+     }
+   if(g_daily.Trip(equity, MaxDailyLossPct))
+     {
+      Print("mtbridge: daily loss limit reached (equity ", DoubleToString(equity, 2), ", day start ",
+            DoubleToString(g_daily.start_equity, 2), "): opening paused until the next broker day or a resume");
+      WriteSnapshot("daily_loss", g_daily.day, g_daily.trips);
+     }
+  }
+
+//--- an operator resumed the account: a daily-loss pause ends, with a fresh allowance from now
+void ResumeDailyLoss()
+  {
+   if(g_daily.Resume(AccountEquity()))
+     {
+      Print("mtbridge: daily loss pause ended by an operator");
+      WriteSnapshot("active", g_daily.day, g_daily.trips);
+     }
+  }
+
+//--- this EA's positions and pending orders (what MaxOpenPositions counts)
+int HeldByThisEA()
+  {
+   int n = 0;
+   int total = PositionsTotal();
+   for(int i = 0; i < total; i++)
+     {
+      ulong ticket = PositionGetTicket(i);
+      if(ticket != 0 && PositionGetInteger(POSITION_MAGIC) == Magic)
+         n++;
+     }
+   total = OrdersTotal();
+   for(int i = 0; i < total; i++)
+     {
+      ulong ticket = OrderGetTicket(i);
+      if(ticket != 0 && OrderGetInteger(ORDER_MAGIC) == Magic)
+         n++;
+     }
+   return n;
   }
 
 //+------------------------------------------------------------------+
@@ -509,7 +603,8 @@ void PlacePending(CJsonValue *signal, const string id, const string symbol, cons
    if(expires_ms > 0)
      {
       type_time = ORDER_TIME_SPECIFIED;
-      expiration = (datetime)((expires_ms + 999) / 1000);
+      //--- MT5 expirations are server time: the signal's UTC expiry plus the server's offset from UTC
+      expiration = (datetime)((expires_ms + 999) / 1000 + MtbServerUtcOffset());
      }
    g_bridge.ClaimSignal(id);
    bool ok;
@@ -604,19 +699,43 @@ void OpenPosition(CJsonValue *signal, const string id, const string symbol)
       ReportRejected(signal, symbol, "invalid_side", 0);
       return;
      }
-   double volume = signal.GetNumber("volume", 0);
-   if(volume <= 0 || volume > MaxLot + 1e-9)
+   //--- account limits: opening only (close, close_all, modify and cancel reduce risk and always run)
+   CheckDailyLoss();
+   if(g_daily.paused)
      {
-      ReportRejected(signal, symbol, "max_lot", 0);
+      ReportRejected(signal, symbol, "daily_loss", 0);
       return;
      }
-   double vmin = SymbolInfoDouble(symbol, SYMBOL_VOLUME_MIN);
-   double vmax = SymbolInfoDouble(symbol, SYMBOL_VOLUME_MAX);
-   double vstep = SymbolInfoDouble(symbol, SYMBOL_VOLUME_STEP);
-   double steps = (vstep > 0) ? volume / vstep : 0;
-   if(vstep <= 0 || volume < vmin - 1e-9 || volume > vmax + 1e-9 || MathAbs(steps - MathRound(steps)) > 1e-6)
+   if(!g_hours.Contains(TimeTradeServer()))
      {
-      ReportRejected(signal, symbol, "invalid_volume", 0);
+      ReportRejected(signal, symbol, "outside_trading_hours", 0);
+      return;
+     }
+   if(MaxOpenPositions > 0 && HeldByThisEA() >= MaxOpenPositions)
+     {
+      ReportRejected(signal, symbol, "max_open_positions", 0);
+      return;
+     }
+   //--- position sizing (LotMode), within the symbol's volume rules and MaxLot
+   double point = SymbolInfoDouble(symbol, SYMBOL_POINT);
+   int digits = SymbolDigits(symbol);
+   double market = (side == "buy") ? SymbolInfoDouble(symbol, SYMBOL_ASK) : SymbolInfoDouble(symbol, SYMBOL_BID);
+   double entry = (otype == "market") ? market : NormalizeDouble(signal.GetNumber("price", 0), digits);
+   if(LotMode == LOT_MODE_RISK && entry <= 0)
+     {
+      ReportRejected(signal, symbol, "invalid_price", 0);
+      return;
+     }
+   string reason = "";
+   double volume = MtbSizeVolume(LotMode, signal.GetNumber("volume", 0), LotMultiplier, FixedLot, RiskPercent,
+                                 AccountEquity(), entry, NormalizeDouble(signal.GetNumber("sl", 0), digits),
+                                 SymbolInfoDouble(symbol, SYMBOL_TRADE_TICK_SIZE),
+                                 SymbolInfoDouble(symbol, SYMBOL_TRADE_TICK_VALUE),
+                                 SymbolInfoDouble(symbol, SYMBOL_VOLUME_MIN), SymbolInfoDouble(symbol, SYMBOL_VOLUME_MAX),
+                                 SymbolInfoDouble(symbol, SYMBOL_VOLUME_STEP), MaxLot, reason);
+   if(reason != "")
+     {
+      ReportRejected(signal, symbol, reason, 0);
       return;
      }
    if(otype != "market")
@@ -624,9 +743,6 @@ void OpenPosition(CJsonValue *signal, const string id, const string symbol)
       PlacePending(signal, id, symbol, side, otype, volume);
       return;
      }
-   double point = SymbolInfoDouble(symbol, SYMBOL_POINT);
-   int digits = SymbolDigits(symbol);
-   double market = (side == "buy") ? SymbolInfoDouble(symbol, SYMBOL_ASK) : SymbolInfoDouble(symbol, SYMBOL_BID);
    long deviation = MaxSlippagePoints;
    long signal_dev = signal.GetInteger("deviation", -1);
    if(signal_dev >= 0 && signal_dev < deviation)
@@ -780,6 +896,11 @@ class CSignalExecutor : public CBridgeHandler
   {
 public:
    virtual void      OnSignal(CJsonValue *signal, const string strategy) { ExecuteSignal(signal, strategy); }
+   virtual void      OnControl(const string command, const string scope, const string strategy)
+     {
+      if(command == "resume" && scope == "account")
+         ResumeDailyLoss();
+     }
   };
 
 CSignalExecutor g_executor;
@@ -852,6 +973,18 @@ int OnInit()
       Print("mtbridge: MaxLot and MaxSignalAgeSec must be > 0, MaxSlippagePoints and Magic >= 0, TimerMs >= 10");
       return INIT_PARAMETERS_INCORRECT;
      }
+   if(LotMode < LOT_MODE_MULTIPLIER || LotMode > LOT_MODE_RISK || LotMultiplier <= 0 || FixedLot <= 0 ||
+      RiskPercent <= 0 || RiskPercent > 100 || MaxOpenPositions < 0 || MaxDailyLossPct < 0 || MaxDailyLossPct >= 100)
+     {
+      Print("mtbridge: LotMultiplier, FixedLot and RiskPercent (at most 100) must be > 0, MaxOpenPositions >= 0, ",
+            "MaxDailyLossPct from 0 to below 100");
+      return INIT_PARAMETERS_INCORRECT;
+     }
+   if(!g_hours.Parse(TradingHours))
+     {
+      Print("mtbridge: TradingHours must be HH:MM-HH:MM windows separated by commas, e.g. 08:00-12:00,13:30-17:00");
+      return INIT_PARAMETERS_INCORRECT;
+     }
    g_account = IntegerToString(AccountInfoInteger(ACCOUNT_LOGIN));
    ParseInputs();
    g_trade.SetExpertMagicNumber((ulong)Magic);
@@ -863,6 +996,8 @@ int OnInit()
       return INIT_PARAMETERS_INCORRECT;
      }
    Reconcile();
+   g_daily.Load(g_bridge.StateDir() + "risk.txt");
+   CheckDailyLoss();
    EventSetMillisecondTimer(TimerMs);
    Print("mtbridge: EA started for account ", g_account, ", ", IntegerToString(g_bridge.OutboxSize()),
          " trade events waiting in the outbox");
@@ -873,6 +1008,7 @@ void OnTimer()
   {
    if(g_bridge == NULL)
       return;
+   CheckDailyLoss();
    g_bridge.Poll();
    ulong now = WsNowMs();
    if(SnapshotIntervalSec > 0 && g_bridge.IsConnected() &&

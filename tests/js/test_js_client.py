@@ -1,7 +1,10 @@
-"""Runs the Node tests of the JavaScript client (tests/js/test_client.mjs) against a live hub.
+"""Runs the Node tests of the dashboard's models (tests/js/test_model.mjs).
 
-Needs ``node`` (>= 20) and ``npm ci`` in tests/js (the ``ws`` package). Without them the test
-skips with the reason, unless BRIDGE_REQUIRE_SERVICES is set, where it fails instead.
+The JavaScript client's own tests moved with its source to the npm package clients/js
+(clients/js/test/, run by tests/jsclient/).
+
+Needs ``node`` (>= 20) and ``npm ci`` in tests/js. Without them the test skips with the reason,
+unless BRIDGE_REQUIRE_SERVICES is set, where it fails instead.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ def _missing() -> str | None:
     return None
 
 
-def test_js_client_against_live_hub() -> None:
+def test_dashboard_models() -> None:
     reason = _missing()
     if reason is not None:
         if os.environ.get("BRIDGE_REQUIRE_SERVICES"):
@@ -41,7 +44,6 @@ def test_js_client_against_live_hub() -> None:
             "--test",
             "--test-reporter=spec",
             str(HERE / "test_model.mjs"),
-            str(HERE / "test_client.mjs"),
         ],
         cwd=ROOT,
         env=env,

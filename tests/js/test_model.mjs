@@ -110,3 +110,19 @@ test("health samples are deduplicated by timestamp and bounded", () => {
   for (const ts of [1, 2, 2, 3, 4]) h.add({ ts, connections: ts });
   assert.deepEqual(h.series("connections"), [2, 3, 4]);
 });
+
+test("a signal's version moves with every change its row shows, and only then", () => {
+  const book = new SignalBook();
+  const rec = book.upsert({ ...live("v", 1000), offset: null });
+  const v0 = rec.v;
+  book.upsert(live("v", 1000)); // the offset arrives: the row shows it
+  assert.ok(rec.v > v0);
+  const v1 = rec.v;
+  book.upsert(live("v", 1000)); // nothing new
+  assert.equal(rec.v, v1);
+  book.status({ signalId: "v", account: "1", status: "acked", at: 1010 });
+  assert.ok(rec.v > v1);
+  const v2 = rec.v;
+  book.status({ signalId: "v", account: "1", status: "bogus", at: 1020 }); // ignored
+  assert.equal(rec.v, v2);
+});

@@ -1,5 +1,6 @@
 """The soak test of issue 3: 5,000 signals to 3 accounts through random EA disconnects and two hub
-SIGKILLs, on SQLite and on PostgreSQL.
+SIGKILLs, on SQLite and on PostgreSQL; and (issue 15) the same on a 3-node cluster sharing PostgreSQL
+and Redis, where every reconnect lands on the next node and two nodes are SIGKILLed in turn.
 
 Outcome, checked against the hub's own REST API: every EA got every signal targeted at it exactly
 once, in offset order; the database holds each trade event exactly once and every trade event the
@@ -27,11 +28,14 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tests.ledger.helpers import Rest, eventually
+from tests.support.cluster import Cluster, cluster_services
 from tests.support.hub import WAIT, HubProcess
 
 pytestmark = pytest.mark.slow
 
 N_SIGNALS = 5_000
+#: The cluster run is smaller: three hubs and the test share two cores (the suite's 30-minute budget).
+N_SIGNALS_CLUSTER = 3_000
 ACCOUNTS = ("61001", "61002", "61003")
 STRATEGY = "soak"
 CHANNEL = f"signals:{STRATEGY}"
@@ -152,24 +156,27 @@ class Peer:
 
 
 async def open_peer(
-    url: str, token: str, on_message: Callable[[dict[str, Any]], None], rng: random.Random
+    urls: list[str], first: int, token: str, on_message: Callable[[dict[str, Any]], None], rng: random.Random
 ) -> Peer:
-    """Connect, retrying while the hub is down or restarting."""
+    """Connect to ``urls[first]``, moving on to the next node after each failure (one node: retrying
+    while the hub is down or restarting)."""
     deadline = time.monotonic() + RUN_TIMEOUT
+    attempt = first
     while True:
         try:
-            return await Peer.open(url, token, on_message)
+            return await Peer.open(urls[attempt % len(urls)], token, on_message)
         except (OSError, Lost, TimeoutError, websockets.InvalidHandshake, websockets.ConnectionClosed):
             if time.monotonic() > deadline:
                 raise
+            attempt += 1
             await asyncio.sleep(0.1 + rng.random() * 0.4)
 
 
-def plan() -> list[dict[str, Any]]:
-    """5,000 signals: every third to one account, then two, then all three (rotating)."""
+def plan(n: int = N_SIGNALS) -> list[dict[str, Any]]:
+    """``n`` signals: every third to one account, then two, then all three (rotating)."""
     created = int(time.time() * 1000)
     out = []
-    for i in range(N_SIGNALS):
+    for i in range(n):
         k = i % 3
         r = (i // 3) % 3
         targets = [ACCOUNTS[(r + j) % 3] for j in range(k + 1)]
@@ -193,7 +200,7 @@ def plan() -> list[dict[str, Any]]:
 
 @dataclass
 class Engine:
-    url: str
+    urls: list[str]
     token: str
     signals: list[dict[str, Any]]
     rng: random.Random
@@ -208,7 +215,7 @@ class Engine:
 
     async def run(self) -> None:
         while len(self.offsets) < len(self.signals):
-            peer = await open_peer(self.url, self.token, lambda m: None, self.rng)
+            peer = await open_peer(self.urls, self.sessions, self.token, lambda m: None, self.rng)
             self.sessions += 1
             try:
                 if self.sessions > 1:
@@ -251,7 +258,7 @@ class Engine:
 
 @dataclass
 class EA:
-    url: str
+    urls: list[str]  # each session starts on the next node (one node: always the same)
     token: str
     account: str
     rng: random.Random
@@ -315,7 +322,7 @@ class EA:
             spawn(self._report(peer_ref[0], sem, event))
 
         peer_ref: list[Peer] = []
-        peer = await open_peer(self.url, self.token, on_message, self.rng)
+        peer = await open_peer(self.urls, self.sessions, self.token, on_message, self.rng)
         peer_ref.append(peer)
         self.peer = peer
         self.sessions += 1
@@ -382,7 +389,9 @@ class EA:
                 await peer.close()
 
 
-async def soak(tmp_path: Path, database_url: str | None) -> None:
+async def soak(tmp_path: Path, database_url: str | None, cluster: Cluster | None = None) -> None:
+    """One hub (``cluster`` None) or every node of ``cluster``: EAs and the engine start on different
+    nodes and move to the next one on every reconnect; the killer SIGKILLs node 0, then node 1."""
     seed = int(time.time())
     rng = random.Random(seed)
     extra = ("--database-url", database_url) if database_url else ()
@@ -391,46 +400,53 @@ async def soak(tmp_path: Path, database_url: str | None) -> None:
         "MTBRIDGE_RATE_BURST": "200000",
         "MTBRIDGE_LOG_LEVEL": "warning",
     }
-    hub = HubProcess(tmp_path / "hub", None, *extra, env=env)
-    await asyncio.to_thread(hub.start)
+    nodes = cluster.nodes if cluster is not None else [HubProcess(tmp_path / "hub", None, *extra, env=env)]
+    n_signals = N_SIGNALS if cluster is None else N_SIGNALS_CLUSTER
+    hub = nodes[0]
+    urls = [node.url for node in nodes]
+    for node in nodes:
+        if node.proc is None:
+            await asyncio.to_thread(node.start)
     started = time.monotonic()
-    signals = plan()
+    signals = plan(n_signals)
     engine = Engine(
-        hub.url, hub.token("engine", "soak-engine", publish=[CHANNEL]), signals, random.Random(rng.random())
+        urls, hub.token("engine", "soak-engine", publish=[CHANNEL]), signals, random.Random(rng.random())
     )
     eas = [
         EA(
-            hub.url,
+            urls[k % len(urls) :] + urls[: k % len(urls)],  # EA k starts on node k
             hub.token("ea", f"ea-{a}", accounts=[a], subscribe=[CHANNEL]),
             a,
             random.Random(rng.random()),
         )
-        for a in ACCOUNTS
+        for k, a in enumerate(ACCOUNTS)
     ]
     expected_per_account = {a: [s["id"] for s in signals if a in s["accounts"]] for a in ACCOUNTS}
     restarts: list[int] = []
 
     def engine_done() -> bool:
-        return engine.confirmed == N_SIGNALS
+        return engine.confirmed == n_signals
 
     def caught_up(ea: EA) -> bool:
         return len(ea.received) >= len(expected_per_account[ea.account]) and not ea.outbox
 
     async def killer() -> None:
-        """SIGKILL and restart the hub twice, at 25-40% and 60-75% of the publications."""
-        for mark in (0.25 + rng.random() * 0.15, 0.6 + rng.random() * 0.15):
-            while engine.confirmed < mark * N_SIGNALS:
+        """SIGKILL and restart a hub twice (node 0, then node 1 of a cluster), at 25-40% and 60-75% of
+        the publications."""
+        for k, mark in enumerate((0.25 + rng.random() * 0.15, 0.6 + rng.random() * 0.15)):
+            while engine.confirmed < mark * n_signals:
                 await asyncio.sleep(0.02)
-            await asyncio.to_thread(hub.kill)
+            victim = nodes[k % len(nodes)]
+            await asyncio.to_thread(victim.kill)
             restarts.append(engine.confirmed)
             await asyncio.sleep(0.2 + rng.random())
-            await asyncio.to_thread(hub.start)
+            await asyncio.to_thread(victim.start)
 
     def progress() -> str:
         return (
             f"t={time.monotonic() - started:.0f}s "
-            f"hub_alive={hub.proc is not None and hub.proc.poll() is None} "
-            f"published={engine.confirmed}/{N_SIGNALS} engine_sessions={engine.sessions} restarts={restarts} "
+            f"alive={[n.proc is not None and n.proc.poll() is None for n in nodes]} "
+            f"published={engine.confirmed}/{n_signals} engine_sessions={engine.sessions} restarts={restarts} "
             + " ".join(
                 f"{ea.account}:got={len(ea.received)}/{len(expected_per_account[ea.account])},"
                 f"outbox={len(ea.outbox)},sessions={ea.sessions},drops={ea.disconnects}"
@@ -470,8 +486,9 @@ async def soak(tmp_path: Path, database_url: str | None) -> None:
         finally:
             monitor_task.cancel()
         elapsed = time.monotonic() - started
+        kind = "cluster" if cluster else "postgres" if database_url else "sqlite"
         print(
-            f"\nsoak[{'postgres' if database_url else 'sqlite'}] seed={seed} {elapsed:.1f}s "
+            f"\nsoak[{kind}] seed={seed} {elapsed:.1f}s "
             f"engine sessions={engine.sessions} duplicates={engine.duplicates} restarts at {restarts} "
             + " ".join(f"{ea.account}: sessions={ea.sessions} drops={ea.disconnects}" for ea in eas)
         )
@@ -487,11 +504,14 @@ async def soak(tmp_path: Path, database_url: str | None) -> None:
             assert [sid for _, sid in ea.received] == expected, ea.account
             assert offsets == [engine.offsets[sid] for sid in expected]
             assert ea.outbox == {}
-        assert sorted(engine.offsets.values()) == list(range(1, N_SIGNALS + 1))
+        assert sorted(engine.offsets.values()) == list(range(1, n_signals + 1))
 
         await verify_store(hub, signals, engine, eas)
+        if cluster is not None:
+            await cluster.wait_clean()  # every node's registries empty, nothing of theirs left in Redis
     finally:
-        await asyncio.to_thread(hub.stop)
+        for node in nodes:
+            await asyncio.to_thread(node.stop)
 
 
 async def verify_store(hub: HubProcess, signals: list[dict[str, Any]], engine: Engine, eas: list[EA]) -> None:
@@ -540,3 +560,20 @@ async def test_soak_exactly_once_through_disconnects_and_hub_kills(
 ) -> None:
     url: str | None = request.getfixturevalue("pg_database") if db == "postgres" else None
     await soak(tmp_path, url)
+
+
+async def test_soak_on_a_three_node_cluster(tmp_path: Path) -> None:
+    """The same soak and assertions on 3 nodes sharing a fresh PostgreSQL database and a Redis of the
+    test's own: reconnects move between nodes, node 0 and then node 1 are SIGKILLed mid-stream."""
+    with cluster_services(tmp_path) as services:
+        env = {
+            "MTBRIDGE_RATE_PER_SECOND": "100000",
+            "MTBRIDGE_RATE_BURST": "200000",
+            "MTBRIDGE_LOG_LEVEL": "warning",
+        }
+        cluster = Cluster(services, 3, env=env)
+        await asyncio.to_thread(cluster.start)
+        try:
+            await soak(tmp_path, services.db.url, cluster)
+        finally:
+            await asyncio.to_thread(cluster.stop)

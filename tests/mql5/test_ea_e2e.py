@@ -288,14 +288,16 @@ def test_ea_executes_reports_and_guards(hub: Hub, ea_binary: Path, tmp_path: Pat
         assert [(m["kind"], m["state"], m["ticket"], m["sl"], m["tp"], m["signalId"]) for m in modified] == [
             ("position", "modified", deal["position"], 1.06, 1.18, modify)]
 
-        oversize = bridge.publish(symbol="EURUSD", action="open", side="buy", orderType="market", volume=5)
+        # 0.004 lot rounds down to 0 steps of 0.01: below the minimum, never rounded up to it
+        oversize = bridge.publish(symbol="EURUSD", action="open", side="buy", orderType="market",
+                                  volume=0.004)
         disallowed = bridge.publish(symbol="USDJPY", action="open", side="sell", orderType="market",
                                     volume=0.1)
         stale = bridge.publish(symbol="EURUSD", action="open", side="buy", orderType="market", volume=0.1,
                                createdAt=int(time.time() * 1000) - 120_000)
         slipped = bridge.publish(symbol="GBPUSD", action="open", side="buy", orderType="market", volume=0.1,
                                  price=1.2400, deviation=10)
-        assert bridge.rejection(oversize) == "max_lot"
+        assert bridge.rejection(oversize) == "volume_below_min"
         assert bridge.rejection(disallowed) == "symbol_not_allowed"
         assert bridge.rejection(stale) == "stale"
         assert bridge.rejection(slipped) == "slippage"

@@ -7,6 +7,7 @@ from typing import Any
 
 from bridge.protocol.events import parse_event
 from bridge.simulator import RiskGuards, SimAccount, event_uuid, signal_tag
+from bridge.simulator.risk import parse_trading_hours
 
 NOW = 1_700_000_000_000
 GUARDS = RiskGuards()
@@ -95,8 +96,10 @@ def test_guards_reject_in_the_eas_order() -> None:
         (sig(orderType="stop_limit", price=1.0), RiskGuards(), False, "unsupported_order_type"),
         (sig(orderType="limit", price=1.2), RiskGuards(), False, "trade_server: invalid price"),
         (sig(orderType="stop", price=1.0), RiskGuards(), False, "trade_server: invalid price"),
-        (sig(volume=2.0), RiskGuards(max_lot=1.0), False, "max_lot"),
-        (sig(volume=0.015), RiskGuards(), False, "invalid_volume"),
+        (sig(volume=0.004), RiskGuards(), False, "volume_below_min"),
+        (sig(volume=0), RiskGuards(), False, "invalid_volume"),
+        (sig(), RiskGuards(lot_mode="risk"), False, "no_stop_loss"),
+        (sig(), RiskGuards(trading_hours=parse_trading_hours("00:00-00:01")), False, "outside_trading_hours"),
         (sig(price=1.2), RiskGuards(), False, "slippage"),
         (sig(volume=100.0), RiskGuards(max_lot=1000), False, "trade_server: not enough money"),
         (sig("cancel"), RiskGuards(), False, "no_order"),

@@ -140,6 +140,14 @@ class TestChannelLog:
         assert now.can_recover(0, first.epoch) and now.can_recover(1, first.epoch)
         assert not now.can_recover(0, "other-epoch")
 
+    async def test_tops_reads_many_channels_at_once(self, store: Store) -> None:
+        a = await store.append("a", None, {})
+        await store.append("a", None, {})
+        b = await store.append("b", None, {})
+        tops = await store.tops(["a", "b", "missing"])
+        assert tops == {"a": (a.epoch, 2), "b": (b.epoch, 1)}
+        assert await store.tops([]) == {}
+
     async def test_reset_channel_starts_a_new_epoch(self, store: Store) -> None:
         old = await store.append("c", "m", {})
         position = await store.reset_channel("c")

@@ -124,17 +124,23 @@ def _find_services(config: uvicorn.Config) -> Services:
 class Client:
     """A thin JSON-envelope client over the `websockets` library, for tests."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, encoding: str = "json") -> None:
         self.ws = ws
+        self.encoding = encoding
         self.welcome: dict[str, Any] = {}
         self._rid = 0
 
     @classmethod
-    async def open(cls, url: str, token: str | None = None, **kwargs: Any) -> Client:
+    async def open(
+        cls, url: str, token: str | None = None, *, encoding: str = "json", **kwargs: Any
+    ) -> Client:
+        """Connect (``encoding`` "json" or "msgpack", negotiated by subprotocol) and authenticate."""
         kwargs.setdefault("ping_interval", None)
         kwargs.setdefault("open_timeout", WAIT)
+        if encoding != "json":
+            kwargs.setdefault("subprotocols", [f"mtbridge.v1.{encoding}"])
         ws = await websockets.connect(url, **kwargs)
-        client = cls(ws)
+        client = cls(ws, encoding)
         client.welcome = await client.recv()
         assert client.welcome["type"] == "welcome", client.welcome
         if token is not None:
@@ -143,6 +149,11 @@ class Client:
         return client
 
     async def send(self, obj: dict[str, Any]) -> None:
+        if self.encoding == "msgpack":
+            import msgpack
+
+            await self.ws.send(msgpack.packb(obj))
+            return
         await self.ws.send(json.dumps(obj))
 
     async def recv(self, timeout: float = WAIT) -> dict[str, Any]:
@@ -238,6 +249,10 @@ class HubProcess:
         raise TimeoutError(f"hub not ready: {self.log.read_text()[-2000:]}")
 
     def token(self, role: str, sub: str, ttl: float = 3600, **claims: Any) -> str:
+        shared = self.env.get("MTBRIDGE_JWT_SECRET_FILE")  # a cluster's nodes share one secret
+        if shared:
+            secret, _ = load_or_create_secret(Path(shared))
+            return issue(secret, sub=sub, role=role, now=time.time(), ttl=ttl, **claims)
         return mint(self.data_dir, role, sub, ttl, **claims)
 
     def signal(self, sig: int) -> None:

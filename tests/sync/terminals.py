@@ -27,8 +27,22 @@ import httpx
 
 from bridge.simulator import RiskGuards, SimAccount, SimulatedEA
 from bridge.simulator.account import VOLUME_MAX, VOLUME_MIN, VOLUME_STEP, contract_of, digits_of
+from bridge.simulator.risk import LOT_MODES, parse_trading_hours
 
-__all__ = ["ACCOUNT", "MAGIC", "SYMBOLS", "HubRest", "MQL5Terminal", "PythonTerminal", "Terminal", "until"]
+__all__ = [
+    "ACCOUNT",
+    "INPUTS",
+    "MAGIC",
+    "SERVER_UTC_OFFSET",
+    "SERVER_UTC_OFFSET_S",
+    "SYMBOLS",
+    "HubRest",
+    "MQL5Terminal",
+    "PythonTerminal",
+    "Terminal",
+    "guards_from_inputs",
+    "until",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO / "tests" / "mql5" / "harness"
@@ -37,6 +51,48 @@ MAGIC = 770001
 #: Symbols the broker (both terminals) knows; the EA's AllowedSymbols is a subset of them.
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY")
 WAIT = 90.0
+SERVER_UTC_OFFSET = "SERVER_UTC_OFFSET"
+SERVER_UTC_OFFSET_S = 7200
+#: The EA's inputs both terminals start with (the MQL5 names; the simulator maps them to RiskGuards).
+INPUTS: dict[str, str] = {
+    "Strategies": "alpha",
+    "MaxLot": "1.0",
+    "MaxSignalAgeSec": "30",
+    "MaxSlippagePoints": "20",
+    "SnapshotIntervalSec": "0",
+    "TimerMs": "20",
+    "Magic": str(MAGIC),
+    "LotMode": "0",
+    "LotMultiplier": "1.0",
+    "FixedLot": "0.01",
+    "RiskPercent": "1.0",
+    "MaxOpenPositions": "0",
+    "MaxDailyLossPct": "0",
+    "TradingHours": "",
+    # not an EA input: the broker's server clock minus UTC, in seconds (the harness's
+    # MQL_SERVER_UTC_OFFSET, the simulator's server_utc_offset_s): a UTC+2 broker, as most are;
+    # one day more jumps to the next broker day
+    SERVER_UTC_OFFSET: str(SERVER_UTC_OFFSET_S),
+}
+
+
+def guards_from_inputs(inputs: dict[str, str]) -> RiskGuards:
+    """The simulator's equivalent of the EA's inputs (docs/simulator.md lists the mapping)."""
+    return RiskGuards(
+        max_lot=float(inputs["MaxLot"]),
+        allowed_symbols=frozenset(s for s in inputs.get("AllowedSymbols", "").split(",") if s),
+        max_signal_age_s=int(inputs["MaxSignalAgeSec"]),
+        max_slippage_points=int(inputs["MaxSlippagePoints"]),
+        magic=int(inputs["Magic"]),
+        lot_mode=LOT_MODES[int(inputs["LotMode"])],
+        lot_multiplier=float(inputs["LotMultiplier"]),
+        fixed_lot=float(inputs["FixedLot"]),
+        risk_percent=float(inputs["RiskPercent"]),
+        max_open_positions=int(inputs["MaxOpenPositions"]),
+        max_daily_loss_pct=float(inputs["MaxDailyLossPct"]),
+        trading_hours=parse_trading_hours(inputs["TradingHours"]),
+        server_utc_offset_s=int(inputs[SERVER_UTC_OFFSET]),
+    )
 
 
 async def until(what: str, predicate: Callable[[], Awaitable[Any]], timeout: float = WAIT) -> Any:
@@ -108,6 +164,10 @@ class Terminal(Protocol):
 
     def set_price(self, symbol: str, bid: float, ask: float) -> None: ...
 
+    async def reconfigure(self, inputs: dict[str, str]) -> None:
+        """Change inputs as a user does: stop the EA, change them, start it again (state kept)."""
+        ...
+
     def produced(self) -> list[str]:
         """Ids of the trade events the terminal produced, in the order it produced them."""
         ...
@@ -130,18 +190,7 @@ class MQL5Terminal:
         self.binary = binary
         self.root = root
         self.quotes = market()
-        self.inputs = {
-            "HubUrl": hub_ws,
-            "Token": token,
-            "Strategies": "alpha",
-            "AllowedSymbols": ",".join(allowed),
-            "MaxLot": "1.0",
-            "MaxSignalAgeSec": "30",
-            "MaxSlippagePoints": "20",
-            "SnapshotIntervalSec": "0",
-            "TimerMs": "20",
-            "Magic": str(MAGIC),
-        }
+        self.inputs = {**INPUTS, "HubUrl": hub_ws, "Token": token, "AllowedSymbols": ",".join(allowed)}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = root / "ea.log"
         self.state_dir = root / "common" / "MTBridge" / f"{ACCOUNT}-{MAGIC}"
@@ -177,9 +226,10 @@ class MQL5Terminal:
                 "MQL_TRADE_STATE": str(self.root / "trade.state"),
                 "MQL_TIMER_MIN_MS": "10",
                 "ASAN_OPTIONS": "detect_leaks=1",
+                "MQL_SERVER_UTC_OFFSET": self.inputs[SERVER_UTC_OFFSET],
             }
         )
-        env.update({f"MQL_INPUT_{k}": v for k, v in self.inputs.items()})
+        env.update({f"MQL_INPUT_{k}": v for k, v in self.inputs.items() if k != SERVER_UTC_OFFSET})
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([str(self.binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
         state = self.state_dir / "state.txt"
@@ -206,6 +256,11 @@ class MQL5Terminal:
         text = self.log.read_text()
         assert rc == 0, text[-5000:]
         assert "ERROR: AddressSanitizer" not in text and "runtime error" not in text, text[-5000:]
+
+    async def reconfigure(self, inputs: dict[str, str]) -> None:
+        await self.stop()
+        self.inputs.update(inputs)
+        await self.start()
 
     def _journal(self) -> list[str]:
         path = self.state_dir / "outbox.jnl"
@@ -241,23 +296,27 @@ class PythonTerminal:
 
     def __init__(self, root: Path, hub_ws: str, token: str, allowed: list[str]) -> None:
         self._produced: list[str] = []
-        guards = RiskGuards(
-            max_lot=1.0,
-            allowed_symbols=frozenset(allowed),
-            max_signal_age_s=30,
-            max_slippage_points=20,
-            magic=MAGIC,
-        )
-        self.ea = SimulatedEA(
-            hub_ws,
-            token,
+        self.root, self.hub_ws, self.token = root, hub_ws, token
+        self.inputs = {**INPUTS, "AllowedSymbols": ",".join(allowed)}
+        self.ea = self._make()
+
+    def _make(self) -> SimulatedEA:
+        return SimulatedEA(
+            self.hub_ws,
+            self.token,
             ACCOUNT,
             ["alpha"],
-            root,
-            guards=guards,
+            self.root,
+            guards=guards_from_inputs(self.inputs),
             snapshot_interval=None,
             on_queued=self._on_queued,
         )
+
+    async def reconfigure(self, inputs: dict[str, str]) -> None:
+        await self.ea.stop()
+        self.inputs.update(inputs)
+        self.ea = self._make()
+        await self.ea.start()
 
     def _on_queued(self, event: dict[str, Any]) -> None:
         self._produced.append(str(event["id"]))

@@ -27,6 +27,8 @@ from sync.terminals import (
     ACCOUNT,
     HARNESS,
     REPO,
+    SERVER_UTC_OFFSET,
+    SERVER_UTC_OFFSET_S,
     HubRest,
     MQL5Terminal,
     PythonTerminal,
@@ -55,6 +57,8 @@ class Step:
     status: str = ""
     #: whose delivery status to record (default: this step's own signal)
     status_of: str = ""
+    #: EA inputs to change (the terminal restarts with them, as when a user edits them)
+    inputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def signal_id(self) -> str:
@@ -79,6 +83,17 @@ def open_(
     return Step(name, signal=body, events=events, status=status)
 
 
+def open_body(symbol: str, side: str, volume: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "action": "open",
+        "side": side,
+        "orderType": "market",
+        "volume": volume,
+        **extra,
+    }
+
+
 def rejected(name: str, body: dict[str, Any]) -> Step:
     return Step(name, signal=body, events=1, status="rejected")
 
@@ -94,9 +109,10 @@ SCENARIO: list[Step] = [
         status="executed",
     ),
     Step("close-gbpusd", signal={"symbol": "GBPUSD", "action": "close"}, events=3, status="executed"),
+    # 0.004 lot is below one 0.01 step: never rounded up to the minimum
     rejected(
-        "oversize-lot",
-        {"symbol": "EURUSD", "action": "open", "side": "buy", "orderType": "market", "volume": 5},
+        "below-min-lot",
+        {"symbol": "EURUSD", "action": "open", "side": "buy", "orderType": "market", "volume": 0.004},
     ),
     rejected(
         "disallowed-symbol",
@@ -169,6 +185,35 @@ SCENARIO: list[Step] = [
     Step("short-lived-limit-expires", events=1),
     Step("close-all", signal={"action": "close_all"}, events=12, status="executed"),
     rejected("close-all-nothing-left", {"action": "close_all"}),
+    # position sizing: each LotMode, rounded down to the 0.01 step and clamped to MaxLot
+    Step("inputs-multiplier-2.5-max-lot-0.5", inputs={"LotMultiplier": "2.5", "MaxLot": "0.5"}),
+    open_("multiplied-rounds-down", "EURUSD", "buy", 0.13),  # 0.325 -> 0.32
+    open_("multiplied-clamped-to-max-lot", "EURUSD", "buy", 0.4),  # 1.0 -> 0.5
+    rejected("multiplied-below-min", open_body("EURUSD", "buy", 0.003)),  # 0.0075 -> volume_below_min
+    Step("inputs-fixed-lot-0.07", inputs={"LotMode": "1", "FixedLot": "0.07"}),
+    open_("fixed-lot", "GBPUSD", "sell", 0.9),  # 0.07 whatever the signal says
+    Step("inputs-risk-0.5-percent", inputs={"LotMode": "2", "RiskPercent": "0.5"}),
+    open_("risk-sized", "EURUSD", "buy", 0.1, sl=1.075),  # 0.5 % of equity at 500 ticks of 1.0 -> 0.09
+    rejected("risk-without-sl", open_body("EURUSD", "buy", 0.1)),  # no_stop_loss
+    # account limits
+    Step("inputs-max-4-open-positions", inputs={"MaxOpenPositions": "4"}),
+    rejected("over-max-open-positions", open_body("EURUSD", "buy", 0.1, sl=1.075)),
+    Step("inputs-trading-hours-exclude-now", inputs={"MaxOpenPositions": "0", "TradingHours": "{outside}"}),
+    rejected("outside-trading-hours", open_body("EURUSD", "buy", 0.1, sl=1.075)),
+    Step("inputs-hours-around-now-daily-loss-5", inputs={"TradingHours": "{around}", "MaxDailyLossPct": "5"}),
+    open_("inside-trading-hours", "EURUSD", "buy", 0.1, sl=1.075),
+    # about -2,000 on about 1 lot long: the limit pauses the account and reports it (an account event)
+    Step("eurusd-drops-past-the-daily-loss", price=("EURUSD", 1.0599, 1.06), events=1),
+    rejected("open-while-daily-loss-paused", open_body("EURUSD", "buy", 0.1, sl=1.05)),
+    Step("close-while-paused", signal={"symbol": "GBPUSD", "action": "close"}, events=3, status="executed"),
+    Step("resume-ends-the-daily-loss-pause", control="resume", events=1),
+    open_("open-after-resume", "EURUSD", "sell", 0.1, sl=1.065),
+    # measured from the resume now: another 100 pips down trips it again (its second pause that day)
+    Step("eurusd-drops-again", price=("EURUSD", 1.0499, 1.05), events=1),
+    # the next broker day (the server clock one day ahead) ends the pause, from that day's equity
+    Step("next-broker-day", inputs={SERVER_UTC_OFFSET: str(SERVER_UTC_OFFSET_S + 86_400)}, events=1),
+    open_("open-on-the-next-day", "EURUSD", "buy", 0.1, sl=1.045),
+    Step("close-all-again", signal={"action": "close_all"}, events=18, status="executed"),
 ]
 
 
@@ -187,6 +232,22 @@ def signal_body(step: Step) -> dict[str, Any]:
     return body
 
 
+def hhmm(minute: int) -> str:
+    minute %= 1440
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def resolve(inputs: dict[str, str]) -> dict[str, str]:
+    """TradingHours relative to the broker's server time now (UTC+2 in both terminals): ``{outside}``
+    is an hour two hours from now, ``{around}`` the two hours around now (crossing midnight if need be)."""
+    now = (int(time.time()) + SERVER_UTC_OFFSET_S) % 86_400 // 60
+    windows = {
+        "{outside}": f"{hhmm(now + 120)}-{hhmm(now + 180)}",
+        "{around}": f"{hhmm(now - 60)}-{hhmm(now + 60)}",
+    }
+    return {k: windows.get(v, v) for k, v in inputs.items()}
+
+
 def normalise(event: dict[str, Any]) -> dict[str, Any]:
     """What is compared of one stored event: id, kind, signalId and the payload without ``ts``."""
     payload = {k: v for k, v in event["payload"].items() if k not in NORMALISED}
@@ -200,7 +261,9 @@ async def run_scenario(terminal: Terminal, rest: HubRest) -> list[dict[str, Any]
     await terminal.start()
     try:
         for step in SCENARIO:
-            if step.control:
+            if step.inputs:
+                await terminal.reconfigure(resolve(step.inputs))
+            elif step.control:
                 await rest.control(step.control)
             elif step.price is not None:
                 terminal.set_price(*step.price)
@@ -298,6 +361,32 @@ async def test_mql5_ea_and_python_simulator_agree(hub_factory: Any, ea_binary: P
         assert len(r["events"]) == step.events, (step.name, describe(python))
         assert r["status"] == (step.status or None), (step.name, describe(python))
     assert python[-1]["events"] == []
+    by_step = {r["step"]: [e["payload"] for e in r["events"]] for r in python}
+
+    def volume_of(step: str) -> float:
+        return float(next(p["volume"] for p in by_step[step] if "entry" in p))
+
+    assert [
+        volume_of(s) for s in ("multiplied-rounds-down", "multiplied-clamped-to-max-lot", "fixed-lot")
+    ] == [
+        0.32,
+        0.5,
+        0.07,
+    ]
+    assert volume_of("risk-sized") == 0.09
+    for step_name, reason in {
+        "below-min-lot": "volume_below_min",
+        "multiplied-below-min": "volume_below_min",
+        "risk-without-sl": "no_stop_loss",
+        "over-max-open-positions": "max_open_positions",
+        "outside-trading-hours": "outside_trading_hours",
+        "open-while-daily-loss-paused": "daily_loss",
+    }.items():
+        assert [p["message"] for p in by_step[step_name]] == [reason], step_name
+    assert [p["riskState"] for p in by_step["eurusd-drops-past-the-daily-loss"]] == ["daily_loss"]
+    assert [p["riskState"] for p in by_step["resume-ends-the-daily-loss-pause"]] == ["active"]
+    assert [p["riskState"] for p in by_step["eurusd-drops-again"]] == ["daily_loss"]
+    assert [p["riskState"] for p in by_step["next-broker-day"]] == ["active"]
 
     diffs = [
         f"step {a['step']} differs\n--- python\n{describe([a])}\n--- mql5\n{describe([b])}"

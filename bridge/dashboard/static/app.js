@@ -7,6 +7,7 @@
 import { MTBridgeClient, State } from "./mtbridge.js";
 import {
   AccountBook,
+  FINAL,
   ConnectionBook,
   EventLog,
   HealthSeries,
@@ -25,6 +26,10 @@ const REST_PAGE = 500;
 const CONNECTIONS_POLL_MS = 2000;
 const ACCOUNTS_POLL_MS = 5000;
 const SUMMARY_EVERY_MS = 500;
+// The signal and event tables are redrawn at most this often (10 per second). Under a flood their
+// rows change every frame; drawing them at 60 Hz shows nobody more (rows scroll past faster than
+// anyone reads them) but makes the browser repaint both tables in every frame (docs/dashboard.md).
+const TABLE_EVERY_MS = 100;
 const CONFIRM_MS = 3000;
 const CHANNELS = ["system:signals", "system:events", "system:connections", "system:health"];
 
@@ -86,7 +91,14 @@ const app = {
   frameRequested: false,
   drawn: {},
   tables: {},
-  stats: { frames: 0, applied: 0, reloads: 0, lastFrameAt: 0, lastSummaryAt: 0 },
+  stats: { frames: 0, applied: 0, reloads: 0, lastFrameAt: 0, lastSummaryAt: 0, lastTablesAt: 0, lastAccountsAt: 0, finalStatuses: 0 },
+  // Status changes on screen: from the hub's record (`at`) to the end of the frame that drew them,
+  // in 10 ms buckets up to 10 s (the last bucket holds everything slower). For the benchmark.
+  statusLag: { count: 0, max: 0, over1s: 0, buckets: new Uint32Array(1001) },
+  // The same, from the message's arrival in the page: the page's own share of that time.
+  pageLag: { count: 0, max: 0, over1s: 0, buckets: new Uint32Array(1001) },
+  // The page's own work per frame (applying the inbox, rendering), in 1 ms buckets up to 1 s.
+  frameWork: { count: 0, buckets: new Uint32Array(1001) },
   timers: [],
   refreshWaiter: null,
 };
@@ -192,7 +204,7 @@ function start() {
   client.on("token", () => banner(""));
   client.on("error", ({ error }) => console.warn("mtbridge:", error && error.message));
   const push = (kind) => (payload) => {
-    app.inbox.push([kind, payload]);
+    app.inbox.push([kind, payload, performance.now()]);
     schedule();
   };
   client.subscribe("system:signals", push("signals")).catch(reportError);
@@ -382,6 +394,7 @@ function schedule() {
 }
 
 function frame(now) {
+  const began = performance.now();
   app.frameRequested = false;
   app.stats.frames += 1;
   app.stats.lastFrameAt = performance.now();
@@ -390,6 +403,38 @@ function frame(now) {
   for (const [kind, p] of batch) apply(kind, p);
   app.stats.applied += batch.length;
   render(now);
+  const work = app.frameWork;
+  work.count += 1;
+  work.buckets[Math.min(1000, Math.floor(performance.now() - began))] += 1;
+  const shown = Date.now();
+  const shownPerf = performance.now();
+  for (const [kind, p, arrived] of batch) {
+    if (kind !== "signals" || p.event !== "status" || !Number.isFinite(p.at)) continue;
+    record(app.statusLag, shown - p.at);
+    record(app.pageLag, shownPerf - arrived);
+  }
+}
+
+function record(lag, ms) {
+  const l = Math.max(0, ms);
+  lag.count += 1;
+  if (l > lag.max) lag.max = l;
+  if (l > 1000) lag.over1s += 1;
+  lag.buckets[Math.min(1000, Math.floor(l / 10))] += 1;
+}
+
+function lagStats(lag) {
+  return { count: lag.count, max: Math.round(lag.max), over1s: lag.over1s, p99: lag.count ? percentile(lag, 0.99, 10) : 0 };
+}
+
+/** The q-quantile of a bucketed histogram, as the upper edge of its bucket. */
+function percentile({ count, buckets }, q, width) {
+  let seen = 0;
+  for (let i = 0; i < buckets.length; i += 1) {
+    seen += buckets[i];
+    if (seen >= q * count) return (i + 1) * width;
+  }
+  return 0;
 }
 
 function apply(kind, p) {
@@ -397,7 +442,10 @@ function apply(kind, p) {
   switch (kind) {
     case "signals":
       if (p.event === "signal") app.signals.upsert(p.signal);
-      else if (p.event === "status") app.signals.status(p);
+      else if (p.event === "status") {
+        app.signals.status(p);
+        if (FINAL.has(p.status)) app.stats.finalStatuses += 1;
+      }
       else if (p.event === "control") pollAccounts();
       return;
     case "events":
@@ -422,25 +470,57 @@ function changed(key, version) {
 function render(now) {
   const t = app.tables;
   if (!t.signals) return; // not logged in yet
+  if (now - app.stats.lastTablesAt >= TABLE_EVERY_MS) {
+    app.stats.lastTablesAt = now;
+    renderTables();
+  } else if (tablesStale()) {
+    schedule(); // drawn at the next frame past TABLE_EVERY_MS, even if nothing else arrives
+  }
+  if (now - app.stats.lastSummaryAt > SUMMARY_EVERY_MS && changed("summary", app.signals.version)) {
+    app.stats.lastSummaryAt = now;
+    renderSummary();
+  } else if (app.drawn.summary !== app.signals.version) {
+    schedule(); // the totals catch up within SUMMARY_EVERY_MS even if nothing else arrives
+  }
+  // Accounts change with every trade event (last seen); at most twice a second is plenty.
+  if (now - app.stats.lastAccountsAt > SUMMARY_EVERY_MS && changed("accounts", app.accounts.version)) {
+    app.stats.lastAccountsAt = now;
+    renderAccounts();
+  } else if (app.drawn.accounts !== app.accounts.version) {
+    schedule();
+  }
+  if (changed("connections", app.connections.version)) renderConnections();
+  if (changed("health", app.health.version)) renderHealth();
+  if (changed("control", app.controlVersion)) renderControlState();
+}
+
+function tablesStale() {
+  const t = app.tables;
+  return (
+    t.signals._dirty ||
+    t.events._dirty ||
+    app.drawn.signals !== app.signals.version ||
+    app.drawn.events !== app.events.version ||
+    app.drawn.eventFilter !== app.events.filter
+  );
+}
+
+/** The signal and event tables: only the rows in view are (re)filled (vtable.js). */
+function renderTables() {
+  const t = app.tables;
   if (changed("signals", app.signals.version)) {
     t.signals.setData(app.signals.size, (i) => app.signals.at(i));
     $("#signals-count").textContent = `${app.signals.size} shown · ${app.signals.seen} seen`;
   }
   if (t.signals._dirty) t.signals.render();
-  if (now - app.stats.lastSummaryAt > SUMMARY_EVERY_MS) {
-    app.stats.lastSummaryAt = now;
-    renderSummary();
-  }
-  const view = app.events.view();
-  if (changed("events", `${app.events.version}/${JSON.stringify(app.events.filter)}`)) {
+  // The filtered view is rebuilt only when the log or the filter changed (setFilter makes a new object).
+  const logChanged = changed("events", app.events.version);
+  if (changed("eventFilter", app.events.filter) || logChanged) {
+    const view = app.events.view();
     t.events.setData(view.length, (i) => view[i]);
     $("#events-count").textContent = `${view.length} of ${app.events.size}`;
   }
   if (t.events._dirty) t.events.render();
-  if (changed("accounts", app.accounts.version)) renderAccounts();
-  if (changed("connections", app.connections.version)) renderConnections();
-  if (changed("health", app.health.version)) renderHealth();
-  if (changed("control", app.controlVersion)) renderControlState();
 }
 
 // -- tables ---------------------------------------------------------------------------------------
@@ -474,6 +554,13 @@ function fillSignal(row, s) {
   row.title = s.id;
 }
 
+// A rejection's message with its label from codes.json ("max_open_positions" → "max open positions");
+// trade-server refusals ("trade_server: ...") and unknown reasons are shown as sent.
+function rejectLabel(message) {
+  const r = app.codes && app.codes.rejectReasons && app.codes.rejectReasons[message];
+  return r ? r.label : message;
+}
+
 function fillEvent(row, e) {
   const c = cells(row, 6);
   const p = e.payload || {};
@@ -483,9 +570,9 @@ function fillEvent(row, e) {
   c[2].textContent = e.account;
   let what = "";
   if (e.kind === "deal") what = `${p.side} ${p.volume} ${p.symbol} @ ${p.price} (${p.entry}) #${p.ticket}`;
-  else if (e.kind === "order") what = `${p.state} ${p.side ?? ""} ${p.volume ?? ""} ${p.symbol ?? ""}${p.message ? " · " + p.message : ""}`;
+  else if (e.kind === "order") what = `${p.state} ${p.side ?? ""} ${p.volume ?? ""} ${p.symbol ?? ""}${p.message ? " · " + rejectLabel(p.message) : ""}`;
   else if (e.kind === "position") what = `${p.state} ${p.side} ${p.volume} ${p.symbol} @ ${p.priceOpen}`;
-  else if (e.kind === "account") what = `balance ${num(p.balance)} equity ${num(p.equity)} margin ${num(p.margin)}`;
+  else if (e.kind === "account") what = `balance ${num(p.balance)} equity ${num(p.equity)} margin ${num(p.margin)}${p.riskState === "daily_loss" ? " · paused: daily loss limit" : p.riskState === "active" ? " · daily loss pause ended" : ""}`;
   c[3].textContent = what;
   c[4].textContent = e.signalId ? e.signalId.slice(0, 8) : "";
   c[4].title = e.signalId || "";
@@ -494,7 +581,7 @@ function fillEvent(row, e) {
 }
 
 function buildTables() {
-  app.tables.signals = new VirtualTable($("#signals-vt"), fillSignal, (s) => s.id);
+  app.tables.signals = new VirtualTable($("#signals-vt"), fillSignal, (s) => s.id, (s) => s.v);
   app.tables.events = new VirtualTable($("#events-vt"), fillEvent, (e) => e.id);
   const filter = () => {
     app.events.setFilter({
@@ -508,7 +595,8 @@ function buildTables() {
   $("#ev-kind").addEventListener("change", filter);
   $("#ev-csv").addEventListener("click", exportCsv);
   new ResizeObserver(() => {
-    app.tables.signals._dirty = app.tables.events._dirty = true;
+    app.tables.signals.invalidate();
+    app.tables.events.invalidate();
     app.drawn.health = -1;
     schedule();
   }).observe(document.body);
@@ -621,12 +709,13 @@ function renderAccounts() {
       c[6].textContent = String((a.positions || []).length);
       c[6].title = (a.positions || []).map((p) => `${p.side} ${p.volume} ${p.symbol} @ ${p.priceOpen}`).join("\n");
       c[7].textContent = ago(a.lastSeen);
-      c[8].textContent = a.paused ? "paused" : "";
-      c[8].className = a.paused ? "paused" : "";
+      const lossPaused = a.riskState === "daily_loss";
+      c[8].textContent = a.paused ? "paused" : lossPaused ? "daily loss" : "";
+      c[8].className = a.paused || lossPaused ? "paused" : "";
       if (isAdmin) {
         const b = c[9].firstChild;
-        b.dataset.command = a.paused ? "resume" : "pause";
-        b.textContent = a.paused ? "resume" : "pause";
+        b.dataset.command = a.paused || lossPaused ? "resume" : "pause";
+        b.textContent = a.paused || lossPaused ? "resume" : "pause";
       }
     },
   );
@@ -669,7 +758,7 @@ function renderConnections() {
       td[4].textContent = bytes(c.queueBytes);
       td[5].textContent = c.inRate != null ? c.inRate.toFixed(1) : "–";
       td[6].textContent = c.outRate != null ? c.outRate.toFixed(1) : "–";
-      td[7].textContent = `${c.ip || ""} ${c.encoding || ""}`;
+      td[7].textContent = `${c.node ? `${c.node} · ` : ""}${c.ip || ""} ${c.encoding || ""}`;
       td[7].title = `${c.id}\n${(c.subscriptions || []).join("\n")}`;
       if (app.client && c.id === app.client.connectionId) tr.classList.add("self");
     },
@@ -837,6 +926,10 @@ globalThis.mtbDashboard = {
     events: app.events.size,
     inbox: app.inbox.length,
     reconnects: app.client ? app.client.reconnects : 0,
+    finalDeliveries: app.stats.finalStatuses,
+    frameWork: { count: app.frameWork.count, p99: percentile(app.frameWork, 0.99, 1) },
+    statusLag: lagStats(app.statusLag),
+    pageLag: lagStats(app.pageLag),
   }),
   signalIds: () => [...app.signals.order.ids],
   eventIds: () => [...app.events.order.ids],

@@ -96,6 +96,7 @@ export class SignalBook {
         createdAt: Number(raw.createdAt ?? p.createdAt ?? Date.now()),
         expiresAt: raw.expiresAt ?? p.expiresAt ?? null,
         deliveries: new Map(),
+        v: 0, // bumped on every change of what its row shows (vtable.js skips unchanged rows)
       };
       for (const a of rec.accounts) rec.deliveries.set(a, { status: "pending", times: {}, detail: null });
       this.byId.set(rec.id, rec);
@@ -109,6 +110,7 @@ export class SignalBook {
       this._trim();
     } else if (rec.offset === null && raw.offset != null) {
       rec.offset = raw.offset;
+      rec.v += 1;
     }
     if (Array.isArray(raw.deliveries)) {
       for (const d of raw.deliveries) {
@@ -139,6 +141,7 @@ export class SignalBook {
 
   _apply(rec, account, status, at, detail) {
     if (typeof account !== "string" || !(status in STATUS_RANK)) return;
+    rec.v += 1;
     let d = rec.deliveries.get(account);
     if (!d) rec.deliveries.set(account, (d = { status: "pending", times: {}, detail: null }));
     if (at != null && d.times[status] == null) d.times[status] = Number(at);
@@ -246,7 +249,7 @@ export class AccountBook {
     if (!a) {
       a = {
         account: login, connected: false, lastSeen: null, balance: null, equity: null, margin: null,
-        freeMargin: null, currency: null, positions: [], updatedAt: null, paused: false,
+        freeMargin: null, currency: null, positions: [], updatedAt: null, paused: false, riskState: null,
       };
       this.byLogin.set(login, a);
     }
@@ -274,6 +277,8 @@ export class AccountBook {
     if (ev.kind === "account" && (a.updatedAt == null || ev.ts >= a.updatedAt)) {
       for (const k of ["balance", "equity", "margin", "freeMargin", "currency"]) if (k in ev) a[k] = ev[k];
       if (Array.isArray(ev.positions)) a.positions = ev.positions;
+      // The EA's daily loss limit: "daily_loss" while it pauses opening, "active" once it ended.
+      if (typeof ev.riskState === "string") a.riskState = ev.riskState;
       a.updatedAt = ev.ts;
     }
     this.version += 1;

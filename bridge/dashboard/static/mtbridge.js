@@ -1,7 +1,14 @@
 // mtbridge.js: the JavaScript client for the mtbridge hub, protocol v1 (docs/protocol.md).
 //
-// One ES module, no build step, no dependencies. It runs in browsers and in Node >= 20, with the
-// global WebSocket or the `ws` package passed as `options.WebSocket`.
+// The source is clients/js/src/mtbridge.js, published as the npm package @mtbridge/client (types in
+// mtbridge.d.ts). bridge/dashboard/static/mtbridge.js is a byte-identical copy that the hub serves
+// to browsers with no build step: edit the source, then `npm run sync` in clients/js (a test fails
+// while the copy is stale).
+//
+// One ES module, no build step, no static imports. It runs in browsers and in Node >= 20, with the
+// global WebSocket (browsers, Node 22+) or the `ws` package passed as `options.WebSocket`. It speaks
+// `mtbridge.v1.json`, or `mtbridge.v1.msgpack` with `encoding: "msgpack"`: the codec (./msgpack.js)
+// is imported on first use only.
 //
 // What it does for you: auth in the first message; requestId promises with timeouts; subscriptions
 // that remember the last offset and epoch per channel and are restored with `since`/`epoch` after
@@ -9,7 +16,44 @@
 // (1001/1006/4000-4499 reconnect, 4500-4999 and 1000 stop) and the hub's `reconnect.afterMs` hint;
 // an application heartbeat that declares a silent connection dead; a token-refresh hook.
 
+/** The default subprotocol (JSON). */
 export const PROTOCOL = "mtbridge.v1.json";
+/** The subprotocol of each encoding. */
+export const PROTOCOLS = Object.freeze({ json: "mtbridge.v1.json", msgpack: "mtbridge.v1.msgpack" });
+
+const TEXT_DECODER = new TextDecoder();
+
+/** The JSON codec: envelopes in text frames. */
+export const jsonCodec = Object.freeze({
+  encoding: "json",
+  protocol: PROTOCOLS.json,
+  binary: false,
+  encode: (message) => JSON.stringify(message),
+  decode: (data) => JSON.parse(typeof data === "string" ? data : TEXT_DECODER.decode(data)),
+});
+
+let msgpackCodecLoading = null;
+
+/**
+ * The codec for an encoding name: `jsonCodec` at once, the MessagePack codec after importing
+ * ./msgpack.js (once per page or process; the import is shared by every client).
+ */
+export function loadCodec(encoding = "json") {
+  if (encoding === "json") return Promise.resolve(jsonCodec);
+  if (encoding === "msgpack") {
+    if (!msgpackCodecLoading) {
+      msgpackCodecLoading = import("./msgpack.js").then(
+        (m) => m.msgpackCodec,
+        (err) => {
+          msgpackCodecLoading = null; // a failed fetch may succeed next time
+          throw err;
+        },
+      );
+    }
+    return msgpackCodecLoading;
+  }
+  return Promise.reject(new TypeError(`unknown encoding ${JSON.stringify(encoding)}: use "json" or "msgpack"`));
+}
 
 // Tunables, named and overridable through the constructor options.
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
@@ -66,7 +110,8 @@ export class MTBridgeError extends Error {
  * - `state`: `{state, previous}` on every transition (see `State`)
  * - `open`: `{auth, welcome, reconnected}` after each successful auth
  * - `close`: `{code, reason, reconnect, delayMs}` when a socket closes
- * - `subscribed`: `{channel, result, resubscribed}` for every subscribe result
+ * - `subscribed`: `{channel, result, resubscribed}` for every subscribe result; for a subscription
+ *   the hub made over REST, `{channel, result, resubscribed: false, pushed: true, adopted}`
  * - `gap`: `{channel, result}` when a resubscribe could not recover (`recovered: false` on a
  *   durable channel, or any resubscribe of an ephemeral one): reload state over REST
  * - `warning`, `unsubscribed`, `signal.status`, `reconnect`: the hub's messages of those types
@@ -81,18 +126,37 @@ export class MTBridgeClient {
    * @param {string} options.token - the JWT (sent in the first message, never in the URL)
    * @param {() => (string|Promise<string>)} [options.refreshToken] - called on a `token_expiring`
    *   warning and before reconnecting after 4004; returns a fresh token for the same sub and role
+   * @param {(channel: string, result: object) => (Function|undefined)} [options.onHubSubscription] -
+   *   called on a `subscribed` push (a subscription made over REST); a handler it returns adopts it
    * @param {Function} [options.WebSocket] - a WebSocket constructor (default: globalThis.WebSocket)
    * @param {object} [options.webSocketOptions] - third constructor argument (the `ws` package only)
+   * @param {"json"|"msgpack"} [options.encoding] - the subprotocol (default "json")
+   * @param {object} [options.codec] - a codec object instead of `encoding` (e.g. `msgpackCodec`)
    */
   constructor(url, options = {}) {
     this.url = url;
     this.token = options.token ?? null;
     this.refreshToken = options.refreshToken ?? null;
+    this.onHubSubscription = options.onHubSubscription ?? null;
     this.WebSocketImpl = options.WebSocket ?? globalThis.WebSocket;
     if (typeof this.WebSocketImpl !== "function") {
       throw new TypeError("no WebSocket implementation: pass options.WebSocket (e.g. the `ws` package)");
     }
     this.webSocketOptions = options.webSocketOptions;
+    if (options.codec) {
+      const c = options.codec;
+      if (typeof c.encode !== "function" || typeof c.decode !== "function" || typeof c.protocol !== "string") {
+        throw new TypeError("options.codec needs encode(), decode() and protocol");
+      }
+      this._codec = c;
+      this.encoding = c.encoding ?? c.protocol;
+    } else {
+      this.encoding = options.encoding ?? "json";
+      if (!Object.hasOwn(PROTOCOLS, this.encoding)) {
+        throw new TypeError(`unknown encoding ${JSON.stringify(this.encoding)}: use "json" or "msgpack"`);
+      }
+      this._codec = this.encoding === "json" ? jsonCodec : null; // msgpack: loaded by connect()
+    }
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
     this.heartbeatMisses = options.heartbeatMisses ?? DEFAULT_HEARTBEAT_MISSES;
@@ -163,8 +227,33 @@ export class MTBridgeClient {
     this._attempt = 0;
     return new Promise((resolve, reject) => {
       this._firstOpen = { resolve, reject };
-      this._open();
+      if (this._codec) {
+        this._open();
+        return;
+      }
+      this._setState(State.CONNECTING);
+      loadCodec(this.encoding).then(
+        (codec) => {
+          this._codec = codec;
+          if (this.state === State.CONNECTING && !this._ws) this._open();
+        },
+        (err) => {
+          if (this.state !== State.CONNECTING || this._ws) return; // closed meanwhile
+          this._setState(State.CLOSED);
+          this._emit("error", { error: err });
+          const e = new MTBridgeError("codec_unavailable", `cannot load the ${this.encoding} codec: ${err && err.message ? err.message : err}`);
+          if (this._firstOpen) {
+            this._firstOpen.reject(e);
+            this._firstOpen = null;
+          }
+        },
+      );
     });
+  }
+
+  /** The negotiated subprotocol (`mtbridge.v1.json` or `mtbridge.v1.msgpack`). */
+  get protocol() {
+    return this._codec ? this._codec.protocol : PROTOCOLS[this.encoding];
   }
 
   /** Close for good (code 1000); pending requests are rejected, nothing reconnects. */
@@ -192,9 +281,13 @@ export class MTBridgeClient {
     this._setState(State.CONNECTING);
     let ws;
     try {
+      const protocols = [this._codec.protocol];
       ws = this.webSocketOptions
-        ? new this.WebSocketImpl(this.url, [PROTOCOL], this.webSocketOptions)
-        : new this.WebSocketImpl(this.url, [PROTOCOL]);
+        ? new this.WebSocketImpl(this.url, protocols, this.webSocketOptions)
+        : new this.WebSocketImpl(this.url, protocols);
+      // Browsers and undici hand binary frames over as Blobs (asynchronous to read) unless told;
+      // `ws` keeps its own default (Node Buffers, a Uint8Array, decoded without a copy).
+      if (ws.binaryType === "blob") ws.binaryType = "arraybuffer";
     } catch (err) {
       this._emit("error", { error: err });
       this._handleClose(1006, String(err && err.message ? err.message : err));
@@ -224,8 +317,9 @@ export class MTBridgeClient {
     if (this._ws !== ws) return;
     this._setState(State.AUTHENTICATING);
     this._startHeartbeat();
-    this._request("auth", { payload: { token: this.token } })
-      .then((auth) => this._onAuthenticated(auth))
+    // onResult, not then(): the connection must be open before the next frame is read (a
+    // `subscribed` push may follow the auth result in the same tick).
+    this._request("auth", { payload: { token: this.token } }, { onResult: (auth) => this._onAuthenticated(auth) })
       .catch((err) => {
         // The hub closes after a failed auth (4500/4004/4501): the close code decides what follows.
         this._emit("error", { error: err });
@@ -242,7 +336,9 @@ export class MTBridgeClient {
     this._attempt = 0;
     this._setState(State.OPEN);
     this._emit("open", { auth, welcome: this.welcome, reconnected });
-    for (const [channel, sub] of this._subs) this._sendSubscribe(channel, sub, reconnected);
+    for (const [channel, sub] of this._subs) {
+      if (!sub.live) this._sendSubscribe(channel, sub, reconnected);
+    }
     if (this._firstOpen) {
       this._firstOpen.resolve(auth);
       this._firstOpen = null;
@@ -255,7 +351,10 @@ export class MTBridgeClient {
       retryable: true,
     });
     this._failPending(err);
-    for (const sub of this._subs.values()) sub.live = false;
+    for (const sub of this._subs.values()) {
+      sub.live = false;
+      sub.sentOn = null;
+    }
     if (this.state === State.CLOSED) return;
     const reconnect = this.reconnectEnabled && isReconnect(code);
     let delayMs = null;
@@ -343,10 +442,10 @@ export class MTBridgeClient {
     this._unanswered = 0; // any traffic proves the connection is alive
     let msg;
     try {
-      const data = typeof ev.data === "string" ? ev.data : new TextDecoder().decode(ev.data);
-      msg = JSON.parse(data);
+      msg = this._codec.decode(ev.data);
     } catch (err) {
-      this._emit("error", { error: new MTBridgeError("invalid_json", "undecodable message from hub") });
+      const code = this._codec.binary ? "invalid_msgpack" : "invalid_json";
+      this._emit("error", { error: new MTBridgeError(code, "undecodable message from hub") });
       return;
     }
     if (!msg || typeof msg !== "object" || typeof msg.type !== "string") return;
@@ -366,7 +465,17 @@ export class MTBridgeClient {
             const pl = msg.payload || {};
             p.reject(new MTBridgeError(pl.code || "error", pl.message, { retryable: !!pl.retryable, payload: pl }));
           } else {
-            p.resolve(msg.payload ?? {});
+            const result = msg.payload ?? {};
+            // Synchronous, before the next frame: a subscribe result must take effect before the
+            // replayed messages that follow it, which `ws` may hand over in the same tick.
+            if (p.onResult) {
+              try {
+                p.onResult(result);
+              } catch (err) {
+                this._emit("error", { error: err });
+              }
+            }
+            p.resolve(result);
           }
         } else if (msg.type === "error") {
           const pl = msg.payload || {};
@@ -386,6 +495,9 @@ export class MTBridgeClient {
         }
         this._emit("reconnect", msg.payload || {});
         return;
+      case "subscribed":
+        this._onHubSubscription(msg.channel, msg.payload || {});
+        return;
       case "unsubscribed": {
         const sub = this._subs.get(msg.channel);
         this._subs.delete(msg.channel);
@@ -398,13 +510,57 @@ export class MTBridgeClient {
     }
   }
 
+  /**
+   * A `subscribed` push: the hub subscribed this connection over REST (docs/protocol.md,
+   * "Subscriptions managed over REST"). `options.onHubSubscription(channel, result)` decides: a
+   * handler it returns adopts the subscription, which is then the client's like its own (kept
+   * across reconnects and resumed by offset, `unsubscribe()`-able); anything else leaves it alone,
+   * and its messages are dropped like those of any channel the client did not subscribe to.
+   */
+  _onHubSubscription(channel, result) {
+    if (typeof channel !== "string" || this._subs.has(channel)) return;
+    let handler = null;
+    if (this.onHubSubscription) {
+      try {
+        handler = this.onHubSubscription(channel, result);
+      } catch (err) {
+        this._emit("error", { error: err });
+      }
+    }
+    const adopted = typeof handler === "function";
+    if (adopted) {
+      const durable = !!result.durable;
+      const sub = {
+        handler,
+        offset: null,
+        epoch: result.epoch ?? null,
+        durable,
+        live: true,
+        sentOn: this._ws,
+        waiters: [],
+        // A replay follows whose first offset the push does not say: until a message gives one,
+        // a resubscribe cannot ask for the rest and reports a gap instead.
+        unknownStart: false,
+      };
+      if (durable) {
+        if (result.recovered === true && (result.replayed ?? 0) > 0) sub.unknownStart = true;
+        else sub.offset = result.offset ?? 0; // live from the channel's end
+      }
+      this._subs.set(channel, sub);
+    }
+    this._emit("subscribed", { channel, result, resubscribed: false, pushed: true, adopted });
+  }
+
   _onChannelMessage(msg) {
     const sub = this._subs.get(msg.channel);
-    if (!sub) return;
+    // Before its subscribe result, a message belongs to an earlier subscription to the channel
+    // that is being unsubscribed (the hub sends the result before any message it covers).
+    if (!sub || !sub.live) return;
     if (sub.durable && typeof msg.offset === "number") {
       // Offsets only grow on a durable channel; anything at or below what we processed is a repeat.
       if (sub.offset !== null && msg.offset <= sub.offset) return;
       sub.offset = msg.offset;
+      sub.unknownStart = false;
     }
     try {
       sub.handler(msg.payload, { channel: msg.channel, offset: msg.offset });
@@ -432,11 +588,11 @@ export class MTBridgeClient {
   _sendRaw(message) {
     const ws = this._ws;
     if (!ws || ws.readyState !== OPEN) return false;
-    ws.send(JSON.stringify(message));
+    ws.send(this._codec.encode(message));
     return true;
   }
 
-  _request(type, { channel, payload } = {}, { timeoutMs } = {}) {
+  _request(type, { channel, payload } = {}, { timeoutMs, onResult } = {}) {
     const requestId = String(this._nextId++);
     const message = { type, requestId };
     if (channel !== undefined) message.channel = channel;
@@ -452,7 +608,7 @@ export class MTBridgeClient {
           reject(new MTBridgeError("timeout", `${type} got no answer within ${ms} ms`, { retryable: true }));
         }
       }, ms);
-      this._pending.set(requestId, { resolve, reject, timer });
+      this._pending.set(requestId, { resolve, reject, timer, onResult });
     });
   }
 
@@ -491,8 +647,10 @@ export class MTBridgeClient {
       offset: since ?? null,
       epoch: epoch ?? null,
       durable: null, // known from the first result
-      live: false,
+      live: false, // the hub's subscribe result seen on the current connection
+      sentOn: null, // the socket the last subscribe went out on
       waiters: [],
+      unknownStart: false, // see _onHubSubscription
     };
     this._subs.set(channel, sub);
     const done = new Promise((resolve, reject) => sub.waiters.push({ resolve, reject }));
@@ -507,19 +665,22 @@ export class MTBridgeClient {
       payload.since = sub.offset;
       if (sub.epoch) payload.epoch = sub.epoch;
     }
-    this._request("subscribe", { channel, payload })
-      .then((result) => {
-        if (this._subs.get(channel) !== sub) return;
-        sub.live = true;
-        sub.durable = !!result.durable;
-        sub.epoch = result.epoch ?? null;
-        const recovered = sentSince && result.recovered === true;
-        if (!sub.durable) sub.offset = null;
-        else if (!recovered) sub.offset = result.offset ?? 0; // live from the channel's end
-        this._emit("subscribed", { channel, result, resubscribed });
-        if ((sentSince && !recovered) || (resubscribed && !sub.durable)) this._emit("gap", { channel, result });
-        for (const w of sub.waiters.splice(0)) w.resolve(result);
-      })
+    const onResult = (result) => {
+      if (this._subs.get(channel) !== sub) return; // unsubscribed meanwhile (the hub was told)
+      sub.live = true;
+      sub.durable = !!result.durable;
+      sub.epoch = result.epoch ?? null;
+      const recovered = sentSince && result.recovered === true;
+      const lostStart = sub.unknownStart === true;
+      sub.unknownStart = false;
+      if (!sub.durable) sub.offset = null;
+      else if (!recovered) sub.offset = result.offset ?? 0; // live from the channel's end
+      this._emit("subscribed", { channel, result, resubscribed });
+      if ((sentSince && !recovered) || (resubscribed && !sub.durable) || lostStart) this._emit("gap", { channel, result });
+      for (const w of sub.waiters.splice(0)) w.resolve(result);
+    };
+    sub.sentOn = this._ws; // the connection that has (or will have) this subscription
+    this._request("subscribe", { channel, payload }, { onResult })
       .catch((err) => {
         if (this._subs.get(channel) !== sub) return;
         if (err.code === "connection_closed" || err.code === "not_connected") return; // retried on reconnect
@@ -536,8 +697,18 @@ export class MTBridgeClient {
     if (!sub) throw new MTBridgeError("not_subscribed", `not subscribed to ${channel}`);
     this._subs.delete(channel);
     for (const w of sub.waiters.splice(0)) w.reject(new MTBridgeError("unsubscribed", "unsubscribed"));
-    if (this.state === State.OPEN && sub.live) return this._request("unsubscribe", { channel });
-    return {};
+    // Also while the subscribe is still in flight on this connection: the hub applies a
+    // connection's requests in order, so subscribe, unsubscribe, subscribe again (React's
+    // StrictMode mounts twice) ends subscribed once. If that subscribe failed, the hub answers
+    // not_subscribed, which is what we wanted.
+    const onHub = sub.live || (sub.sentOn !== null && sub.sentOn === this._ws);
+    if (this.state !== State.OPEN || !onHub) return {};
+    try {
+      return await this._request("unsubscribe", { channel });
+    } catch (err) {
+      if (err.code === "not_subscribed") return {};
+      throw err;
+    }
   }
 
   /** The recovery position of a subscription: `{offset, epoch, durable}` or null. */

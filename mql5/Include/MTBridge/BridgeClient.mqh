@@ -145,6 +145,8 @@ public:
    //--- a signal that was not handled before; it is already acknowledged
    virtual void      OnSignal(CJsonValue *signal, const string strategy) {}
    virtual void      OnConnected() {}
+   //--- an operator's pause or resume, after the client applied it (scope "account" or "strategy")
+   virtual void      OnControl(const string command, const string scope, const string strategy) {}
   };
 
 //+------------------------------------------------------------------+
@@ -648,6 +650,8 @@ private:
             return;
       Print("mtbridge: ", command, " ", scope, (scope == "strategy") ? " " + control.GetString("strategy", "") : "",
             " by ", control.GetString("by", "?"));
+      if(m_handler != NULL)
+         m_handler.OnControl(command, scope, control.GetString("strategy", ""));
      }
 
    void              Dispatch()
@@ -898,6 +902,8 @@ public:
    bool              IsStopped() const { return m_stopped; }
    string            StopReason() const { return m_stop_reason; }
    string            Account() const { return m_account; }
+   //--- the EA's folder under Common/Files ("MTBridge\<login>-<magic>\")
+   string            StateDir() const { return m_dir; }
    int               OutboxSize() const { return m_out_count; }
   };
 

@@ -662,9 +662,17 @@ inline ulong GetTickCount64() {
 }
 inline datetime TimeGMT() { return datetime(std::time(nullptr)); }
 inline datetime TimeLocal() { return datetime(std::time(nullptr)); }
-// The simulated trade server keeps UTC time.
-inline datetime TimeCurrent() { return datetime(std::time(nullptr)); }
-inline datetime TimeTradeServer() { return datetime(std::time(nullptr)); }
+// The simulated trade server keeps UTC time, shifted by MQL_SERVER_UTC_OFFSET seconds (default 0) to
+// model a broker whose server clock is not UTC (most are UTC+2/+3): the broker day rolls at its midnight.
+inline long server_utc_offset() {
+    static const long offset = [] {
+        const char *v = std::getenv("MQL_SERVER_UTC_OFFSET");
+        return v ? std::strtol(v, nullptr, 10) : 0L;
+    }();
+    return offset;
+}
+inline datetime TimeCurrent() { return datetime(long(std::time(nullptr)) + server_utc_offset()); }
+inline datetime TimeTradeServer() { return TimeCurrent(); }
 inline void Sleep(int ms) {
     if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }

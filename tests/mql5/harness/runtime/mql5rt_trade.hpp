@@ -246,7 +246,7 @@ struct Order {
     int type = 0, state = 0;
     double volume = 0, price = 0, sl = 0, tp = 0;
     long time_msc = 0;
-    long expiration = 0;  // unix seconds; 0 = good till cancelled
+    long expiration = 0;  // server time (TimeCurrent) seconds; 0 = good till cancelled
 };
 struct Deal {
     ulong ticket = 0, order = 0, magic = 0, position = 0;
@@ -531,7 +531,7 @@ inline void fill_pending(Server &s, size_t index, double price) {
 // triggers, in the order the orders were placed. Prices do not tick by themselves.
 inline void check_pending() {
     Server &s = srv();
-    long now_s = long(std::time(nullptr));
+    long now_s = long(TimeCurrent());  // expirations are server time
     size_t i = 0;
     while (i < s.pending.size()) {
         Order &o = s.pending[i];
@@ -970,6 +970,7 @@ inline bool OrderSend(const MqlTradeRequest &req, MqlTradeResult &res) {
         if (req.price <= 0 || !ok_side) return fail(TRADE_RETCODE_INVALID_PRICE, "invalid price");
         long expiration = 0;
         if (req.type_time == ORDER_TIME_SPECIFIED) {
+            // expirations are server time (TimeCurrent), as in MT5
             if (long(req.expiration) <= long(TimeCurrent())) return fail(TRADE_RETCODE_INVALID_EXPIRATION, "invalid expiration");
             expiration = long(req.expiration);
         } else if (req.type_time != ORDER_TIME_GTC) {

@@ -1,0 +1,137 @@
+"""Subscribing with ``since``: the replay of what a connection missed, then live fan-out with no gap
+and no duplicate. Moved out of ``bridge/hub/hub.py`` unchanged (a method there became this function).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from bridge.hub.channel import Channel, frame_for
+from bridge.hub.channel import targets_accept as _targets_accept
+from bridge.hub.connection import Connection
+from bridge.protocol.channels import Role
+
+if TYPE_CHECKING:
+    from bridge.hub.hub import Hub
+
+__all__ = ["RECOVERY_PAGE", "WATCH_TIMEOUT", "recover"]
+
+RECOVERY_PAGE = 1_000
+#: How long a subscribe waits for the broker to confirm it receives the channel before reading the
+#: channel's position (seconds); past it (Redis down) the periodic gap check covers the difference.
+WATCH_TIMEOUT = 2.0
+
+
+async def recover(
+    hub: Hub,
+    conn: Connection,
+    ch: Channel,
+    answer: Callable[[dict[str, Any]], None],
+    since: int | None,
+    epoch: str | None,
+) -> None:
+    """Replay what ``conn`` missed, then hand it to live fan-out with no gap and no duplicate.
+    ``answer`` gets the subscription's result before any message: the ``result`` of a client's
+    ``subscribe``, or the ``subscribed`` push of one made over REST."""
+    assert hub.log is not None
+    name = ch.name
+    try:
+        watched = ch.watched
+        if watched is not None and not watched.done():
+            # Publications committed after the position read below must reach this node.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(watched), WATCH_TIMEOUT)
+        pos = await hub.log.position(name)
+        hub.repair.opened(name, pos.epoch, pos.last_offset)
+        result: dict[str, Any] = {"offset": pos.last_offset, "epoch": pos.epoch, "durable": True}
+        replay: list[tuple[int, dict[str, Any]]] = []
+        last = pos.last_offset
+        if since is not None:
+            reason = None
+            if epoch is not None and epoch != pos.epoch:
+                reason = "epoch_changed"
+            elif since > pos.last_offset:
+                reason = "offset_ahead"
+            elif since + 1 < pos.first_available_offset:
+                reason = "history_trimmed"
+            elif pos.last_offset - since > hub.limits.max_recovery:
+                reason = "too_many"
+            if reason is None:
+                after = since
+                now_ms = int(hub.clock() * 1000)
+                targeted = conn.role is Role.EA
+                claims = conn.claims
+                assert claims is not None
+                while after < last:
+                    page = await hub.log.read_since(name, after, min(RECOVERY_PAGE, last - after))
+                    if not page:
+                        break
+                    for item in page:
+                        if item.offset > last:
+                            break
+                        after = item.offset
+                        if item.expires_at_ms is not None and item.expires_at_ms <= now_ms:
+                            continue
+                        if targeted and not _targets_accept(item.payload, claims):
+                            continue
+                        replay.append((item.offset, item.payload))
+                if after < last:
+                    reason = "history_trimmed"
+                    replay = []
+            if reason is None:
+                result.update(recovered=True, replayed=len(replay))
+            else:
+                result.update(
+                    recovered=False,
+                    reason=reason,
+                    advice="history cannot cover the gap: reload state over REST, then continue live",
+                )
+    except BaseException:
+        if ch.recovering.pop(conn, None) is not None:
+            conn.recovering.discard(name)
+            if ch.empty:
+                hub._delete_channel(name)
+        raise
+    buffered = ch.recovering.get(conn)
+    if buffered is None or conn.closing:
+        ch.recovering.pop(conn, None)
+        conn.recovering.discard(name)
+        return
+    answer(result)
+    enc = conn.encoding
+    sent: list[dict[str, Any]] = []
+    for offset, payload in replay:
+        if conn.paused:
+            await conn.writable()
+            if conn.closing:
+                ch.recovering.pop(conn, None)
+                return
+        conn.send(frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc))
+        sent.append(payload)
+    # Live publications that arrived while we replayed (including while waiting for the socket).
+    buffered = ch.recovering.pop(conn, buffered)
+    claims = conn.claims
+    top = last
+    for offset, payload, targets in sorted(buffered, key=lambda item: item[0]):
+        if offset <= top:
+            continue
+        top = offset
+        if (
+            targets is not None
+            and claims is not None
+            and claims.role is Role.EA
+            and not targets.accepts(claims.accounts, claims.groups)
+        ):
+            continue
+        conn.send(frame_for({"type": "message", "channel": name, "offset": offset, "payload": payload}, enc))
+        sent.append(payload)
+    conn.recovering.discard(name)
+    ch.floors[conn] = (max(last, top), hub.clock())
+    ch.add(conn)
+    conn.subscriptions.add(name)
+    if sent:
+        for callback in hub.on_replayed:
+            callback(conn, name, sent)
