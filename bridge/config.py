@@ -6,6 +6,7 @@ listed in docs/configuration.md.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from pathlib import Path
@@ -41,6 +42,7 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = "mtbridge"
     jwt_leeway: float = 5.0
     allowed_origins: Annotated[list[str], NoDecode] = []
+    trusted_proxies: Annotated[list[str], NoDecode] = []
     test_mode: bool = False
     log_level: str = "info"
     retention_days: float = 30.0
@@ -68,17 +70,25 @@ class Settings(BaseSettings):
     token_warning: float = L.DEFAULT_TOKEN_WARNING
     token_grace: float = L.DEFAULT_TOKEN_GRACE
     close_timeout: float = L.DEFAULT_CLOSE_TIMEOUT
+    drain_window: float = Field(L.DEFAULT_DRAIN_WINDOW, ge=0, le=600)
     max_connections_per_ip: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_IP
     max_connections_per_subject: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_SUBJECT
     http_header_timeout: float = Field(L.DEFAULT_HANDSHAKE_TIMEOUT, gt=0)
     http_body_timeout: float = Field(L.DEFAULT_BODY_TIMEOUT, gt=0)
     max_request_bytes: int = Field(L.DEFAULT_MAX_REQUEST_BYTES, ge=1024)
 
-    @field_validator("jwt_algorithms", "allowed_origins", mode="before")
+    @field_validator("jwt_algorithms", "allowed_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError: reported as a settings error
         return value
 
     @classmethod
@@ -147,6 +157,7 @@ class Settings(BaseSettings):
             token_warning=self.token_warning,
             token_grace=self.token_grace,
             close_timeout=self.close_timeout,
+            drain_window=self.drain_window,
             max_connections_per_ip=self.max_connections_per_ip,
             max_connections_per_subject=self.max_connections_per_subject,
         )

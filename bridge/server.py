@@ -107,6 +107,14 @@ class _Server(uvicorn.Server):
         await super().startup(sockets=sockets)
         tune_collector(self._young_threshold)
 
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        # SIGTERM: the hub drains (and /readyz fails) before uvicorn closes anything, also when no
+        # WebSocket is open to start it from its connections' shutdown hook.
+        hub = getattr(getattr(self, "lifespan", None), "state", {}).get("hub")
+        if hub is not None:
+            hub.begin_drain()
+        await super().shutdown(sockets=sockets)
+
 
 def run(settings: Settings) -> None:
     server = _Server(uvicorn_config(settings), settings.gc_young_threshold)

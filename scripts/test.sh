@@ -13,6 +13,12 @@ command -v g++ >/dev/null 2>&1 || need+=(g++)
 dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# tests/deploy: a real nginx in front of the hub, openssl for its test certificate, and promtool
+# (Debian ships it in the prometheus package) for the alert rules. The package's service is not
+# started in a container without systemd; the tests run their own nginx on free ports.
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"
   SUDO=""

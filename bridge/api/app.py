@@ -60,7 +60,9 @@ def create_app(settings: Settings) -> FastAPI:
             yield {
                 "hub": services.hub,
                 "ws_options": WebSocketOptions(
-                    allowed_origins=settings.origins, test_mode=settings.test_mode
+                    allowed_origins=settings.origins,
+                    test_mode=settings.test_mode,
+                    trusted_proxies=settings.trusted_proxies,
                 ),
                 "hmac_secret": services.hmac_secret,
                 "ready_check": services.ready_check,

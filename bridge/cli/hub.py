@@ -37,6 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         test_mode=True if args.test_mode else None,
         log_level=args.log_level,
         allowed_origins=args.allowed_origin or None,
+        trusted_proxies=args.trusted_proxy or None,
         redis_url=args.redis_url,
         node_id=args.node_id,
     )
@@ -123,6 +124,13 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--node-id", help="this node's name in a cluster (default <hostname>-<pid>)")
     serve.add_argument(
         "--allowed-origin", action="append", default=[], help="browser Origin allowed (repeat)"
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="reverse proxy whose X-Forwarded-For the per-IP limits believe (repeat)",
     )
     serve.add_argument("--log-level", help="debug, info, warning, error")
     serve.add_argument(

@@ -134,6 +134,7 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self.accepting = True
+        self._draining: asyncio.Task[None] | None = None
         #: Receives every publication from the broker: ordering and gap repair (bridge/hub/repair.py).
         self.repair = Repair(self, origin)
         self._register_core()
@@ -147,12 +148,23 @@ class Hub:
             logger.warning("limits: %s", warning)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="mtbridge-housekeeping")
 
-    async def stop(self, drain_timeout: float = 5.0) -> None:
-        """Close every connection with 1001 and a reconnect hint, then wait for them to drain."""
+    def begin_drain(self) -> asyncio.Task[None]:
+        """Start a graceful shutdown (SIGTERM; idempotent): refuse new connections at once (``/readyz``
+        fails from here on), let the durable requests already taken commit and be answered, then tell
+        every connection when to come back and close it with 1001 (:meth:`going_away`)."""
         self.accepting = False
-        await self._drain_batches(drain_timeout / 2)
+        if self._draining is None:
+            self._draining = asyncio.get_running_loop().create_task(self._drain(), name="mtbridge-drain")
+        return self._draining
+
+    async def _drain(self) -> None:
+        await self._drain_batches(self.limits.close_timeout)
         for conn in list(self.connections.values()):
             self.going_away(conn)
+
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Drain (see :meth:`begin_drain`), wait for the connections to close, then stop."""
+        await self.begin_drain()
         deadline = self.clock() + drain_timeout
         while self.connections and self.clock() < deadline:  # noqa: ASYNC110 - bounded drain poll
             await asyncio.sleep(0.05)
@@ -175,12 +187,14 @@ class Hub:
             logger.warning("stop: requests still in flight after %.1f s", seconds)
 
     def going_away(self, conn: Connection) -> None:
-        """Graceful shutdown of one connection: a reconnect hint with a random delay (so clients
-        do not all come back at once), then close 1001 after everything queued."""
+        """Graceful shutdown of one connection: a ``reconnect`` hint, then close 1001 after everything
+        queued. ``afterMs`` is uniform over ``(0, drain_window]`` so that the clients of a stopping node
+        land on the others spread over the window, not all in the same second."""
         self.accepting = False
         if conn.closing:
             return
-        after = 500 + secrets.randbelow(4_500)
+        window_ms = int(self.limits.drain_window * 1000)
+        after = 1 + secrets.randbelow(window_ms) if window_ms > 0 else 0
         self.send_event(conn, {"type": "reconnect", "payload": {"afterMs": after, "reason": "shutdown"}})
         self.close(conn, codes.GOING_AWAY)
 
@@ -787,6 +801,7 @@ class Hub:
                           p.prepared.signal)
             for p in batch
         ]  # fmt: skip
+        started = time.perf_counter()
         try:
             results = await self.log.append_many(requests)
         except Exception as error:
@@ -799,6 +814,7 @@ class Hub:
                 self.fail(p.conn, p.request_id, error, "publish")
             return
         now = time.perf_counter()
+        self.metrics.commit_latency.labels("publish").observe(now - started)
         for p, appended in zip(batch, results, strict=True):
             self._published(p.channel, appended, p.prepared, now - p.started)
             self.settle(p.conn)

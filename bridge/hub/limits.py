@@ -9,6 +9,7 @@ __all__ = [
     "DEFAULT_AUTH_TIMEOUT",
     "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_DRAIN_WINDOW",
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_REQUEST_BYTES",
@@ -36,6 +37,9 @@ DEFAULT_PONG_TIMEOUT = 10.0
 DEFAULT_TOKEN_WARNING = 60.0
 DEFAULT_TOKEN_GRACE = 10.0
 DEFAULT_CLOSE_TIMEOUT = 5.0
+#: Reconnect hints at shutdown are spread uniformly over this many seconds (docs/deploy.md: 10,000 EAs
+#: over 5 s land on the other nodes at about 2,000 per second instead of all in the same second).
+DEFAULT_DRAIN_WINDOW = 5.0
 DEFAULT_MAX_CONNECTIONS_PER_IP = 1_000
 DEFAULT_MAX_CONNECTIONS_PER_SUBJECT = 100
 DEFAULT_MAX_IN_FLIGHT = 1_024
@@ -59,6 +63,7 @@ class HubLimits:
     token_warning: float = DEFAULT_TOKEN_WARNING
     token_grace: float = DEFAULT_TOKEN_GRACE
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT
+    drain_window: float = DEFAULT_DRAIN_WINDOW
     max_connections_per_ip: int | None = DEFAULT_MAX_CONNECTIONS_PER_IP
     max_connections_per_subject: int | None = DEFAULT_MAX_CONNECTIONS_PER_SUBJECT
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT

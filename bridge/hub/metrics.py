@@ -53,6 +53,43 @@ class HubMetrics:
             buckets=(1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, float("inf")),
             registry=r,
         )
+        # Histograms, not summaries: buckets add up across hubs (histogram_quantile over sum by le).
+        self.signal_delivery = Histogram(
+            "mtbridge_signal_delivery_seconds",
+            "From a signal's createdAt to its queueing for an EA on this hub: path=live (fan-out) or "
+            "replay (an EA that was away recovered it by offset)",
+            ["path"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+                     float("inf")),
+            registry=r,
+        )  # fmt: skip
+        self.signal_status = Counter(
+            "mtbridge_signal_status",
+            "Delivery status changes committed (delivered, acked, executed, rejected, expired, ...)",
+            ["status"],
+            registry=r,
+        )
+        self.trade_events = Counter(
+            "mtbridge_trade_events",
+            "Trade events committed, by result (new or duplicate)",
+            ["result"],
+            registry=r,
+        )
+        self.commit_latency = Histogram(
+            "mtbridge_store_commit_seconds",
+            "A batch of durable requests from its hand-off to the store until COMMIT, by kind "
+            "(publish, ack, trade_event)",
+            ["kind"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, float("inf")),
+            registry=r,
+        )
+        self.ea_connections = Gauge(
+            "mtbridge_ea_connections",
+            "EA connections per account on this hub; kept at 0 once the last one left, so that an alert "
+            "can see the account go dark (sum by account over every hub)",
+            ["account"],
+            registry=r,
+        )
         self.publish_latency = Histogram(
             "mtbridge_publish_seconds",
             "From a publish arriving to its fan-out being queued (durable writes included)",

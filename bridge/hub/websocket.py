@@ -29,6 +29,7 @@ from websockets.typing import Subprotocol
 
 from bridge.hub.connection import Connection
 from bridge.hub.hub import Hub
+from bridge.hub.proxies import TrustedProxies
 from bridge.protocol import codes
 from bridge.protocol.envelope import Encoding
 from bridge.protocol.framing import OP_BINARY, OP_TEXT, data_frame
@@ -47,11 +48,17 @@ class WebSocketOptions:
     """What the shell needs besides the hub (set on ``app.state.ws_options`` by the app)."""
 
     def __init__(
-        self, *, allowed_origins: Sequence[str] = (), test_mode: bool = False, path: str = "/ws"
+        self,
+        *,
+        allowed_origins: Sequence[str] = (),
+        test_mode: bool = False,
+        path: str = "/ws",
+        trusted_proxies: Sequence[str] = (),
     ) -> None:
         self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
         self.test_mode = test_mode
         self.path = path
+        self.proxies = TrustedProxies(trusted_proxies)
 
     def origin_allowed(self, origin: str | None) -> bool:
         # Non-browser clients (EAs, engines) send no Origin; browsers always do.
@@ -164,9 +171,10 @@ class HubWebSocketProtocol(asyncio.Protocol):
     # -- uvicorn's shutdown hook ------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """uvicorn calls this on SIGTERM: the hub's own stop() sends 1001 with a reconnect hint."""
+        """uvicorn calls this on SIGTERM, for every connection, right after closing the listening
+        sockets: the hub drains (answers in-flight durable requests, then a reconnect hint and 1001)."""
         if self.conn is not None and self.hub is not None and not self.echo:
-            self.hub.going_away(self.conn)
+            self.hub.begin_drain()
         elif self.conn is not None:
             self.conn.close(codes.GOING_AWAY)
         elif self.transport is not None:
@@ -180,6 +188,8 @@ class HubWebSocketProtocol(asyncio.Protocol):
         hub = self.hub
         split = urlsplit(request.path)
         path = split.path
+        if self.options.proxies:
+            self.ip = self.options.proxies.client(self.ip, request.headers.get_all("X-Forwarded-For"))
         logger.info("%s GET %s", self.ip, redact_url(request.path))
         response: Response
         if hub is None or not hub.accepting:

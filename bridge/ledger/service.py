@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -179,7 +180,7 @@ class Ledger:
         # The EAs the fan-out reached: looked up in the channel's index, not found by a scan.
         reached = ch.targeted(targets) if targets is not None else ch.json_subs | ch.msgpack_subs
         for conn in reached:
-            self._mark_delivered(conn, payload, now_ms, signal_id)
+            self._mark_delivered(conn, payload, now_ms, signal_id, "live")
 
     def _on_replayed(self, conn: Connection, channel: str, payloads: list[dict[str, Any]]) -> None:
         if not channel.startswith("signals:"):
@@ -188,12 +189,17 @@ class Ledger:
         for payload in payloads:
             sid = payload.get("id")
             if isinstance(sid, str):
-                self._mark_delivered(conn, payload, now_ms, sid)
+                self._mark_delivered(conn, payload, now_ms, sid, "replay")
 
-    def _mark_delivered(self, conn: Connection, payload: dict[str, Any], now_ms: int, signal_id: str) -> None:
+    def _mark_delivered(
+        self, conn: Connection, payload: dict[str, Any], now_ms: int, signal_id: str, path: str
+    ) -> None:
         claims = conn.claims
         if claims is None or claims.role is not Role.EA:
             return
+        created = payload.get("createdAt")
+        if isinstance(created, int):
+            self.hub.metrics.signal_delivery.labels(path).observe(max(0, now_ms - created) / 1000)
         accounts = payload.get("accounts") or []
         groups = payload.get("groups") or []
         if "*" in claims.accounts:
@@ -254,6 +260,7 @@ class Ledger:
     async def _ack_batch(self, batch: list[_Pending[StatusUpdate]]) -> None:
         """The acks of one loop iteration: one store call, which writes the queued deliveries first, so
         "delivered" is never skipped."""
+        started = time.perf_counter()
         try:
             moved = await self._write_statuses([p.item for p in batch])
         except Exception as error:
@@ -261,6 +268,7 @@ class Ledger:
                 self.hub.settle(p.conn)
                 self.hub.fail(p.conn, p.request_id, error, "signal.ack")
             return
+        self.hub.metrics.commit_latency.labels("ack").observe(time.perf_counter() - started)
         lookups = [p.item.signal_id for p, ok in zip(batch, moved, strict=True) if not ok]
         views: dict[str, SignalView | BaseException | None] = {}
         if lookups:  # not moved: a repeated ack, an unknown signal, or one already executed
@@ -304,6 +312,7 @@ class Ledger:
     async def _event_batch(self, batch: list[_Pending[EventWrite]]) -> None:
         """The trade events of one loop iteration: one store call (one transaction, or part of one),
         answered only after its commit."""
+        started = time.perf_counter()
         try:
             records = await self.store.record_events([p.item for p in batch])
         except Exception as error:
@@ -315,7 +324,10 @@ class Ledger:
                 self.hub.settle(p.conn)
                 self.hub.fail(p.conn, p.request_id, error, "trade.event")
             return
+        m = self.hub.metrics
+        m.commit_latency.labels("trade_event").observe(time.perf_counter() - started)
         for p, record in zip(batch, records, strict=True):
+            m.trade_events.labels("new" if record.new else "duplicate").inc()
             self._recorded(p.item, record)
             self.hub.settle(p.conn)
             self.hub.reply(p.conn, p.request_id, {"id": p.item.event.id, "duplicate": not record.new})
@@ -382,6 +394,7 @@ class Ledger:
         return moved[len(queued) :]
 
     def _push_status(self, update: StatusUpdate) -> None:
+        self.hub.metrics.signal_status.labels(update.status.value).inc()
         message = {
             "signalId": update.signal_id,
             "account": update.account,
@@ -459,6 +472,7 @@ class Ledger:
                 self.online[login] = n
             else:
                 self.online.pop(login, None)
+            self.hub.metrics.ea_connections.labels(login).set(max(n, 0))
         if logins:
             task = asyncio.get_running_loop().create_task(
                 self.store.touch_accounts(logins, int(self.hub.clock() * 1000))
