@@ -240,8 +240,9 @@ async def test_openapi_describes_the_endpoints_and_their_models(tmp_path: Path) 
     post = paths[f"{C}/{{conn_id}}/subscriptions"]["post"]
     ok = post["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok == {"$ref": "#/components/schemas/ConnectionSubscribed"}
-    assert post["responses"]["403"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorResponse")
+    assert post["responses"]["403"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     schemas = spec["components"]["schemas"]
+    assert {"code", "message", "reason", "refused"} <= set(schemas["ErrorDetail"]["properties"])
     assert {"offset", "epoch", "durable", "recovered", "replayed", "reason"} <= set(
         schemas["SubscriptionResult"]["properties"]
     )
