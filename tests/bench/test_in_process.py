@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.bench.runner import SCENARIOS, SCENARIOS_BY_NAME
 from bridge.bench.marketdata import DEFAULT_FIXTURES
 from bridge.bench.parse import CASES
+from bridge.bench.runner import SCENARIOS, SCENARIOS_BY_NAME
 
 BIN = str(Path(sys.executable).parent / "mtbridge")
 
