@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.browser import CHROMIUM, chromium, wait_until
 from tests.support.hub import ROOT, HubProcess, free_port
 
 pytestmark = pytest.mark.browser
@@ -31,8 +31,6 @@ pytestmark = pytest.mark.browser
 EXAMPLE = ROOT / "examples" / "react-dashboard"
 VITE = EXAMPLE / "node_modules" / "vite" / "bin" / "vite.js"
 ARTIFACTS = ROOT / "test-artifacts" / "react-dashboard"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 FACTOR = float(os.environ.get("MTBRIDGE_TESTS_TIMEOUT_FACTOR", "1"))
 WAIT_S = 30.0 * FACTOR
 WAIT_MS = int(WAIT_S * 1000)
@@ -55,17 +53,6 @@ def _missing() -> str | None:
     if not CHROMIUM.exists():
         return "Debian's chromium is not installed (apt-get install -y chromium)"
     return None
-
-
-def wait_until(cond: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -214,14 +201,8 @@ def ea_factory(tmp_path: Path) -> Iterator[Callable[[HubProcess], EA]]:
 
 @pytest.fixture(scope="module")
 def browser(built: Path) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture

@@ -10,10 +10,8 @@ that the codec is fetched only when asked for and that frames are binary.
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +19,11 @@ import httpx
 import pytest
 
 from tests.jsclient.conftest import FACTOR
+from tests.support.browser import chromium, require_chromium, wait_until
 from tests.support.hub import HubProcess
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 WAIT_S = 30.0 * FACTOR
 BACKOFF_MAX_MS = 300
 
@@ -75,32 +72,11 @@ def _signal(strategy: str) -> dict[str, Any]:
     }
 
 
-def _wait(cond: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        reason = "Debian's chromium is not installed (apt-get install -y chromium)"
-        if os.environ.get("BRIDGE_REQUIRE_SERVICES"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    require_chromium()
+    with chromium() as b:
+        yield b
 
 
 @pytest.mark.parametrize("encoding", ["json", "msgpack"])
@@ -150,13 +126,13 @@ def test_browser_copy_round_trip_and_recovery_after_hub_restart(
         ids.append(first["id"])
         published = page.evaluate("([ch, s]) => window.t.engine.publish(ch, s)", [channel, first])
         assert published["offset"] == 1 and published["duplicate"] is False
-        _wait(lambda: page.evaluate("window.t.got.length") == 1, "the live signal in the page")
+        wait_until(lambda: page.evaluate("window.t.got.length") == 1, "the live signal in the page")
 
         # The hub restarts while the page cannot get back in; what is published meanwhile must
         # be recovered by offset once it can.
         page.evaluate("window.gate.open = false")
         hub.stop()
-        _wait(lambda: page.evaluate("window.t.closes.some((c) => c.code === 1001)"), "close 1001")
+        wait_until(lambda: page.evaluate("window.t.closes.some((c) => c.code === 1001)"), "close 1001")
         hub.start()
         for _ in range(3):
             s = _signal(strategy)
@@ -170,12 +146,14 @@ def test_browser_copy_round_trip_and_recovery_after_hub_restart(
             assert r.status_code == 201, r.text
         assert page.evaluate("window.t.got.length") == 1
         page.evaluate("window.gate.open = true")
-        _wait(lambda: page.evaluate("window.t.got.length") == 4, "the 3 signals recovered after the restart")
-        _wait(lambda: page.evaluate("window.t.engine.state") == "open", "the engine client back")
+        wait_until(
+            lambda: page.evaluate("window.t.got.length") == 4, "the 3 signals recovered after the restart"
+        )
+        wait_until(lambda: page.evaluate("window.t.engine.state") == "open", "the engine client back")
         last = _signal(strategy)
         ids.append(last["id"])
         page.evaluate("([ch, s]) => window.t.engine.publish(ch, s)", [channel, last])
-        _wait(lambda: page.evaluate("window.t.got.length") == 5, "a live signal after the recovery")
+        wait_until(lambda: page.evaluate("window.t.got.length") == 5, "a live signal after the recovery")
         page.evaluate("window.t.dash.heartbeat()")  # anything still in flight has arrived
 
         t = page.evaluate(
