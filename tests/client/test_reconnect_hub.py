@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from bridge.client import AuthenticationFailed, Message, State, connect
+from tests.ledger.helpers import numbered_signal
 
 from .conftest import TIMEOUT
 from .hubproc import HubProcess
@@ -23,20 +23,6 @@ def hub(tmp_path: Path) -> Iterator[HubProcess]:
     h.start()
     yield h
     h.stop(signal.SIGKILL)
-
-
-def sig(n: int) -> dict[str, Any]:
-    return {
-        "id": str(uuid.UUID(int=n + 1, version=4)),
-        "strategy": "alpha",
-        "accounts": ["50123"],
-        "symbol": "EURUSD",
-        "action": "open",
-        "side": "buy",
-        "orderType": "market",
-        "volume": 0.1,
-        "ttl": 600,
-    }
 
 
 async def until(predicate: Any) -> None:
@@ -60,7 +46,7 @@ async def test_sdk_survives_hub_restart_without_duplicates(hub: HubProcess, how:
     try:
         await ea.subscribe("signals:alpha", seen.append)
         for n in range(10):
-            await engine.publish("signals:alpha", sig(n))
+            await engine.publish("signals:alpha", numbered_signal(n, volume=0.1))
         await until(lambda: len(seen) == 10)
 
         hub.stop(how)
@@ -68,9 +54,9 @@ async def test_sdk_survives_hub_restart_without_duplicates(hub: HubProcess, how:
         hub.start()
         await until(lambda: ea.state is State.OPEN and engine.state is State.OPEN)
         for n in range(10, 20):
-            result = await engine.publish("signals:alpha", sig(n))
+            result = await engine.publish("signals:alpha", numbered_signal(n, volume=0.1))
             assert not result.duplicate
-        again = await engine.publish("signals:alpha", sig(3))
+        again = await engine.publish("signals:alpha", numbered_signal(3, volume=0.1))
         assert again.duplicate and again.offset == 4
         await until(lambda: len(seen) >= 20)
         await asyncio.sleep(0.3)  # a duplicate, if any, would arrive now
@@ -78,7 +64,7 @@ async def test_sdk_survives_hub_restart_without_duplicates(hub: HubProcess, how:
         await engine.close()
         await ea.close()
     assert [m.offset for m in seen] == list(range(1, 21))
-    assert [m.payload["id"] for m in seen] == [sig(n)["id"] for n in range(20)]
+    assert [m.payload["id"] for m in seen] == [numbered_signal(n, volume=0.1)["id"] for n in range(20)]
     assert ea.stats.reconnects >= 1
     assert ea.stats.delays, "the client waited before reconnecting"
     if how == signal.SIGTERM:
@@ -102,7 +88,7 @@ async def test_sdk_recovers_what_was_published_while_it_was_away(hub: HubProcess
     engine = await connect(hub.url, eng_token)
     try:
         for n in range(5):  # published before the EA is back (it waits with backoff)
-            await engine.publish("signals:alpha", sig(n))
+            await engine.publish("signals:alpha", numbered_signal(n, volume=0.1))
         await until(lambda: len(seen) >= 5)
     finally:
         await engine.close()

@@ -11,7 +11,6 @@ import asyncio
 import shutil
 import signal
 import ssl
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from websockets.exceptions import InvalidStatus
 
 from bridge.client import WebSocketTransport, connect
 from bridge.simulator import SimulatedEA, load_state, state_path
+from tests.ledger.helpers import numbered_signal
 from tests.support.hub import WAIT, HubProcess
 from tests.support.nginx import NGINX, Nginx
 
@@ -31,20 +31,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 DRAIN_WINDOW = 1.0
-
-
-def sig(n: int) -> dict[str, Any]:
-    return {
-        "id": str(uuid.UUID(int=n + 1, version=4)),
-        "strategy": "alpha",
-        "accounts": ["50123"],
-        "symbol": "EURUSD",
-        "action": "open",
-        "side": "buy",
-        "orderType": "market",
-        "volume": 0.01,
-        "ttl": 600,
-    }
 
 
 async def until(predicate: Any) -> None:
@@ -104,7 +90,7 @@ def test_ea_engine_and_limits_through_nginx_and_a_drained_restart(stack: Any, tm
             await ea.start()
             try:
                 for n in range(3):
-                    r = await http.post("/api/v1/signals", json=sig(n))
+                    r = await http.post("/api/v1/signals", json=numbered_signal(n, volume=0.01))
                     assert r.status_code == 201, r.text
                 await until(lambda: len(ea.state.signals) == 3)
                 await until(lambda: ea.state.outbox == [])
@@ -121,7 +107,7 @@ def test_ea_engine_and_limits_through_nginx_and_a_drained_restart(stack: Any, tm
                 assert hub.wait() in (0, -signal.SIGTERM)
                 hub.start()
                 for n in range(3, 6):
-                    r = await http.post("/api/v1/signals", json=sig(n))
+                    r = await http.post("/api/v1/signals", json=numbered_signal(n, volume=0.01))
                     assert r.status_code == 201, r.text
                 await until(lambda: len(ea.state.signals) == 6)
                 await asyncio.wait_for(ea.drain(), WAIT * 3)
@@ -130,13 +116,16 @@ def test_ea_engine_and_limits_through_nginx_and_a_drained_restart(stack: Any, tm
                 assert ea.client.stats.reconnects >= 1
 
                 status = await http.get(
-                    f"/api/v1/signals/{sig(5)['id']}", headers={"Authorization": f"Bearer {ops_token}"}
+                    f"/api/v1/signals/{numbered_signal(5, volume=0.01)['id']}",
+                    headers={"Authorization": f"Bearer {ops_token}"},
                 )
                 assert status.json()["deliveries"][0]["status"] == "executed", status.text
             finally:
                 await ea.stop()
         state = load_state(state_path(tmp_path / "ea", "50123"), "50123")
-        assert list(state.signals) == [sig(n)["id"] for n in range(6)]  # once each, in order
+        assert list(state.signals) == [
+            numbered_signal(n, volume=0.01)["id"] for n in range(6)
+        ]  # once each, in order
 
         # Every trade event stored once, as a dashboard sees it through nginx.
         dash = hub.token("dashboard", "ops", accounts=["*"])

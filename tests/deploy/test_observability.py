@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.hub.metrics import HubMetrics
+from tests.ledger.helpers import numbered_signal
 from tests.support.hub import ROOT, WAIT, Client, running_hub
 
 BOARD = ROOT / "deploy" / "grafana" / "mtbridge.json"
@@ -61,27 +61,13 @@ def names_in(expr: str) -> set[str]:
     return {m for m in METRIC.findall(NOT_NAMES.sub(" ", expr)) if m not in PROMQL_WORDS}
 
 
-def signal(n: int) -> dict[str, Any]:
-    return {
-        "id": str(uuid.UUID(int=n + 1, version=4)),
-        "strategy": "alpha",
-        "accounts": ["50123"],
-        "symbol": "EURUSD",
-        "action": "open",
-        "side": "buy",
-        "orderType": "market",
-        "volume": 0.01,
-        "ttl": 600,
-    }
-
-
 async def scrape_after_traffic(tmp_path: Path) -> str:
     """A live hub's /metrics after the traffic that creates every labelled series the board uses."""
     async with running_hub(tmp_path) as h:
         ea = await h.connect(h.token("ea", "ea-50123", accounts=["50123"], subscribe=["signals:*"]))
         engine = await h.connect(h.token("engine", "eng", publish=["signals:*"]))
         assert (await ea.request("subscribe", "signals:alpha", {"since": 0}))["type"] == "result"
-        published = await engine.request("publish", "signals:alpha", signal(0))
+        published = await engine.request("publish", "signals:alpha", numbered_signal(0, volume=0.01))
         assert published["type"] == "result", published
         live = await ea.until(lambda m: m.get("type") == "message")
         sid = live["payload"]["id"]

@@ -53,6 +53,12 @@ def signal(
     return body
 
 
+def numbered_signal(n: int, **extra: Any) -> dict[str, Any]:
+    """:func:`signal` with an id that follows from ``n`` (UUID ``n + 1``), for tests that compare the
+    ids received with the ids published, in order."""
+    return signal(sid=str(uuid.UUID(int=n + 1, version=4)), **extra)
+
+
 def deal(account: str, signal_id: str | None = None, eid: str | None = None, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": eid or str(uuid.uuid4()),
