@@ -10,6 +10,9 @@ connections subscribed to its stream, so several connections see the same market
 checksums, rate-limit rejections and HTTP 429s; :meth:`FakeExchange.drop_connections`,
 :meth:`FakeExchange.ping_all` and :meth:`FakeExchange.send_forced_notice` cover dropped connections,
 server pings and forced disconnects.
+
+Size (about 830 lines): five venues' fakes share one server, feed and fault machinery (the first
+300 lines); each venue's dialect is about 100 lines. Split per venue when a sixth arrives.
 """
 
 from __future__ import annotations
