@@ -47,9 +47,7 @@ Cursor = Annotated[
         description="`nextCursor` of the previous page",
     ),
 ]
-Account = Annotated[
-    str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,32}$", description="an account (MT5 login)")
-]
+Account = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,32}$", description="an account (MT5 login)")]
 Strategy = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="a strategy name")]
 #: Signal ids are UUIDs; the pattern keeps bytes PostgreSQL refuses (NUL) away from the database.
 SIGNAL_ID_PATTERN = r"^[0-9A-Za-z-]{1,36}$"

@@ -11,6 +11,7 @@ from bridge.api.deps import BearerClaims, ServicesDep, hub_error
 from bridge.api.params import Account, Cursor, SignalIdPath, Since, Strategy, Until
 from bridge.hub.hub import HubError
 from bridge.protocol.channels import Role, can_publish, holds_account
+from bridge.protocol.codes import Error
 from bridge.protocol.events import DeliveryStatus
 from bridge.store.base import MAX_PAGE_SIZE, SignalFilter, SignalView
 
@@ -56,7 +57,7 @@ async def publish_signal(
     except HubError as exc:
         raise hub_error(
             HubError(
-                "validation_failed",
+                Error.VALIDATION_FAILED,
                 "bad strategy",
                 details=[{"field": "strategy", "code": "invalid", "message": "must be [A-Za-z0-9_.-]{1,64}"}],
             )

@@ -8,22 +8,24 @@ AuthError
 
 from __future__ import annotations
 
+from bridge.protocol.codes import Error
+
 __all__ = ["AuthError", "TokenExpired", "TokenInvalid", "TokenRevoked"]
 
 
 class AuthError(Exception):
     """Base class; ``code`` is the reply error code from ``bridge.protocol.codes``."""
 
-    code = "token_invalid"
+    code: Error = Error.TOKEN_INVALID
 
 
 class TokenInvalid(AuthError):
-    code = "token_invalid"
+    code: Error = Error.TOKEN_INVALID
 
 
 class TokenExpired(AuthError):
-    code = "token_expired"
+    code: Error = Error.TOKEN_EXPIRED
 
 
 class TokenRevoked(AuthError):
-    code = "token_revoked"
+    code: Error = Error.TOKEN_REVOKED

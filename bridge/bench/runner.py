@@ -394,4 +394,3 @@ def _run_dashboard(args: argparse.Namespace) -> int:
     print(format_table([row], DASHBOARD_COLUMNS), flush=True)
     _write(args, "dashboard", row)
     return 0
-

@@ -169,4 +169,3 @@ def run_async(coro: Any) -> int:
     """Run a command's coroutine to its exit status."""
     result: int = asyncio.run(coro)
     return result
-

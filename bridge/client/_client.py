@@ -748,7 +748,7 @@ class Client:
             payload = m.payload or {}
             if m.type == "error":
                 code = str(payload.get("code", "internal"))
-                spec = codes.ERRORS.get(code)
+                spec = codes.ERRORS.get(codes.Error(code)) if code in codes.ERRORS else None
                 retryable = payload.get("retryable")
                 future.set_exception(
                     RequestError(

@@ -27,6 +27,7 @@ from bridge.cluster.model import BusMessage
 from bridge.cluster.presence import Presence
 from bridge.hub.connection import Connection
 from bridge.hub.hub import Hub, HubError
+from bridge.protocol.codes import ERRORS, Error
 from bridge.store.exceptions import StoreError
 
 __all__ = ["SUBSCRIBE_TIMEOUT", "UNSUBSCRIBE_TIMEOUT", "SubscriptionRouter"]
@@ -48,7 +49,7 @@ _MAX_EPOCH = 64
 
 
 def _unavailable(message: str) -> HubError:
-    return HubError("unavailable", message, retryAfterMs=500)
+    return HubError(Error.UNAVAILABLE, message, retryAfterMs=500)
 
 
 class SubscriptionRouter:
@@ -124,7 +125,7 @@ class SubscriptionRouter:
         if where == "":
             return await self._subscribe_here(conn_id, channel, since, epoch)
         if where is None:
-            raise HubError("not_found", f"no live connection {conn_id}")
+            raise HubError(Error.NOT_FOUND, f"no live connection {conn_id}")
         body = {"conn": conn_id, "channel": channel, "since": since, "epoch": epoch}
         return await self._ask(where, SUBSCRIBE_OP, body, SUBSCRIBE_TIMEOUT)
 
@@ -137,7 +138,7 @@ class SubscriptionRouter:
             self._unsubscribe_here(conn_id, channel)
             return
         if where is None:
-            raise HubError("not_found", f"no live connection {conn_id}")
+            raise HubError(Error.NOT_FOUND, f"no live connection {conn_id}")
         await self._ask(where, UNSUBSCRIBE_OP, {"conn": conn_id, "channel": channel}, UNSUBSCRIBE_TIMEOUT)
 
     async def _ask(self, instance: str, op: str, body: dict[str, Any], within: float) -> dict[str, Any]:
@@ -153,7 +154,7 @@ class SubscriptionRouter:
             code, message = error.get("code"), error.get("message")
             extra = error.get("extra")
             raise HubError(
-                code if isinstance(code, str) else "internal_error",
+                Error(code) if isinstance(code, str) and code in ERRORS else Error.INTERNAL,
                 message if isinstance(message, str) else "refused",
                 **(extra if isinstance(extra, dict) else {}),
             )
@@ -169,7 +170,7 @@ class SubscriptionRouter:
     ) -> dict[str, Any]:
         conn = self._local(conn_id)
         if conn is None:
-            raise HubError("not_found", f"no live connection {conn_id}")
+            raise HubError(Error.NOT_FOUND, f"no live connection {conn_id}")
         try:
             return await self.hub.subscribe_on_behalf(conn, channel, since, epoch)
         except StoreError as exc:
@@ -182,7 +183,7 @@ class SubscriptionRouter:
     def _unsubscribe_here(self, conn_id: str, channel: str) -> None:
         conn = self._local(conn_id)
         if conn is None:
-            raise HubError("not_found", f"no live connection {conn_id}")
+            raise HubError(Error.NOT_FOUND, f"no live connection {conn_id}")
         self.hub.unsubscribe_on_behalf(conn, channel)
 
     # -- bus handlers (the holding node) ------------------------------------------------------------
@@ -198,7 +199,7 @@ class SubscriptionRouter:
             or not (since is None or (isinstance(since, int) and not isinstance(since, bool) and since >= 0))
             or not (epoch is None or (isinstance(epoch, str) and 0 < len(epoch) <= _MAX_EPOCH))
         ):
-            return _refusal(HubError("validation_failed", "malformed subscribe command"))
+            return _refusal(HubError(Error.VALIDATION_FAILED, "malformed subscribe command"))
         try:
             result = await self._subscribe_here(conn_id, channel, since, epoch)
         except HubError as exc:
@@ -214,7 +215,7 @@ class SubscriptionRouter:
             or not isinstance(channel, str)
             or not 0 < len(channel) <= _MAX_CHANNEL
         ):
-            return _refusal(HubError("validation_failed", "malformed unsubscribe command"))
+            return _refusal(HubError(Error.VALIDATION_FAILED, "malformed unsubscribe command"))
         try:
             self._unsubscribe_here(conn_id, channel)
         except HubError as exc:

@@ -39,6 +39,7 @@ from bridge.hub.repair import Repair
 from bridge.protocol import codes
 from bridge.protocol.channels import (
     DEFAULT_POLICIES,
+    ChannelError,
     NamespacePolicy,
     can_publish,
     can_subscribe,
@@ -46,10 +47,11 @@ from bridge.protocol.channels import (
     namespace_of,
     subscribe_refusal,
 )
+from bridge.protocol.codes import Error
 from bridge.protocol.envelope import Encoding, Envelope, EnvelopeError, decode, encode_json, encode_msgpack
 from bridge.protocol.framing import OP_BINARY, OP_TEXT, data_frame
 from bridge.store.base import Appended, AppendRequest
-from bridge.store.exceptions import StoreError
+from bridge.store.exceptions import StoreError, split_failed_batch
 
 __all__ = ["Channel", "Hub", "HubError"]
 
@@ -73,7 +75,7 @@ class _Publication:
 class HubError(Exception):
     """A request that fails with a reply error (``code`` from ``codes.ERRORS``)."""
 
-    def __init__(self, code: str, message: str, **extra: Any) -> None:
+    def __init__(self, code: codes.Error, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -310,9 +312,9 @@ class Hub:
         self.send_event(conn, message)
 
     def reply_error(
-        self, conn: Connection, request_id: str | None, code: str, message: str, **extra: Any
+        self, conn: Connection, request_id: str | None, code: codes.Error, message: str, **extra: Any
     ) -> None:
-        spec = codes.ERRORS.get(code, codes.ERRORS["internal"])
+        spec = codes.ERRORS[code]
         payload: dict[str, Any] = {"code": spec.code, "message": message[:200], "retryable": spec.retryable}
         payload.update(extra)
         out: dict[str, Any] = {"type": "error"}
@@ -351,7 +353,7 @@ class Hub:
             self.reply_error(
                 conn,
                 _peek_request_id(data, conn.encoding),
-                "rate_limited",
+                Error.RATE_LIMITED,
                 "message rate limit exceeded",
                 retryAfterMs=int(conn.bucket.retry_after() * 1000) + 1,
             )
@@ -362,7 +364,7 @@ class Hub:
         try:
             if binary != expected_binary:
                 raise EnvelopeError(
-                    "bad_request",
+                    Error.BAD_REQUEST,
                     f"{'binary' if binary else 'text'} frames do not match the negotiated encoding",
                 )
             env = decode(data, conn.encoding)
@@ -373,11 +375,11 @@ class Hub:
         tally.messages_in[mtype] = tally.messages_in.get(mtype, 0) + 1
         entry = self.handlers.get(env.type)
         if entry is None:
-            self._bad_message(conn, env.request_id, "unknown_type", f"unknown type {env.type[:32]!r}")
+            self._bad_message(conn, env.request_id, Error.UNKNOWN_TYPE, f"unknown type {env.type[:32]!r}")
             return
         handler, requires_auth = entry
         if requires_auth and conn.claims is None:
-            self._bad_message(conn, env.request_id, "auth_required", "authenticate first")
+            self._bad_message(conn, env.request_id, Error.AUTH_REQUIRED, "authenticate first")
             return
         conn.bad_messages = 0  # the limit counts bad messages in a row (docs/protocol.md)
         try:
@@ -387,12 +389,12 @@ class Hub:
             return
         except Exception:
             logger.exception("handler %s failed on %s", env.type, conn.id)
-            self.reply_error(conn, env.request_id, "internal", "internal error")
+            self.reply_error(conn, env.request_id, Error.INTERNAL, "internal error")
             return
         if result is not None:
             self._spawn(conn, env, result)
 
-    def _bad_message(self, conn: Connection, request_id: str | None, code: str, message: str) -> None:
+    def _bad_message(self, conn: Connection, request_id: str | None, code: codes.Error, message: str) -> None:
         conn.bad_messages += 1
         self.reply_error(conn, request_id, code, message)
         if conn.bad_messages >= self.limits.bad_messages_before_close:
@@ -418,7 +420,7 @@ class Hub:
             raise
         except Exception:
             logger.exception("handler %s failed on %s", env.type, conn.id)
-            self.reply_error(conn, env.request_id, "internal", "internal error")
+            self.reply_error(conn, env.request_id, Error.INTERNAL, "internal error")
 
     # -- auth -----------------------------------------------------------------------------------
 
@@ -455,7 +457,7 @@ class Hub:
                 self.welcome(conn)
             self.reply_error(conn, request_id, exc.code, str(exc))
             close = {
-                "token_expired": codes.TOKEN_EXPIRED,
+                Error.TOKEN_EXPIRED: codes.TOKEN_EXPIRED,
                 "token_revoked": codes.TOKEN_REVOKED,
             }.get(exc.code, codes.UNAUTHORIZED)
             self.close(conn, close)
@@ -465,7 +467,7 @@ class Hub:
         if cap is not None and peers is not None and len(peers) >= cap:
             if welcome:
                 self.welcome(conn)
-            self.reply_error(conn, request_id, "forbidden", "too many connections for this subject")
+            self.reply_error(conn, request_id, Error.FORBIDDEN, "too many connections for this subject")
             self.close(conn, codes.TOO_MANY_CONNECTIONS)
             return None
         return claims
@@ -515,10 +517,10 @@ class Hub:
             if welcome:
                 self.welcome(conn)
             if refusal is codes.TOO_MANY_CONNECTIONS:
-                self.reply_error(conn, request_id, "forbidden", "too many connections for this subject")
+                self.reply_error(conn, request_id, Error.FORBIDDEN, "too many connections for this subject")
             else:
                 self.reply_error(
-                    conn, request_id, "unavailable", "cannot admit now; retry", retryAfterMs=1000
+                    conn, request_id, Error.UNAVAILABLE, "cannot admit now; retry", retryAfterMs=1000
                 )
             self.close(conn, refusal)
             return
@@ -537,7 +539,7 @@ class Hub:
 
     def _on_auth(self, conn: Connection, env: Envelope) -> None:
         if conn.claims is not None or conn in self._admitting:
-            raise HubError("already_authenticated", "already authenticated; use auth.refresh")
+            raise HubError(Error.ALREADY_AUTHENTICATED, "already authenticated; use auth.refresh")
         token = (env.payload or {}).get("token")
         request_id = env.request_id
 
@@ -556,7 +558,7 @@ class Hub:
             self.metrics.auth_failures.labels(exc.code).inc()
             raise HubError(exc.code, str(exc)) from exc
         if claims.sub != conn.claims.sub or claims.role != conn.claims.role:
-            raise HubError("subject_mismatch", "auth.refresh must keep the same sub and role")
+            raise HubError(Error.SUBJECT_MISMATCH, "auth.refresh must keep the same sub and role")
         conn.claims = claims
         conn.token_warned = False
         for name in list(conn.subscriptions):
@@ -600,8 +602,8 @@ class Hub:
     def policy_for(self, name: str) -> NamespacePolicy:
         try:
             return check_channel(name, self.policies)
-        except ValueError as exc:
-            raise HubError(str(exc), f"bad channel {name[:64]!r}") from exc
+        except ChannelError as exc:
+            raise HubError(exc.code, f"bad channel {name[:64]!r}") from exc
 
     def _channel(self, name: str, policy: NamespacePolicy) -> Channel:
         ch = self.channels.get(name)
@@ -637,11 +639,11 @@ class Hub:
     def _on_subscribe(self, conn: Connection, env: Envelope) -> Awaitable[None] | None:
         name = env.channel
         if name is None:
-            raise HubError("bad_request", "subscribe needs a channel")
+            raise HubError(Error.BAD_REQUEST, "subscribe needs a channel")
         payload = env.payload or {}
         unknown = set(payload) - {"since", "epoch"}
         if unknown:
-            raise HubError("bad_request", f"unknown subscribe option {sorted(unknown)[0][:32]!r}")
+            raise HubError(Error.BAD_REQUEST, f"unknown subscribe option {sorted(unknown)[0][:32]!r}")
         request_id = env.request_id
         return self._subscribe(
             conn,
@@ -666,15 +668,15 @@ class Hub:
         c = conn.claims
         refusal = subscribe_refusal(policy, c.role, c.accounts, c.subscribe, name)
         if refusal is not None:
-            raise HubError("forbidden", f"not allowed to subscribe to {name}", reason=refusal)
+            raise HubError(Error.FORBIDDEN, f"not allowed to subscribe to {name}", reason=refusal)
         if name in conn.subscriptions or name in conn.recovering:
-            raise HubError("already_subscribed", f"already subscribed to {name}")
+            raise HubError(Error.ALREADY_SUBSCRIBED, f"already subscribed to {name}")
         if len(conn.subscriptions) + len(conn.recovering) >= self.limits.max_subscriptions:
-            raise HubError("too_many_subscriptions", "subscription limit reached")
+            raise HubError(Error.TOO_MANY_SUBSCRIPTIONS, "subscription limit reached")
         if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
-            raise HubError("bad_offset", "`since` must be an integer >= 0")
+            raise HubError(Error.BAD_OFFSET, "`since` must be an integer >= 0")
         if epoch is not None and not isinstance(epoch, str):
-            raise HubError("bad_request", "`epoch` must be a string")
+            raise HubError(Error.BAD_REQUEST, "`epoch` must be a string")
         ch = self._channel(name, policy)
         if not policy.durable:
             ch.add(conn)
@@ -688,7 +690,7 @@ class Hub:
             answer(result)
             return None
         if self.log is None:
-            raise HubError("unavailable", "durable channels need a store")
+            raise HubError(Error.UNAVAILABLE, "durable channels need a store")
         ch.recovering[conn] = []
         conn.recovering.add(name)
         return self._recover(conn, ch, answer, since, epoch)
@@ -702,7 +704,7 @@ class Hub:
         ``not_found`` when the connection closes first. Takes a live local connection, so a cluster
         can route the call to the node that holds it."""
         if conn.closing or conn.claims is None or self.connections.get(conn.id) is not conn:
-            raise HubError("not_found", f"connection {conn.id} is not live")
+            raise HubError(Error.NOT_FOUND, f"connection {conn.id} is not live")
         answered: dict[str, Any] = {}
 
         def push(result: dict[str, Any]) -> None:
@@ -717,14 +719,14 @@ class Hub:
             task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
             await asyncio.shield(task)
         if not answered:
-            raise HubError("not_found", f"connection {conn.id} closed before the subscription completed")
+            raise HubError(Error.NOT_FOUND, f"connection {conn.id} closed before the subscription completed")
         return answered
 
     def unsubscribe_on_behalf(self, conn: Connection, name: str) -> None:
         """Remove ``conn``'s subscription to ``name`` for someone else (REST); the connection gets an
         ``unsubscribed`` push with reason ``rest``."""
         if name not in conn.subscriptions and name not in conn.recovering:
-            raise HubError("not_subscribed", f"not subscribed to {name[:64]}")
+            raise HubError(Error.NOT_SUBSCRIBED, f"not subscribed to {name[:64]}")
         self._drop_subscription(conn, name)
         self.send_event(conn, {"type": "unsubscribed", "channel": name, "payload": {"reason": "rest"}})
 
@@ -742,9 +744,9 @@ class Hub:
     def _on_unsubscribe(self, conn: Connection, env: Envelope) -> None:
         name = env.channel
         if name is None:
-            raise HubError("bad_request", "unsubscribe needs a channel")
+            raise HubError(Error.BAD_REQUEST, "unsubscribe needs a channel")
         if name not in conn.subscriptions and name not in conn.recovering:
-            raise HubError("not_subscribed", f"not subscribed to {name[:64]}")
+            raise HubError(Error.NOT_SUBSCRIBED, f"not subscribed to {name[:64]}")
         self._drop_subscription(conn, name)
         self.reply(conn, env.request_id, {}, channel=name)
 
@@ -754,13 +756,13 @@ class Hub:
         assert conn.claims is not None
         name = env.channel
         if name is None:
-            raise HubError("bad_request", "publish needs a channel")
+            raise HubError(Error.BAD_REQUEST, "publish needs a channel")
         if env.payload is None:
-            raise HubError("bad_request", "publish needs a payload")
+            raise HubError(Error.BAD_REQUEST, "publish needs a payload")
         policy = self.policy_for(name)
         c = conn.claims
         if not can_publish(policy, c.role, c.accounts, c.publish, name):
-            raise HubError("forbidden", f"not allowed to publish to {name}")
+            raise HubError(Error.FORBIDDEN, f"not allowed to publish to {name}")
         hook = self.publish_hooks.get(policy.name)
         prepared = hook(conn, name, env.payload) if hook is not None else Prepared(env.payload)
         if not policy.durable:
@@ -769,7 +771,7 @@ class Hub:
                 self.reply(conn, env.request_id, {"offset": offset, "epoch": self.epoch, "duplicate": False})
             return
         if self.log is None:
-            raise HubError("unavailable", "durable channels need a store")
+            raise HubError(Error.UNAVAILABLE, "durable channels need a store")
         if self.admit(conn, env.request_id):
             self._publishes.add(_Publication(conn, env.request_id, name, prepared, time.perf_counter()))
 
@@ -778,7 +780,7 @@ class Hub:
         Every admitted request ends with :meth:`settle`."""
         if conn.in_flight >= self.limits.max_in_flight:
             self.reply_error(
-                conn, request_id, "rate_limited", "too many requests in flight", retryAfterMs=100
+                conn, request_id, Error.RATE_LIMITED, "too many requests in flight", retryAfterMs=100
             )
             return False
         conn.in_flight += 1
@@ -793,10 +795,12 @@ class Hub:
             self.reply_error(conn, request_id, error.code, error.message, **error.extra)
         elif isinstance(error, StoreError) and error.retryable:
             # No line per request: the store's outage log tells the outage (bridge/store/outage.py).
-            self.reply_error(conn, request_id, "unavailable", "store unavailable; retry", retryAfterMs=500)
+            self.reply_error(
+                conn, request_id, Error.UNAVAILABLE, "store unavailable; retry", retryAfterMs=500
+            )
         else:
             logger.error("%s failed on %s", what, conn.id, exc_info=error)
-            self.reply_error(conn, request_id, "internal", "internal error")
+            self.reply_error(conn, request_id, Error.INTERNAL, "internal error")
 
     async def _publish_batch(self, batch: list[_Publication]) -> None:
         """The durable publications of one loop iteration: one store call, then fan-out in offset order."""
@@ -810,7 +814,7 @@ class Hub:
         try:
             results = await self.log.append_many(requests)
         except Exception as error:
-            if len(batch) > 1 and not (isinstance(error, StoreError) and error.retryable):
+            if split_failed_batch(error, len(batch)):
                 for p in batch:  # one bad publication must not fail the others
                     await self._publish_batch([p])
                 return
@@ -847,7 +851,7 @@ class Hub:
             offset = self.publish_ephemeral(name, prepared.payload, prepared.targets)
             return {"offset": offset, "epoch": self.epoch, "duplicate": False}
         if self.log is None:
-            raise HubError("unavailable", "durable channels need a store")
+            raise HubError(Error.UNAVAILABLE, "durable channels need a store")
         if prepared.signal is not None:
             appended = await self.log.publish_signal(prepared.signal)
         else:

@@ -23,11 +23,12 @@ from bridge.hub.connection import Connection
 from bridge.hub.hub import Hub, HubError
 from bridge.hub.ports import Prepared, Targets
 from bridge.protocol.channels import Role, holds_account
+from bridge.protocol.codes import Error
 from bridge.protocol.envelope import Envelope
 from bridge.protocol.events import DeliveryStatus, EventInvalid, TradeEvent, parse_event, status_from_event
 from bridge.protocol.signals import SignalInvalid, parse_signal
 from bridge.store.base import EventRecord, EventWrite, SignalView, StatusUpdate, Store
-from bridge.store.exceptions import StoreError
+from bridge.store.exceptions import StoreError, split_failed_batch
 
 __all__ = ["CONTROL_CHANNEL", "Ledger"]
 
@@ -58,10 +59,10 @@ def _current_status(view: SignalView | BaseException | None, update: StatusUpdat
     if isinstance(view, BaseException):
         raise view
     if view is None:
-        raise HubError("not_found", "no such signal")
+        raise HubError(Error.NOT_FOUND, "no such signal")
     current = next((d for d in view.deliveries if d.account == update.account), None)
     if current is None:
-        raise HubError("not_found", "this signal does not target this account")
+        raise HubError(Error.NOT_FOUND, "this signal does not target this account")
     return current.status.value
 
 
@@ -118,18 +119,18 @@ class Ledger:
             signal = parse_signal(payload, self.hub.clock())
         except SignalInvalid as exc:
             raise HubError(
-                "validation_failed", "signal failed validation", details=[e.as_dict() for e in exc.errors]
+                Error.VALIDATION_FAILED, "signal failed validation", details=[e.as_dict() for e in exc.errors]
             ) from exc
         if signal.channel != channel:
             raise HubError(
-                "validation_failed",
+                Error.VALIDATION_FAILED,
                 "signal failed validation",
                 details=[
                     {"field": "strategy", "code": "channel", "message": f"must match the channel {channel}"}
                 ],
             )
         if signal.strategy in self.paused_strategies:
-            raise HubError("paused", f"strategy {signal.strategy} is paused by an operator")
+            raise HubError(Error.PAUSED, f"strategy {signal.strategy} is paused by an operator")
         if conn is not None and conn.claims is not None:
             self._remember_publisher(signal.id, conn.claims.sub)
         return Prepared(
@@ -220,20 +221,22 @@ class Ledger:
         if account is None:
             held = [a for a in claims.accounts if a != "*"]
             if len(held) != 1:
-                raise HubError("bad_request", "`account` is required when the token holds several accounts")
+                raise HubError(
+                    Error.BAD_REQUEST, "`account` is required when the token holds several accounts"
+                )
             return held[0]
         if not isinstance(account, str) or not holds_account(claims.accounts, account):
-            raise HubError("forbidden", "the token does not hold this account")
+            raise HubError(Error.FORBIDDEN, "the token does not hold this account")
         return account
 
     def _on_ack(self, conn: Connection, env: Envelope) -> None:
         payload = env.payload or {}
         unknown = set(payload) - {"signalId", "account"}
         if unknown:
-            raise HubError("bad_request", f"unknown field {sorted(unknown)[0][:32]!r}")
+            raise HubError(Error.BAD_REQUEST, f"unknown field {sorted(unknown)[0][:32]!r}")
         signal_id = payload.get("signalId")
         if not isinstance(signal_id, str) or not 0 < len(signal_id) <= 64:
-            raise HubError("bad_request", "`signalId` must be a string")
+            raise HubError(Error.BAD_REQUEST, "`signalId` must be a string")
         account = self._account_for(conn, payload)
         now_ms = int(self.hub.clock() * 1000)
         if self.hub.admit(conn, env.request_id):
@@ -298,14 +301,14 @@ class Ledger:
             event = parse_event(env.payload or {}, self.hub.clock())
         except EventInvalid as exc:
             raise HubError(
-                "validation_failed",
+                Error.VALIDATION_FAILED,
                 "trade event failed validation",
                 details=[e.as_dict() for e in exc.errors],
             ) from exc
         claims = conn.claims
         assert claims is not None
         if not holds_account(claims.accounts, event.account) and claims.role is not Role.ADMIN:
-            raise HubError("forbidden", "the token does not hold this account")
+            raise HubError(Error.FORBIDDEN, "the token does not hold this account")
         if self.hub.admit(conn, env.request_id):
             self._requests.add(_Pending(conn, env.request_id, self._event_write(event)))
 
@@ -316,7 +319,7 @@ class Ledger:
         try:
             records = await self.store.record_events([p.item for p in batch])
         except Exception as error:
-            if len(batch) > 1 and not (isinstance(error, StoreError) and error.retryable):
+            if split_failed_batch(error, len(batch)):
                 for p in batch:  # one event the store refuses must not fail the others
                     await self._event_batch([p])
                 return

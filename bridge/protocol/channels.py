@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
 
+from bridge.protocol.codes import Error
+
 __all__ = [
     "CHANNEL_RE",
     "DEFAULT_POLICIES",
+    "ChannelError",
     "Grant",
     "NamespacePolicy",
     "Role",
@@ -113,15 +116,23 @@ def account_of(channel: str) -> str | None:
     return m.group(1) if m else None
 
 
+class ChannelError(ValueError):
+    """A channel name the hub refuses; ``code`` is its reply error."""
+
+    def __init__(self, code: Error) -> None:
+        super().__init__(code.value)
+        self.code = code
+
+
 def check_channel(channel: str, policies: dict[str, NamespacePolicy]) -> NamespacePolicy:
-    """The policy for a concrete channel name; raises ValueError with an error code as its message."""
+    """The policy for a concrete channel name; raises :class:`ChannelError` with the reply error."""
     if not CHANNEL_RE.match(channel) or channel.endswith(":") or "::" in channel:
-        raise ValueError("invalid_channel")
+        raise ChannelError(Error.INVALID_CHANNEL)
     policy = policies.get(namespace_of(channel))
     if policy is None:
-        raise ValueError("unknown_namespace")
+        raise ChannelError(Error.UNKNOWN_NAMESPACE)
     if policy.account_scoped and account_of(channel) is None:
-        raise ValueError("invalid_channel")
+        raise ChannelError(Error.INVALID_CHANNEL)
     return policy
 
 

@@ -18,6 +18,7 @@ Close reasons are kept short: a close frame's payload is at most 125 bytes, 2 of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from websockets.frames import CloseCode
 
@@ -44,6 +45,7 @@ __all__ = [
     "UNAUTHORIZED",
     "UNSUPPORTED_PROTOCOL",
     "Disconnect",
+    "Error",
     "ErrorCode",
     "RejectReason",
     "is_reconnect",
@@ -155,48 +157,80 @@ def is_reconnect(code: int) -> bool:
     return code not in TERMINAL_RANGE
 
 
+class Error(StrEnum):
+    """The name of every reply error: pass these, never a string literal, so that mypy rejects a
+    code that is not in the registry (a typo cannot silently become ``internal``)."""
+
+    BAD_REQUEST = "bad_request"
+    INVALID_JSON = "invalid_json"
+    INVALID_MSGPACK = "invalid_msgpack"
+    UNKNOWN_TYPE = "unknown_type"
+    AUTH_REQUIRED = "auth_required"
+    ALREADY_AUTHENTICATED = "already_authenticated"
+    TOKEN_INVALID = "token_invalid"
+    TOKEN_EXPIRED = "token_expired"
+    TOKEN_REVOKED = "token_revoked"
+    SUBJECT_MISMATCH = "subject_mismatch"
+    FORBIDDEN = "forbidden"
+    INVALID_CHANNEL = "invalid_channel"
+    UNKNOWN_NAMESPACE = "unknown_namespace"
+    ALREADY_SUBSCRIBED = "already_subscribed"
+    NOT_SUBSCRIBED = "not_subscribed"
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    RATE_LIMITED = "rate_limited"
+    VALIDATION_FAILED = "validation_failed"
+    NOT_FOUND = "not_found"
+    BAD_OFFSET = "bad_offset"
+    PAUSED = "paused"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorCode:
     """A reply error: stable code, whether retrying the same request can succeed, and advice."""
 
-    code: str
+    code: Error
     retryable: bool
     advice: str
 
 
 _ERRORS = (
     ErrorCode(
-        "bad_request", False, "The envelope's shape is wrong (unknown field, wrong type); fix the request."
+        Error.BAD_REQUEST,
+        False,
+        "The envelope's shape is wrong (unknown field, wrong type); fix the request.",
     ),
-    ErrorCode("invalid_json", False, "The text frame is not a JSON object; fix the encoder."),
-    ErrorCode("invalid_msgpack", False, "The binary frame is not a MessagePack map; fix the encoder."),
-    ErrorCode("unknown_type", False, "The `type` is not part of protocol v1."),
-    ErrorCode("auth_required", False, "Authenticate first with `auth`."),
-    ErrorCode("already_authenticated", False, "Use `auth.refresh` to replace the token."),
-    ErrorCode("token_invalid", False, "Signature, algorithm, audience, issuer or claims are wrong."),
-    ErrorCode("token_expired", False, "Obtain a fresh token."),
-    ErrorCode("token_revoked", False, "The token or its subject was revoked."),
-    ErrorCode("subject_mismatch", False, "auth.refresh must keep the same `sub` and `role`."),
-    ErrorCode("forbidden", False, "The token's claims do not allow this channel or command."),
+    ErrorCode(Error.INVALID_JSON, False, "The text frame is not a JSON object; fix the encoder."),
+    ErrorCode(Error.INVALID_MSGPACK, False, "The binary frame is not a MessagePack map; fix the encoder."),
+    ErrorCode(Error.UNKNOWN_TYPE, False, "The `type` is not part of protocol v1."),
+    ErrorCode(Error.AUTH_REQUIRED, False, "Authenticate first with `auth`."),
+    ErrorCode(Error.ALREADY_AUTHENTICATED, False, "Use `auth.refresh` to replace the token."),
+    ErrorCode(Error.TOKEN_INVALID, False, "Signature, algorithm, audience, issuer or claims are wrong."),
+    ErrorCode(Error.TOKEN_EXPIRED, False, "Obtain a fresh token."),
+    ErrorCode(Error.TOKEN_REVOKED, False, "The token or its subject was revoked."),
+    ErrorCode(Error.SUBJECT_MISMATCH, False, "auth.refresh must keep the same `sub` and `role`."),
+    ErrorCode(Error.FORBIDDEN, False, "The token's claims do not allow this channel or command."),
     ErrorCode(
-        "invalid_channel", False, "Channel names are `namespace:rest`, 1-200 chars of [A-Za-z0-9:._-]."
+        Error.INVALID_CHANNEL, False, "Channel names are `namespace:rest`, 1-200 chars of [A-Za-z0-9:._-]."
     ),
-    ErrorCode("unknown_namespace", False, "Use signals:, account:<login>:, instrument: or system:."),
-    ErrorCode("already_subscribed", False, "The connection already holds this subscription."),
-    ErrorCode("not_subscribed", False, "There is no such subscription to remove."),
-    ErrorCode("too_many_subscriptions", False, "Unsubscribe first; see welcome.limits.maxSubscriptions."),
-    ErrorCode("rate_limited", True, "Slow down; retry after `retryAfterMs`."),
-    ErrorCode("validation_failed", False, "The payload failed validation; see `details` for each field."),
-    ErrorCode("not_found", False, "No such object."),
-    ErrorCode("bad_offset", False, "`since` must be an integer offset >= 0 for this channel."),
-    ErrorCode("paused", True, "An operator paused this strategy or account; retry after resume."),
+    ErrorCode(Error.UNKNOWN_NAMESPACE, False, "Use signals:, account:<login>:, instrument: or system:."),
+    ErrorCode(Error.ALREADY_SUBSCRIBED, False, "The connection already holds this subscription."),
+    ErrorCode(Error.NOT_SUBSCRIBED, False, "There is no such subscription to remove."),
+    ErrorCode(Error.TOO_MANY_SUBSCRIPTIONS, False, "Unsubscribe first; see welcome.limits.maxSubscriptions."),
+    ErrorCode(Error.RATE_LIMITED, True, "Slow down; retry after `retryAfterMs`."),
+    ErrorCode(Error.VALIDATION_FAILED, False, "The payload failed validation; see `details` for each field."),
+    ErrorCode(Error.NOT_FOUND, False, "No such object."),
+    ErrorCode(Error.BAD_OFFSET, False, "`since` must be an integer offset >= 0 for this channel."),
+    ErrorCode(Error.PAUSED, True, "An operator paused this strategy or account; retry after resume."),
     ErrorCode(
-        "unavailable", True, "The hub cannot serve this now (store or broker down); retry with backoff."
+        Error.UNAVAILABLE, True, "The hub cannot serve this now (store or broker down); retry with backoff."
     ),
-    ErrorCode("internal", True, "Hub fault; retry with backoff."),
+    ErrorCode(Error.INTERNAL, True, "Hub fault; retry with backoff."),
 )
 
-ERRORS: dict[str, ErrorCode] = {e.code: e for e in _ERRORS}
+ERRORS: dict[Error, ErrorCode] = {e.code: e for e in _ERRORS}
+assert set(ERRORS) == set(Error), "every Error has exactly one ErrorCode row"
 
 
 @dataclass(frozen=True, slots=True)

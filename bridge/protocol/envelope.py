@@ -17,6 +17,7 @@ import msgpack
 import orjson
 
 from bridge.protocol._fastpath import slot_setters
+from bridge.protocol.codes import Error
 
 __all__ = [
     "MAX_CHANNEL_LENGTH",
@@ -55,7 +56,7 @@ class Encoding(StrEnum):
 class EnvelopeError(Exception):
     """A message that cannot be accepted; ``code`` is a key of ``codes.ERRORS``."""
 
-    def __init__(self, code: str, message: str, request_id: str | None = None) -> None:
+    def __init__(self, code: Error, message: str, request_id: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -87,16 +88,16 @@ _unpackb = msgpack.unpackb
 def _check_value(value: object, depth: int) -> None:
     """Reject anything JSON cannot carry, so a MessagePack publication re-encodes as JSON."""
     if depth > MAX_DEPTH:
-        raise EnvelopeError("bad_request", f"payload nested deeper than {MAX_DEPTH}")
+        raise EnvelopeError(Error.BAD_REQUEST, f"payload nested deeper than {MAX_DEPTH}")
     if value is None or isinstance(value, (bool, str)):
         return
     if isinstance(value, int):
         if not INT64_MIN <= value <= UINT64_MAX:
-            raise EnvelopeError("bad_request", "integer out of 64-bit range")
+            raise EnvelopeError(Error.BAD_REQUEST, "integer out of 64-bit range")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise EnvelopeError("bad_request", "non-finite number")
+            raise EnvelopeError(Error.BAD_REQUEST, "non-finite number")
         return
     if isinstance(value, list):
         for item in value:
@@ -105,10 +106,10 @@ def _check_value(value: object, depth: int) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise EnvelopeError("bad_request", "object keys must be strings")
+                raise EnvelopeError(Error.BAD_REQUEST, "object keys must be strings")
             _check_value(item, depth + 1)
         return
-    raise EnvelopeError("bad_request", f"unsupported value type {type(value).__name__}")
+    raise EnvelopeError(Error.BAD_REQUEST, f"unsupported value type {type(value).__name__}")
 
 
 def _request_id_of(obj: dict[Any, Any]) -> str | None:
@@ -212,25 +213,27 @@ def _plain_container(value: Any, depth: int) -> bool:
 def _checked_envelope(obj: object, check_values: bool) -> Envelope:
     """The full check: every rule in order, with the error the first broken rule gives."""
     if not isinstance(obj, dict):
-        raise EnvelopeError("bad_request", "a message must be an object")
+        raise EnvelopeError(Error.BAD_REQUEST, "a message must be an object")
     rid = _request_id_of(obj)
     extra = [k for k in obj if k not in ALLOWED_KEYS]
     if extra:
-        raise EnvelopeError("bad_request", f"unknown field {str(extra[0])[:40]!r}", rid)
+        raise EnvelopeError(Error.BAD_REQUEST, f"unknown field {str(extra[0])[:40]!r}", rid)
     mtype = obj.get("type")
     if not isinstance(mtype, str) or not 0 < len(mtype) <= MAX_TYPE_LENGTH:
-        raise EnvelopeError("bad_request", "`type` must be a non-empty string", rid)
+        raise EnvelopeError(Error.BAD_REQUEST, "`type` must be a non-empty string", rid)
     if "requestId" in obj and rid is None:
-        raise EnvelopeError("bad_request", f"`requestId` must be a string of 1-{MAX_REQUEST_ID_LENGTH} chars")
+        raise EnvelopeError(
+            Error.BAD_REQUEST, f"`requestId` must be a string of 1-{MAX_REQUEST_ID_LENGTH} chars"
+        )
     channel = obj.get("channel")
     if channel is not None and (not isinstance(channel, str) or not 0 < len(channel) <= MAX_CHANNEL_LENGTH):
         raise EnvelopeError(
-            "invalid_channel", f"`channel` must be a string of 1-{MAX_CHANNEL_LENGTH} chars", rid
+            Error.INVALID_CHANNEL, f"`channel` must be a string of 1-{MAX_CHANNEL_LENGTH} chars", rid
         )
     payload = obj.get("payload")
     if payload is not None:
         if not isinstance(payload, dict):
-            raise EnvelopeError("bad_request", "`payload` must be an object", rid)
+            raise EnvelopeError(Error.BAD_REQUEST, "`payload` must be an object", rid)
         if check_values:
             try:
                 _check_value(payload, 1)
@@ -246,14 +249,14 @@ def decode(data: bytes, encoding: Encoding) -> Envelope:
         try:
             obj = _loads(data)
         except orjson.JSONDecodeError as exc:
-            raise EnvelopeError("invalid_json", "malformed JSON") from exc
+            raise EnvelopeError(Error.INVALID_JSON, "malformed JSON") from exc
         # orjson accepts only finite floats and 64-bit integers, so only the shape is left to check.
         check_values = False
     else:
         try:
             obj = _unpackb(data, raw=False, strict_map_key=True, use_list=True, timestamp=0)
         except Exception as exc:  # msgpack raises several unrelated types for bad input
-            raise EnvelopeError("invalid_msgpack", "malformed MessagePack") from exc
+            raise EnvelopeError(Error.INVALID_MSGPACK, "malformed MessagePack") from exc
         check_values = True
     if type(obj) is dict:
         envelope = _fast_envelope(obj, check_values)

@@ -26,6 +26,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "is_unavailable",
+    "split_failed_batch",
 ]
 
 #: SQLSTATEs that mean the server cannot serve now but may soon (PostgreSQL appendix A): class 08
@@ -67,6 +68,18 @@ class MigrationError(StoreError):
 
 class InvalidCursor(StoreError, ValueError):
     """A pagination cursor that this store did not issue."""
+
+
+def split_failed_batch(error: BaseException, size: int) -> bool:
+    """The one retry rule for a batch of independent writes that failed together.
+
+    A retryable failure (the database is away) fails every item alike: each caller is answered
+    ``unavailable`` and retries by its own id, so re-running the batch item by item would only
+    triple the load on a database that is already down. Any other failure may belong to one item
+    alone (a constraint, bad data), so a batch of more than one is re-run one item at a time and
+    only the guilty item fails. Used by the store's writer, the hub's publication batches and the
+    ledger's trade-event and ack batches."""
+    return size > 1 and not (isinstance(error, StoreError) and error.retryable)
 
 
 def is_unavailable(error: BaseException) -> bool:
