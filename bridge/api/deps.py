@@ -8,6 +8,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from bridge.auth.exceptions import AuthError
+from bridge.auth.revocation import verify_unrevoked
 from bridge.auth.tokens import Claims
 from bridge.hub.hub import Hub, HubError
 from bridge.protocol.channels import Role
@@ -45,18 +46,13 @@ def bearer_claims(
             status.HTTP_401_UNAUTHORIZED, "bearer token required", headers={"WWW-Authenticate": "Bearer"}
         )
     try:
-        claims = hub.verifier.verify(creds.credentials, hub.clock())
+        return verify_unrevoked(hub.verifier, hub.revocations, creds.credentials, hub.clock())
     except AuthError as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             {"code": exc.code, "message": str(exc)},
             headers={"WWW-Authenticate": "Bearer"},
         ) from exc
-    if hub.revocations.is_revoked(claims, hub.clock()):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, {"code": "token_revoked", "message": "token revoked"}
-        )
-    return claims
 
 
 BearerClaims = Annotated[Claims, Depends(bearer_claims)]

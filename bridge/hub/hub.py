@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.auth.exceptions import AuthError, TokenRevoked
-from bridge.auth.revocation import Revocation, RevocationList
+from bridge.auth.exceptions import AuthError
+from bridge.auth.revocation import Revocation, RevocationList, verify_unrevoked
 from bridge.auth.tokens import Claims, Verifier
 from bridge.broker.base import Broker, Publication
 from bridge.broker.memory import MemoryBroker
@@ -425,11 +425,7 @@ class Hub:
     # -- auth -----------------------------------------------------------------------------------
 
     def _verify(self, token: object) -> Claims:
-        now = self.clock()
-        claims = self.verifier.verify(token, now)
-        if self.revocations.is_revoked(claims, now):
-            raise TokenRevoked("token revoked")
-        return claims
+        return verify_unrevoked(self.verifier, self.revocations, token, self.clock())
 
     def _auth_result(self, claims: Claims) -> dict[str, Any]:
         return {"sub": claims.sub, "role": claims.role.value, "expiresAt": int(claims.exp)}
