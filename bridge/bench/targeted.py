@@ -23,9 +23,9 @@ from bridge.bench.scenarios import Context, Row
 from bridge.hub.connection import Connection
 from bridge.hub.hub import Hub
 from bridge.hub.limits import HubLimits
-from bridge.hub.ports import Targets
 from bridge.protocol.channels import Role
 from bridge.protocol.envelope import Encoding
+from bridge.protocol.targeting import Targets
 
 __all__ = ["run_targeted"]
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bridge.hub.ports import Targets
+from bridge.protocol.targeting import Targets
 
 __all__ = ["Broker", "Deliver", "Publication", "Resync"]
 

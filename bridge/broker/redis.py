@@ -36,7 +36,7 @@ from redis.retry import Retry
 
 from bridge.broker.base import Deliver, Publication, Resync
 from bridge.hub.metrics import ClusterMetrics
-from bridge.hub.ports import Targets
+from bridge.protocol.targeting import Targets
 
 __all__ = ["PREFIX", "RedisBroker", "decode", "encode"]
 

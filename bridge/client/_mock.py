@@ -26,7 +26,9 @@ from bridge.client._exceptions import ConnectError
 from bridge.client._transport import ABNORMAL_CLOSURE, Link, Transport, TransportClosed
 from bridge.protocol.envelope import Encoding
 from bridge.protocol.events import EventInvalid, parse_event
+from bridge.protocol.recovery import RECOVERY_ADVICE, refusal
 from bridge.protocol.signals import SignalInvalid, parse_signal
+from bridge.protocol.targeting import payload_accepts
 
 __all__ = ["FakeHub", "FakeToken", "MockPeer", "MockTransport"]
 
@@ -170,6 +172,7 @@ class FakeToken:
     sub: str
     role: str
     accounts: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
     expires_at: int = 4_102_444_800  # 2100-01-01
 
 
@@ -425,13 +428,13 @@ class FakeHub:
         result = {"offset": log.last, "epoch": log.epoch, "durable": True}
         replay: list[tuple[int, dict[str, Any]]] = []
         if since is not None:
-            reason = None
-            if epoch is not None and epoch != log.epoch:
-                reason = "epoch_changed"
-            elif since > log.last:
-                reason = "offset_ahead"
-            elif since + 1 < log.first_available:
-                reason = "history_trimmed"
+            reason = refusal(
+                since,
+                epoch,
+                current_epoch=log.epoch,
+                last_offset=log.last,
+                first_available=log.first_available,
+            )
             if reason is None:
                 now_ms = int(self.clock() * 1000)
                 for offset, body, expires in log.entries:
@@ -442,7 +445,7 @@ class FakeHub:
                     replay.append((offset, body))
                 result.update(recovered=True, replayed=len(replay))
             else:
-                result.update(recovered=False, reason=reason, advice="reload state over REST, then continue")
+                result.update(recovered=False, reason=reason, advice=RECOVERY_ADVICE)
         s.subscriptions.add(channel)
         await answer(result)
         for offset, body in replay:
@@ -451,10 +454,7 @@ class FakeHub:
     def _targets(self, s: _Session, channel: str, body: dict[str, Any]) -> bool:
         if s.token is None or s.token.role != "ea" or not channel.startswith("signals:"):
             return True
-        if "*" in s.token.accounts:
-            return True
-        accounts = body.get("accounts")
-        return isinstance(accounts, list) and bool(s.token.accounts.intersection(accounts))
+        return payload_accepts(body, s.token.accounts, s.token.groups)
 
     async def _publish(self, s: _Session, rid: Any, channel: str, payload: dict[str, Any]) -> None:
         message_id = None

@@ -9,10 +9,10 @@ from typing import Any
 
 from bridge.auth.tokens import Claims
 from bridge.hub.connection import Connection
-from bridge.hub.ports import Targets
 from bridge.protocol.channels import NamespacePolicy, Role
 from bridge.protocol.envelope import Encoding, encode_json, encode_msgpack
 from bridge.protocol.framing import OP_BINARY, OP_TEXT, data_frame
+from bridge.protocol.targeting import Targets, payload_accepts
 
 __all__ = ["Channel", "frame_for", "targets_accept"]
 
@@ -132,12 +132,4 @@ def frame_for(message: dict[str, Any], encoding: Encoding) -> bytes:
 
 def targets_accept(payload: dict[str, Any], claims: Claims) -> bool:
     """Targeting of a stored signal, for replay (live fan-out gets a Targets object)."""
-    accounts = payload.get("accounts")
-    groups = payload.get("groups")
-    if accounts is None and groups is None:
-        return True
-    t = Targets(
-        frozenset(accounts) if isinstance(accounts, list) else frozenset(),
-        frozenset(groups) if isinstance(groups, list) else frozenset(),
-    )
-    return t.accepts(claims.accounts, claims.groups)
+    return payload_accepts(payload, claims.accounts, claims.groups)

@@ -32,7 +32,7 @@ from bridge.hub.channel import Channel, frame_for
 from bridge.hub.connection import Connection, Sink
 from bridge.hub.limits import HubLimits
 from bridge.hub.metrics import HubMetrics, Tally
-from bridge.hub.ports import DurableLog, Prepared, PublishHook, Targets
+from bridge.hub.ports import DurableLog, Prepared, PublishHook
 from bridge.hub.ratelimit import TokenBucket
 from bridge.hub.recovery import recover
 from bridge.hub.repair import Repair
@@ -50,6 +50,7 @@ from bridge.protocol.channels import (
 from bridge.protocol.codes import Error
 from bridge.protocol.envelope import Encoding, Envelope, EnvelopeError, decode, encode_json, encode_msgpack
 from bridge.protocol.framing import OP_BINARY, OP_TEXT, data_frame
+from bridge.protocol.targeting import Targets
 from bridge.store.base import Appended, AppendRequest
 from bridge.store.exceptions import StoreError, split_failed_batch
 

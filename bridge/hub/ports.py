@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.protocol.signals import Signal
+from bridge.protocol.targeting import Targets
 from bridge.store.base import Appended, AppendRequest, Position, Stored
 
-__all__ = ["DurableLog", "Prepared", "PublishHook", "Targets"]
+__all__ = ["DurableLog", "Prepared", "PublishHook"]
 
 
 class DurableLog(Protocol):
@@ -34,17 +35,6 @@ class DurableLog(Protocol):
     async def position(self, channel: str) -> Position: ...
 
     async def tops(self, channels: Sequence[str]) -> dict[str, tuple[str, int]]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Targets:
-    """Which EA connections a publication is for (signals name accounts and/or groups)."""
-
-    accounts: frozenset[str]
-    groups: frozenset[str]
-
-    def accepts(self, accounts: frozenset[str], groups: frozenset[str]) -> bool:
-        return bool(self.accounts & accounts or self.groups & groups) or "*" in accounts
 
 
 @dataclass(frozen=True, slots=True)

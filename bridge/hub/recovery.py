@@ -13,6 +13,7 @@ from bridge.hub.channel import Channel, frame_for
 from bridge.hub.channel import targets_accept as _targets_accept
 from bridge.hub.connection import Connection
 from bridge.protocol.channels import Role
+from bridge.protocol.recovery import RECOVERY_ADVICE, NotRecovered
 
 if TYPE_CHECKING:
     from bridge.hub.hub import Hub
@@ -50,15 +51,7 @@ async def recover(
         replay: list[tuple[int, dict[str, Any]]] = []
         last = pos.last_offset
         if since is not None:
-            reason = None
-            if epoch is not None and epoch != pos.epoch:
-                reason = "epoch_changed"
-            elif since > pos.last_offset:
-                reason = "offset_ahead"
-            elif since + 1 < pos.first_available_offset:
-                reason = "history_trimmed"
-            elif pos.last_offset - since > hub.limits.max_recovery:
-                reason = "too_many"
+            reason = pos.refusal(since, epoch, hub.limits.max_recovery)
             if reason is None:
                 after = since
                 now_ms = int(hub.clock() * 1000)
@@ -79,7 +72,7 @@ async def recover(
                             continue
                         replay.append((item.offset, item.payload))
                 if after < last:
-                    reason = "history_trimmed"
+                    reason = NotRecovered.HISTORY_TRIMMED
                     replay = []
             if reason is None:
                 result.update(recovered=True, replayed=len(replay))
@@ -87,7 +80,7 @@ async def recover(
                 result.update(
                     recovered=False,
                     reason=reason,
-                    advice="history cannot cover the gap: reload state over REST, then continue live",
+                    advice=RECOVERY_ADVICE,
                 )
     except BaseException:
         if ch.recovering.pop(conn, None) is not None:

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bridge.broker.base import Publication
-from bridge.hub.ports import Targets
 from bridge.hub.sequence import Check, Cursor, Verdict, check, classify, held_in_order
+from bridge.protocol.targeting import Targets, targets_of
 
 if TYPE_CHECKING:
     from bridge.hub.hub import Channel, Hub
@@ -46,13 +46,7 @@ def _targets_of(ch: Channel, payload: dict[str, Any]) -> Targets | None:
     """The targeting of a stored publication (live ones carry it; stored signals name it)."""
     if ch.policy.name != "signals":
         return None
-    accounts, groups = payload.get("accounts"), payload.get("groups")
-    if accounts is None and groups is None:
-        return None
-    return Targets(
-        frozenset(accounts) if isinstance(accounts, list) else frozenset(),
-        frozenset(groups) if isinstance(groups, list) else frozenset(),
-    )
+    return targets_of(payload)
 
 
 class Repair:

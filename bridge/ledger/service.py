@@ -21,12 +21,13 @@ from typing import Any, Generic, TypeVar
 from bridge.hub.batch import IterationBatch
 from bridge.hub.connection import Connection
 from bridge.hub.hub import Hub, HubError
-from bridge.hub.ports import Prepared, Targets
+from bridge.hub.ports import Prepared
 from bridge.protocol.channels import Role, holds_account
 from bridge.protocol.codes import Error
 from bridge.protocol.envelope import Envelope
 from bridge.protocol.events import DeliveryStatus, EventInvalid, TradeEvent, parse_event, status_from_event
 from bridge.protocol.signals import SignalInvalid, parse_signal
+from bridge.protocol.targeting import Targets, delivered_accounts
 from bridge.store.base import EventRecord, EventWrite, SignalView, StatusUpdate, Store
 from bridge.store.exceptions import StoreError, split_failed_batch
 
@@ -201,15 +202,7 @@ class Ledger:
         created = payload.get("createdAt")
         if isinstance(created, int):
             self.hub.metrics.signal_delivery.labels(path).observe(max(0, now_ms - created) / 1000)
-        accounts = payload.get("accounts") or []
-        groups = payload.get("groups") or []
-        if "*" in claims.accounts:
-            targets = list(accounts)
-        else:
-            targets = [a for a in accounts if a in claims.accounts]
-            if set(groups) & claims.groups:
-                targets.extend(a for a in sorted(claims.accounts) if a not in targets)
-        for account in targets:
+        for account in delivered_accounts(payload, claims.accounts, claims.groups):
             self._queue_status(StatusUpdate(signal_id, account, DeliveryStatus.DELIVERED, now_ms))
 
     # -- acknowledgements -----------------------------------------------------------------------

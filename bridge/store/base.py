@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from bridge.protocol.events import DeliveryStatus, EventKind, TradeEvent
+from bridge.protocol.recovery import NotRecovered, refusal
 from bridge.protocol.signals import Signal
 
 __all__ = [
@@ -109,8 +110,19 @@ class Position:
     epoch: str
     first_available_offset: int
 
-    def can_recover(self, since: int, epoch: str | None) -> bool:
-        return epoch == self.epoch and self.first_available_offset <= since + 1 <= self.last_offset + 1
+    def refusal(self, since: int, epoch: str | None, max_recovery: int | None = None) -> NotRecovered | None:
+        """Why ``since``/``epoch`` cannot be recovered here (:func:`bridge.protocol.recovery.refusal`)."""
+        return refusal(
+            since,
+            epoch,
+            current_epoch=self.epoch,
+            last_offset=self.last_offset,
+            first_available=self.first_available_offset,
+            max_recovery=max_recovery,
+        )
+
+    def can_recover(self, since: int, epoch: str) -> bool:
+        return self.refusal(since, epoch) is None
 
 
 @dataclass(frozen=True, slots=True)

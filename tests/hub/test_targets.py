@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from bridge.auth.tokens import Claims
 from bridge.hub.connection import Connection
 from bridge.hub.hub import Channel, Hub
-from bridge.hub.ports import Targets
 from bridge.protocol.channels import DEFAULT_POLICIES, Role
 from bridge.protocol.envelope import Encoding
+from bridge.protocol.targeting import Targets
 from tests.hub.test_router import FakeSink, make_hub, token
 
 ACCOUNTS = ["1", "2", "3", "*"]
