@@ -1,5 +1,14 @@
-"""Wiring: the verifier, the store, the hub, the ledger and the health sampler of one hub
-process, started and stopped together. The app's lifespan, the CLI and tests all go through here."""
+"""Wiring: the one place a hub process is assembled from its :class:`~bridge.config.Settings`.
+
+What lives here: the settings turned into a token verifier (:func:`build_verifier`), the store
+(through :func:`bridge.store.open_store`, the one store factory), the broker, the hub, the ledger,
+the cluster control plane and the health sampler, started and stopped together (:class:`Services`).
+The API's lifespan (:mod:`bridge.api.app`), the CLI and the tests all go through here.
+
+What does not: HTTP routes and their errors (:mod:`bridge.api`, which imports this module, never
+the other way round), the uvicorn server (:mod:`bridge.server`), and what each part does once
+started (the hub in :mod:`bridge.hub`, the ledger in :mod:`bridge.ledger`, ...).
+"""
 
 from __future__ import annotations
 
@@ -9,20 +18,23 @@ import logging
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 
-from bridge.api.app import build_verifier
+from bridge.auth.tokens import Verifier, load_or_create_secret
 from bridge.broker.base import Broker
 from bridge.broker.redis import RedisBroker
-from bridge.cluster import SWEEPS, start_cluster
+from bridge.cluster import SWEEPS, LocalCluster, start_cluster
 from bridge.config import Settings
 from bridge.hub.hub import Hub
 from bridge.ledger.service import Ledger
-from bridge.store.sql import SQLStore
+from bridge.store import SQLStore, Store, open_store
 
-__all__ = ["HealthSampler", "Services"]
+if TYPE_CHECKING:
+    from bridge.marketdata.local import HubLocalSink
+
+__all__ = ["HealthSampler", "Services", "build_verifier"]
 
 logger = logging.getLogger("mtbridge")
 
@@ -35,6 +47,26 @@ REDIS_CONNECT_TIMEOUT = 2.0
 REDIS_COMMAND_TIMEOUT = 5.0
 #: How long a starting node waits for its Redis subscriber connection before it starts degraded.
 REDIS_START_WAIT = 5.0
+
+
+def build_verifier(settings: Settings) -> tuple[Verifier, bytes | None]:
+    """The verifier the settings describe, and the HMAC secret when there is one."""
+    algs = settings.jwt_algorithms
+    common: dict[str, Any] = {
+        "audience": settings.jwt_audience,
+        "issuer": settings.jwt_issuer,
+        "leeway": settings.jwt_leeway,
+    }
+    if all(a.startswith("HS") for a in algs):
+        secret, created = load_or_create_secret(settings.secret_path)
+        if created:
+            logger.warning("generated a new HS256 signing secret at %s (mode 0600)", settings.secret_path)
+        return Verifier(algs, secret=secret, **common), secret
+    if settings.jwt_jwks_file is not None:
+        return Verifier.from_jwks(algs, settings.jwt_jwks_file.read_text(), **common), None
+    if settings.jwt_public_key_file is not None:
+        return Verifier.from_pem(algs, settings.jwt_public_key_file.read_bytes(), **common), None
+    raise ValueError("RS*/ES* algorithms need jwt_public_key_file or jwt_jwks_file")
 
 
 class HealthSampler:
@@ -101,18 +133,18 @@ class Services:
     settings: Settings
     hub: Hub
     hmac_secret: bytes | None
-    store: SQLStore
+    store: Store
     ledger: Ledger
     health: HealthSampler
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    marketdata_sink: Any = None
+    marketdata_sink: HubLocalSink | None = None
     #: This process's node id (``--node-id``, default ``<hostname>-<pid>``).
     node_id: str = ""
     #: The node's shared Redis client (a connection pool) when ``--redis-url`` is set, else None.
     #: The broker takes its own pub/sub connection from it; the cluster control plane uses it too.
     redis: aioredis.Redis | None = None
     #: The cluster control plane (bridge/cluster): presence, control bus, leadership.
-    cluster: Any = None
+    cluster: LocalCluster | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -130,9 +162,7 @@ class Services:
                 health_check_interval=10,
             )
         verifier, secret = build_verifier(settings)
-        store = SQLStore(settings.db_url)
-        await store.start()
-        await store.migrate()
+        store = await open_store(settings.db_url)
         origin = f"{node_id}/{secrets.token_hex(4)}"  # unique even if two nodes share an id
         broker: Broker | None = None
         if settings.redis_url:
@@ -160,7 +190,8 @@ class Services:
             services.tasks.append(cluster.led("marketdata", services._marketdata))
         logger.info(
             "hub ready: node %s, store %s, broker %s, epoch %s",
-            node_id, store.dialect, "redis" if broker else "in-process", hub.epoch,
+            node_id, store.dialect if isinstance(store, SQLStore) else "memory",
+            "redis" if broker else "in-process", hub.epoch,
         )  # fmt: skip
         return services
 
@@ -174,10 +205,10 @@ class Services:
         from bridge.marketdata.runner import config_from_mapping, run_adapters
 
         configs = [config_from_mapping(raw) for raw in self.settings.marketdata]
-        self.marketdata_sink = HubLocalSink(self.hub)
+        self.marketdata_sink = sink = HubLocalSink(self.hub)
         stop = asyncio.Event()
         try:
-            await run_adapters(configs, self.marketdata_sink, stop)
+            await run_adapters(configs, sink, stop)
         except asyncio.CancelledError:
             stop.set()
             raise

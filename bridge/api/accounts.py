@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from bridge.api.deps import AdminClaims, BearerClaims, ServicesDep
+from bridge.api.replies import api_error
 from bridge.cluster import cluster_of
 from bridge.protocol.channels import Role, holds_account
+from bridge.protocol.codes import Error
 
 __all__ = ["router"]
 
@@ -58,11 +60,8 @@ async def control(body: ControlRequest, services: ServicesDep, claims: AdminClai
     """Pause or resume an account or a strategy (admin). EAs obey; a paused strategy is refused at the hub."""
     key = body.account if body.scope == "account" else body.strategy
     if key is None:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            {"code": "validation_failed", "message": f"{body.scope} is required for scope {body.scope}"},
-        )
-    state: dict[str, Any] = await services.ledger.control(body.scope, body.command, key, claims.sub)
+        raise api_error(Error.VALIDATION_FAILED, f"{body.scope} is required for scope {body.scope}")
+    state = await services.ledger.control(body.scope, body.command, key, claims.sub)
     await cluster_of(services).control_changed()  # every node reads the control log now
     return state
 
@@ -70,7 +69,7 @@ async def control(body: ControlRequest, services: ServicesDep, claims: AdminClai
 @router.get("/control")
 async def control_state(services: ServicesDep, _: BearerClaims) -> dict[str, Any]:
     """What is paused now."""
-    return services.ledger.control_state()  # type: ignore[no-any-return]
+    return services.ledger.control_state()
 
 
 @router.get("/health")

@@ -9,9 +9,11 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from bridge.api.deps import AdminClaims, BearerClaims, HubDep, ServicesDep
+from bridge.api.replies import api_error
 from bridge.auth.tokens import issue
 from bridge.cluster import LocalCluster, cluster_of
 from bridge.protocol.channels import Role
+from bridge.protocol.codes import Error
 
 __all__ = ["router"]
 
@@ -91,7 +93,7 @@ async def list_connections(services: ServicesDep, claims: BearerClaims) -> dict[
     at most ``PRESENCE_REFRESH`` (5 s) old, and a dead node's entries vanish within 5 s. While Redis
     is unreachable the list holds this node's connections only and ``complete`` is false."""
     if claims.role not in (Role.ADMIN, Role.DASHBOARD):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": "role not allowed"})
+        raise api_error(Error.FORBIDDEN, "role not allowed")
     cluster = cluster_of(services)
     try:
         return {"items": await cluster.connections(), "complete": True}
@@ -104,21 +106,19 @@ async def list_connections(services: ServicesDep, claims: BearerClaims) -> dict[
 async def close_connection(conn_id: str, services: ServicesDep, _: AdminClaims) -> dict[str, object]:
     """Close one connection, on whichever node holds it, with 4006 (the client reconnects)."""
     if not 0 < len(conn_id) <= 64:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, {"code": "not_found", "message": "no such connection"})
+        raise api_error(Error.NOT_FOUND, "no such connection")
     try:
         closed = await cluster_of(services).close_connection(conn_id)
     except TimeoutError as exc:
-        raise HTTPException(
-            status.HTTP_504_GATEWAY_TIMEOUT,
-            {"code": "unavailable", "message": "the node holding this connection did not answer; retry"},
+        raise api_error(
+            Error.UNAVAILABLE,
+            "the node holding this connection did not answer; retry",
+            status_code=status.HTTP_504_GATEWAY_TIMEOUT,
         ) from exc
     except (RedisError, OSError) as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            {"code": "unavailable", "message": "cluster presence unreachable; retry"},
-        ) from exc
+        raise api_error(Error.UNAVAILABLE, "cluster presence unreachable; retry") from exc
     if closed is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, {"code": "not_found", "message": "no such connection"})
+        raise api_error(Error.NOT_FOUND, "no such connection")
     return closed
 
 

@@ -1,4 +1,5 @@
-"""Request dependencies: the hub from app state, and bearer-token authorisation."""
+"""Request dependencies: the hub and the process's services from app state, and bearer-token
+authorisation. Error statuses are not decided here but in :mod:`bridge.api.replies`."""
 
 from __future__ import annotations
 
@@ -7,15 +8,19 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from bridge.api.replies import api_error
 from bridge.auth.exceptions import AuthError
 from bridge.auth.revocation import verify_unrevoked
 from bridge.auth.tokens import Claims
-from bridge.hub.hub import Hub, HubError
+from bridge.hub.hub import Hub
 from bridge.protocol.channels import Role
+from bridge.protocol.codes import Error
+from bridge.services import Services
 
-__all__ = ["AdminClaims", "BearerClaims", "HubDep", "ServicesDep", "get_hub", "hub_error", "require_roles"]
+__all__ = ["AdminClaims", "BearerClaims", "HubDep", "ServicesDep", "get_hub", "get_services", "require_roles"]
 
 _bearer = HTTPBearer(auto_error=False)
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 def get_hub(request: Request) -> Hub:
@@ -28,31 +33,25 @@ def get_hub(request: Request) -> Hub:
 HubDep = Annotated[Hub, Depends(get_hub)]
 
 
-def get_services(request: Request) -> Any:
-    services = getattr(request.state, "services", None)
+def get_services(request: Request) -> Services:
+    services: Services | None = getattr(request.state, "services", None)
     if services is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "hub not ready")
     return services
 
 
-ServicesDep = Annotated[Any, Depends(get_services)]
+ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def bearer_claims(
     hub: HubDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Claims:
     if creds is None or creds.scheme.lower() != "bearer":
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "bearer token required", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "bearer token required", headers=_CHALLENGE)
     try:
         return verify_unrevoked(hub.verifier, hub.revocations, creds.credentials, hub.clock())
     except AuthError as exc:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            {"code": exc.code, "message": str(exc)},
-            headers={"WWW-Authenticate": "Bearer"},
-        ) from exc
+        raise api_error(exc.code, str(exc), headers=_CHALLENGE) from exc
 
 
 BearerClaims = Annotated[Claims, Depends(bearer_claims)]
@@ -61,33 +60,10 @@ BearerClaims = Annotated[Claims, Depends(bearer_claims)]
 def require_roles(*roles: Role) -> Any:
     def check(claims: BearerClaims) -> Claims:
         if claims.role not in roles:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": "role not allowed"}
-            )
+            raise api_error(Error.FORBIDDEN, "role not allowed")
         return claims
 
     return Depends(check)
 
 
 AdminClaims = Annotated[Claims, require_roles(Role.ADMIN)]
-
-
-#: HTTP status of each reply error code a REST handler can meet; any other is a 400 (bad input).
-HUB_ERROR_STATUS = {
-    "validation_failed": status.HTTP_422_UNPROCESSABLE_CONTENT,
-    "forbidden": status.HTTP_403_FORBIDDEN,
-    "paused": status.HTTP_409_CONFLICT,
-    "unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
-    "not_found": status.HTTP_404_NOT_FOUND,
-    "not_subscribed": status.HTTP_404_NOT_FOUND,
-    "already_subscribed": status.HTTP_409_CONFLICT,
-    "too_many_subscriptions": status.HTTP_409_CONFLICT,
-}
-
-
-def hub_error(exc: HubError, **extra: object) -> HTTPException:
-    """The REST answer to a refused hub request: ``{"detail": {code, message, ...}}``."""
-    return HTTPException(
-        HUB_ERROR_STATUS.get(exc.code, status.HTTP_400_BAD_REQUEST),
-        {"code": exc.code, "message": exc.message, **exc.extra, **extra},
-    )

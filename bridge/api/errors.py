@@ -18,6 +18,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from bridge.api.params import UnknownQuery, bad_query, query_validation_handler, unknown_query_handler
+from bridge.api.replies import HTTP_STATUS
+from bridge.protocol.codes import Error
 from bridge.store.exceptions import InvalidCursor, StoreError
 
 __all__ = ["ERROR_RESPONSES", "ErrorBody", "install"]
@@ -71,13 +73,13 @@ async def _store_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.retryable:
         # The store's outage log tells the story once; no line per request.
         return JSONResponse(
-            status_code=503,
-            content={"detail": {"code": "unavailable", "message": "database unavailable; retry"}},
+            status_code=HTTP_STATUS[Error.UNAVAILABLE],
+            content={"detail": {"code": Error.UNAVAILABLE, "message": "database unavailable; retry"}},
             headers={"Retry-After": str(RETRY_AFTER)},
         )
     logger.error("%s %s: store error", request.method, request.url.path, exc_info=exc)
-    body = {"detail": {"code": "internal", "message": "internal error"}}
-    return JSONResponse(status_code=500, content=body)
+    body = {"detail": {"code": Error.INTERNAL, "message": "internal error"}}
+    return JSONResponse(status_code=HTTP_STATUS[Error.INTERNAL], content=body)
 
 
 def install(app: FastAPI) -> None:

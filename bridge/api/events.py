@@ -7,12 +7,15 @@ import io
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from bridge.api.deps import BearerClaims, ServicesDep
 from bridge.api.params import Account, Cursor, SignalId, Since, Until
+from bridge.api.replies import api_error
+from bridge.auth.tokens import Claims
 from bridge.protocol.channels import Role, holds_account
+from bridge.protocol.codes import Error
 from bridge.protocol.events import EVENT_CSV_COLUMNS, EventKind, event_csv_row
 from bridge.store.base import MAX_PAGE_SIZE, EventFilter, StoredEvent
 
@@ -35,7 +38,7 @@ def event_json(e: StoredEvent) -> dict[str, Any]:
 
 
 def _filters(
-    claims: Any,
+    claims: Claims,
     account: str | None,
     kind: EventKind | None,
     signal_id: str | None,
@@ -47,9 +50,7 @@ def _filters(
         and (account is None or not holds_account(claims.accounts, account))
         and not (account is None and "*" in claims.accounts)
     ):
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": "name an account you hold"}
-        )
+        raise api_error(Error.FORBIDDEN, "name an account you hold")
     return EventFilter(account=account, kind=kind, signal_id=signal_id, since_ms=since, until_ms=until)
 
 

@@ -15,6 +15,9 @@ from fastapi import Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from bridge.api.replies import HTTP_STATUS
+from bridge.protocol.codes import Error
+
 __all__ = [
     "MAX_CURSOR_DIGITS",
     "MAX_TIME_MS",
@@ -95,10 +98,10 @@ async def unknown_query_handler(request: Request, exc: Exception) -> JSONRespons
 
 def bad_query(field: str, message: str, details: list[dict[str, str]] | None = None) -> JSONResponse:
     """The 400 of a bad query value; the same shape as the hub's other REST errors."""
-    detail: dict[str, Any] = {"code": "bad_request", "field": field, "message": message}
+    detail: dict[str, Any] = {"code": Error.BAD_REQUEST, "field": field, "message": message}
     if details is not None:
         detail["details"] = details
-    return JSONResponse(status_code=400, content={"detail": detail})
+    return JSONResponse(status_code=HTTP_STATUS[Error.BAD_REQUEST], content={"detail": detail})
 
 
 async def query_validation_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -114,8 +117,8 @@ async def query_validation_handler(request: Request, exc: Exception) -> JSONResp
         return bad_query(field, f"{field}: {details[0]['message']}", details)
     message = f"{field}: {details[0]['message']}" if details else "request failed validation"
     return JSONResponse(
-        status_code=422,
-        content={"detail": {"code": "validation_failed", "message": message[:500], "details": details}},
+        status_code=HTTP_STATUS[Error.VALIDATION_FAILED],
+        content={"detail": {"code": Error.VALIDATION_FAILED, "message": message[:500], "details": details}},
     )
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, status
+from fastapi import APIRouter, Body, Query, status
 
-from bridge.api.deps import BearerClaims, ServicesDep, hub_error
+from bridge.api.deps import BearerClaims, ServicesDep
 from bridge.api.params import Account, Cursor, SignalIdPath, Since, Strategy, Until
+from bridge.api.replies import api_error, hub_error
 from bridge.hub.hub import HubError
 from bridge.protocol.channels import Role, can_publish, holds_account
 from bridge.protocol.codes import Error
@@ -63,11 +64,9 @@ async def publish_signal(
             )
         ) from exc
     if not can_publish(policy, claims.role, claims.accounts, claims.publish, channel):
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": f"may not publish to {channel}"}
-        )
+        raise api_error(Error.FORBIDDEN, f"may not publish to {channel}")
     try:
-        return await services.ledger.publish_signal(signal, claims.sub, channel)  # type: ignore[no-any-return]
+        return await services.ledger.publish_signal(signal, claims.sub, channel)
     except HubError as exc:
         raise hub_error(exc) from exc
 
@@ -86,9 +85,7 @@ async def list_signals(
 ) -> dict[str, Any]:
     """Signals, newest first; pass ``nextCursor`` back as ``cursor`` for the next page."""
     if claims.role is Role.EA and (account is None or not holds_account(claims.accounts, account)):
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, {"code": "forbidden", "message": "EAs list their own account"}
-        )
+        raise api_error(Error.FORBIDDEN, "EAs list their own account")
     page = await services.store.list_signals(
         SignalFilter(strategy=strategy, account=account, status=status_, since_ms=since, until_ms=until),
         cursor=cursor,
@@ -101,8 +98,8 @@ async def list_signals(
 async def get_signal(signal_id: SignalIdPath, services: ServicesDep, claims: BearerClaims) -> dict[str, Any]:
     """One signal with its per-account delivery status."""
     view = await services.store.get_signal(signal_id)
-    if view is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, {"code": "not_found", "message": "no such signal"})
-    if claims.role is Role.EA and not any(holds_account(claims.accounts, a) for a in view.accounts):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, {"code": "not_found", "message": "no such signal"})
+    if view is None or (
+        claims.role is Role.EA and not any(holds_account(claims.accounts, a) for a in view.accounts)
+    ):
+        raise api_error(Error.NOT_FOUND, "no such signal")
     return signal_json(view)

@@ -16,17 +16,19 @@ import asyncio
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
-from bridge.api.deps import BearerClaims, HubDep, hub_error
+from bridge.api.deps import BearerClaims, HubDep
 from bridge.api.errors import ErrorBody
+from bridge.api.replies import api_error, hub_error
 from bridge.auth.tokens import Claims
 from bridge.cluster import cluster_of
 from bridge.cluster.model import node_of
 from bridge.cluster.subscriptions import SubscriptionRouter
 from bridge.hub.hub import Hub, HubError
 from bridge.protocol.channels import Role, can_publish, namespace_of
+from bridge.protocol.codes import Error
 
 __all__ = ["router"]
 
@@ -118,19 +120,12 @@ def _check_caller(hub: Hub, claims: Claims, channel: str) -> None:
             policy, claims.role, claims.accounts, claims.publish, channel
         ):
             return
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            {
-                "code": "forbidden",
-                "reason": "not_strategy_owner",
-                "message": f"an engine manages subscriptions only to the signals: channels it may "
-                f"publish to, not {channel}",
-            },
+        raise api_error(
+            Error.FORBIDDEN,
+            f"an engine manages subscriptions only to the signals: channels it may publish to, not {channel}",
+            reason="not_strategy_owner",
         )
-    raise HTTPException(
-        status.HTTP_403_FORBIDDEN,
-        {"code": "forbidden", "reason": "role_not_allowed", "message": "admin or engine tokens only"},
-    )
+    raise api_error(Error.FORBIDDEN, "admin or engine tokens only", reason="role_not_allowed")
 
 
 def get_router(request: Request, hub: HubDep) -> SubscriptionRouter:
@@ -151,10 +146,7 @@ async def _of_subject(subs: SubscriptionRouter, subject: str) -> list[tuple[str,
     except HubError as exc:
         raise hub_error(exc) from exc
     if not found:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            {"code": "not_found", "message": f"no live connection of subject {subject}"},
-        )
+        raise api_error(Error.NOT_FOUND, f"no live connection of subject {subject}")
     return found
 
 
@@ -244,7 +236,7 @@ async def subscribe_subject(
     first: HubError | None = None
     for (conn_id, where), outcome in zip(found, outcomes, strict=True):
         if isinstance(outcome, HubError):
-            if outcome.code == "not_found":
+            if outcome.code == Error.NOT_FOUND:
                 continue  # it left between the listing and the call
             first = first or outcome
             refused.append(_refusal(conn_id, outcome))
@@ -262,10 +254,7 @@ async def subscribe_subject(
     if not subscribed and first is not None:
         raise hub_error(first, refused=[r.model_dump(exclude_none=True) for r in refused])
     if not subscribed:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            {"code": "not_found", "message": f"no live connection of subject {subject}"},
-        )
+        raise api_error(Error.NOT_FOUND, f"no live connection of subject {subject}")
     return SubjectSubscribed(subject=subject, channel=body.channel, subscribed=subscribed, refused=refused)
 
 
@@ -292,9 +281,9 @@ async def unsubscribe_subject(
     first: HubError | None = None
     for (conn_id, where), outcome in zip(found, outcomes, strict=True):
         if isinstance(outcome, HubError):
-            if outcome.code == "not_subscribed":
+            if outcome.code == Error.NOT_SUBSCRIBED:
                 missing.append(conn_id)
-            elif outcome.code != "not_found":  # not_found: it left meanwhile
+            elif outcome.code != Error.NOT_FOUND:  # not_found: it left meanwhile
                 first = first or outcome
                 refused.append(_refusal(conn_id, outcome))
         elif isinstance(outcome, BaseException):
@@ -305,10 +294,7 @@ async def unsubscribe_subject(
     if not done and first is not None:
         raise hub_error(first, refused=[r.model_dump(exclude_none=True) for r in refused])
     if not done:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            {"code": "not_subscribed", "message": f"no connection of {subject} is subscribed to {channel}"},
-        )
+        raise api_error(Error.NOT_SUBSCRIBED, f"no connection of {subject} is subscribed to {channel}")
     return SubjectUnsubscribed(
         subject=subject, channel=channel, unsubscribed=done, notSubscribed=missing, refused=refused or None
     )

@@ -87,7 +87,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     """Persist a revocation in the hub's database; running hubs close its connections within a second."""
-    from bridge.store.sql import SQLStore
+    from bridge.store import open_store
 
     settings = _settings(args, database_url=args.database_url)
     kind: Literal["jti", "sub"] = "jti" if args.jti else "sub"
@@ -96,10 +96,8 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     expires_ms = now_ms + int(args.days * 86400 * 1000)
 
     async def go() -> int:
-        store = SQLStore(settings.db_url)
-        await store.start()
+        store = await open_store(settings.db_url)
         try:
-            await store.migrate()
             await store.revoke(
                 kind, value, revoked_at_ms=now_ms, expires_at_ms=expires_ms, reason=args.reason
             )
