@@ -2,6 +2,12 @@
 
 Read once, at the edge (the CLI); everything below receives plain values. Every variable is
 listed in docs/configuration.md.
+
+The connection limits are not declared here: each settable field of
+:class:`bridge.hub.limits.HubLimits` becomes a field of :class:`Settings` with the same name,
+type, default and bounds (:func:`_limit_fields`), and :meth:`Settings.hub_limits` hands them back.
+What to do with the settings (the verifier, the store, the hub) is decided in
+:mod:`bridge.services`, not here.
 """
 
 from __future__ import annotations
@@ -10,9 +16,9 @@ import ipaddress
 import os
 import socket
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, get_type_hints
 
-from pydantic import Field, field_validator
+from pydantic import Field, create_model, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -26,7 +32,19 @@ from bridge.hub import limits as L
 __all__ = ["Settings", "load_settings"]
 
 
-class Settings(BaseSettings):
+def _limit_fields() -> dict[str, Any]:
+    """One pydantic field per settable :class:`~bridge.hub.limits.HubLimits` field."""
+    hints = get_type_hints(L.HubLimits)
+    return {f.name: (hints[f.name], Field(f.default, **f.metadata[L.SETTING])) for f in L.settable_limits()}
+
+
+if TYPE_CHECKING:
+    _LimitSettings = BaseSettings
+else:
+    _LimitSettings = create_model("_LimitSettings", __base__=BaseSettings, **_limit_fields())
+
+
+class Settings(_LimitSettings):
     model_config = SettingsConfigDict(env_prefix="MTBRIDGE_", extra="forbid")
     toml_file: ClassVar[Path | None] = None
 
@@ -58,21 +76,8 @@ class Settings(BaseSettings):
     #: store (the repair of a lost last publication); see docs/configuration.md.
     gap_check_interval: float = Field(2.0, gt=0, le=60)
 
-    max_message_bytes: int = L.DEFAULT_MAX_MESSAGE_BYTES
-    max_queue_bytes: int = L.DEFAULT_MAX_QUEUE_BYTES
-    max_queue_messages: int = L.DEFAULT_MAX_QUEUE_MESSAGES
-    max_subscriptions: int = L.DEFAULT_MAX_SUBSCRIPTIONS
-    rate_per_second: float | None = L.DEFAULT_RATE
-    rate_burst: float = L.DEFAULT_BURST
-    auth_timeout: float = L.DEFAULT_AUTH_TIMEOUT
-    ping_interval: float = L.DEFAULT_PING_INTERVAL
-    pong_timeout: float = L.DEFAULT_PONG_TIMEOUT
-    token_warning: float = L.DEFAULT_TOKEN_WARNING
-    token_grace: float = L.DEFAULT_TOKEN_GRACE
-    close_timeout: float = L.DEFAULT_CLOSE_TIMEOUT
-    drain_window: float = Field(L.DEFAULT_DRAIN_WINDOW, ge=0, le=600)
-    max_connections_per_ip: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_IP
-    max_connections_per_subject: int | None = L.DEFAULT_MAX_CONNECTIONS_PER_SUBJECT
+    # The connection limits (max_message_bytes, ping_interval, ...) come from HubLimits (above);
+    # the HTTP limits are bridge/hub/http.py's, for every request and the WebSocket handshake.
     http_header_timeout: float = Field(L.DEFAULT_HANDSHAKE_TIMEOUT, gt=0)
     http_body_timeout: float = Field(L.DEFAULT_BODY_TIMEOUT, gt=0)
     max_request_bytes: int = Field(L.DEFAULT_MAX_REQUEST_BYTES, ge=1024)
@@ -106,6 +111,12 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     # -- derived --------------------------------------------------------------------------------
+
+    @property
+    def hmac(self) -> bool:
+        """Whether tokens are HMAC-signed (``HS*``) with the secret at :attr:`secret_path`, which
+        the hub then issues itself; else ``RS*``/``ES*``, issued by an identity provider."""
+        return all(a.startswith("HS") for a in self.jwt_algorithms)
 
     @property
     def secret_path(self) -> Path:
@@ -144,23 +155,8 @@ class Settings(BaseSettings):
         return [f"{scheme}://{h}:{self.port}" for h in sorted(hosts) for scheme in ("http", "https")]
 
     def hub_limits(self) -> L.HubLimits:
-        return L.HubLimits(
-            max_message_bytes=self.max_message_bytes,
-            max_queue_bytes=self.max_queue_bytes,
-            max_queue_messages=self.max_queue_messages,
-            max_subscriptions=self.max_subscriptions,
-            rate_per_second=self.rate_per_second,
-            rate_burst=self.rate_burst,
-            auth_timeout=self.auth_timeout,
-            ping_interval=self.ping_interval,
-            pong_timeout=self.pong_timeout,
-            token_warning=self.token_warning,
-            token_grace=self.token_grace,
-            close_timeout=self.close_timeout,
-            drain_window=self.drain_window,
-            max_connections_per_ip=self.max_connections_per_ip,
-            max_connections_per_subject=self.max_connections_per_subject,
-        )
+        """The hub's limits: the settable ones from these settings, the fixed ones at their defaults."""
+        return L.HubLimits(**{f.name: getattr(self, f.name) for f in L.settable_limits()})
 
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:

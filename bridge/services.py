@@ -57,7 +57,7 @@ def build_verifier(settings: Settings) -> tuple[Verifier, bytes | None]:
         "issuer": settings.jwt_issuer,
         "leeway": settings.jwt_leeway,
     }
-    if all(a.startswith("HS") for a in algs):
+    if settings.hmac:
         secret, created = load_or_create_secret(settings.secret_path)
         if created:
             logger.warning("generated a new HS256 signing secret at %s (mode 0600)", settings.secret_path)

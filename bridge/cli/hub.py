@@ -60,7 +60,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     from bridge.auth.tokens import issue, load_or_create_secret
 
     settings = _settings(args)
-    if not all(a.startswith("HS") for a in settings.jwt_algorithms):
+    if not settings.hmac:
         print("tokens for RS*/ES* configurations are issued by your identity provider", file=sys.stderr)
         return 2
     secret, created = load_or_create_secret(settings.secret_path)
