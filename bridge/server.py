@@ -1,4 +1,9 @@
-"""Running the hub under uvicorn with the WebSocket data path outside ASGI."""
+"""Running the hub under uvicorn with the WebSocket data path outside ASGI: the uvicorn options,
+logging with token redaction, and the collector tuning of a serving process.
+
+The hub's parts are assembled in :mod:`bridge.services` (started by the app's lifespan,
+:mod:`bridge.api.app`), not here.
+"""
 
 from __future__ import annotations
 

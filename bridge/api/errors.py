@@ -4,7 +4,8 @@
 
 Every error body has the shape ``{"detail": {"code", "message", ...}}``; :data:`ERROR_RESPONSES`
 declares it in the OpenAPI schema for every operation, so clients (and the schema-driven tests)
-know every status the hub may answer.
+know every status the hub may answer. The status of each code is decided in
+:mod:`bridge.api.replies`, which also builds the handlers' own refusals.
 """
 
 from __future__ import annotations
