@@ -89,6 +89,12 @@ class Settings(_LimitSettings):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
+    @field_validator(*L.NULLABLE_LIMITS, mode="before")
+    @classmethod
+    def _empty_disables(cls, value: Any) -> Any:
+        """An empty value (``MTBRIDGE_RATE_PER_SECOND=``) disables a limit that may be None."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:

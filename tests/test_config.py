@@ -15,6 +15,7 @@ from bridge.hub.limits import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_REQUEST_BYTES,
+    NULLABLE_LIMITS,
     HubLimits,
     settable_limits,
 )
@@ -67,3 +68,10 @@ def test_the_http_limits_are_documented_with_their_defaults() -> None:
     assert float(documented["http_header_timeout"]) == DEFAULT_HANDSHAKE_TIMEOUT
     assert float(documented["http_body_timeout"]) == DEFAULT_BODY_TIMEOUT
     assert float(documented["max_request_bytes"]) == DEFAULT_MAX_REQUEST_BYTES
+
+
+@pytest.mark.parametrize("name", NULLABLE_LIMITS)
+def test_an_empty_setting_disables_a_nullable_limit(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/configuration.md: "empty disables" (for example ``MTBRIDGE_RATE_PER_SECOND=``)."""
+    monkeypatch.setenv(f"MTBRIDGE_{name.upper()}", "")
+    assert getattr(load_settings().hub_limits(), name) is None

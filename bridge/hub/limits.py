@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_MAX_REQUEST_BYTES",
+    "NULLABLE_LIMITS",
     "SETTING",
     "HubLimits",
     "settable_limits",
@@ -105,3 +106,7 @@ class HubLimits:
 def settable_limits() -> tuple[Field[Any], ...]:
     """The fields of :class:`HubLimits` an operator sets (``Settings`` has one field for each)."""
     return tuple(f for f in fields(HubLimits) if SETTING in f.metadata)
+
+
+#: The settable limits that may be None (disabled): an empty setting disables them (docs/configuration.md).
+NULLABLE_LIMITS = tuple(f.name for f in settable_limits() if "None" in str(f.type))
