@@ -114,7 +114,7 @@ class Executor:
                 many.append((op, [log.append(r) for r in op.requests]))
             elif isinstance(op, Status):
                 changed.append((op, len(statuses)))
-                statuses.extend(op.updates)
+                statuses.extend(op.requests)
             elif isinstance(op, Events | Record):
                 assert log is not None
                 first_status = len(statuses)
@@ -145,7 +145,7 @@ class Executor:
         moved = self.apply_statuses(conn, statuses) if statuses else []
 
         for status_op, first in changed:
-            status_op.result = moved[first : first + len(status_op.updates)]
+            status_op.result = moved[first : first + len(status_op.requests)]
         if log is None:
             return
         resolve = log.resolve

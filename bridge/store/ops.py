@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: What the log writer answers for one append before the batch is flushed: the new entry, or the
 #: (channel, offset) of the entry an earlier write made with the same id (its epoch is known after flush).
@@ -69,93 +70,77 @@ class EventRow:
 
 
 @dataclass(slots=True)
-class Append:
+class _Queued:
+    """What the writer needs of every operation: the future it resolves once the batch committed."""
+
+    future: asyncio.Future[None] = field(init=False)
+
+
+@dataclass(slots=True)
+class Append(_Queued):
     """``append`` / ``publish_signal``: one entry."""
 
     request: AppendRow
     size: ClassVar[int] = 1
     rows: ClassVar[int] = 1
-    future: asyncio.Future[None] = field(init=False)
     result: Appended = field(init=False)
 
 
 @dataclass(slots=True)
-class Appends:
-    """``append_many``: entries of one call, answered together."""
+class _Rows(_Queued, Generic[R]):
+    """An operation over the rows of one call, answered together: it weighs one item per row."""
 
-    requests: list[AppendRow]
-    future: asyncio.Future[None] = field(init=False)
+    requests: list[R]
+
+    @property
+    def size(self) -> int:
+        return len(self.requests)
+
+    @property
+    def rows(self) -> int:
+        return len(self.requests)
+
+
+@dataclass(slots=True)
+class Appends(_Rows[AppendRow]):
+    """``append_many``: entries of one call."""
+
     result: list[Appended] = field(init=False)
 
-    @property
-    def size(self) -> int:
-        return len(self.requests)
-
-    @property
-    def rows(self) -> int:
-        return len(self.requests)
-
 
 @dataclass(slots=True)
-class Events:
+class Events(_Rows[EventRow]):
     """``insert_events``: events stored once per id; the result says which were new."""
 
-    requests: list[EventRow]
-    future: asyncio.Future[None] = field(init=False)
     result: list[bool] = field(init=False)
-
-    @property
-    def size(self) -> int:
-        return len(self.requests)
-
-    @property
-    def rows(self) -> int:
-        return len(self.requests)
 
 
 @dataclass(slots=True)
-class Record:
+class Record(_Rows[EventRow]):
     """``record_events``: each event stored, appended on its channel and its status applied if new."""
 
-    requests: list[EventRow]
-    future: asyncio.Future[None] = field(init=False)
     result: list[EventRecord] = field(init=False)
 
     @property
     def size(self) -> int:
         return 2 * len(self.requests)  # an event row and a log entry each
 
-    @property
-    def rows(self) -> int:
-        return len(self.requests)
-
 
 @dataclass(slots=True)
-class Status:
+class Status(_Rows[StatusUpdate]):
     """``update_statuses``: delivery transitions; the result says which were applied."""
 
-    updates: list[StatusUpdate]
-    future: asyncio.Future[None] = field(init=False)
     result: list[bool] = field(init=False)
-
-    @property
-    def size(self) -> int:
-        return len(self.updates)
-
-    @property
-    def rows(self) -> int:
-        return len(self.updates)
 
 
 @dataclass(slots=True)
-class Call(Generic[T]):
+class Call(_Queued, Generic[T]):
     """Any other write (retention, revocations, accounts, channel resets): a function run in the batch's
     transaction, alone between the segments before and after it."""
 
     fn: Callable[[sa.Connection], T]
     size: int = 1
     rows: ClassVar[int] = 1
-    future: asyncio.Future[None] = field(init=False)
     result: T = field(init=False)
 
 

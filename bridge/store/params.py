@@ -1,6 +1,5 @@
 """How Python values become parameters of the SQL store's statements: JSON text, IN lists cut to the
-drivers' bind-parameter limits, row sets as one jsonb parameter on PostgreSQL, and page cursors and
-limits.
+drivers' bind-parameter limits, and row sets as one jsonb parameter on PostgreSQL.
 
 Shared by the store's reads (:mod:`bridge.store.sql`), its log writer (:mod:`bridge.store.logwriter`)
 and its batch executor (:mod:`bridge.store.executor`); the statements themselves are in
@@ -15,9 +14,6 @@ from typing import Any, Final
 import orjson
 import sqlalchemy as sa
 
-from bridge.store.base import MAX_PAGE_SIZE
-from bridge.store.exceptions import InvalidCursor
-
 __all__ = [
     "IN_CHUNK",
     "PG_ARRAY_CHUNK",
@@ -25,8 +21,6 @@ __all__ = [
     "dumps",
     "json_rows",
     "loads",
-    "page_limit",
-    "parse_cursor",
     "write_rows",
 ]
 
@@ -66,16 +60,3 @@ def write_rows(
         conn.exec_driver_sql(pg_rows_sql, (json_rows(rows),))
     else:
         conn.exec_driver_sql(sql, rows)
-
-
-def parse_cursor(cursor: str | None) -> int | None:
-    """The seq a page cursor stands for (the store issues seqs as cursors)."""
-    if cursor is None:
-        return None
-    if not cursor.isdigit() or len(cursor) > 19:
-        raise InvalidCursor("invalid cursor", operation="paginate")
-    return int(cursor)
-
-
-def page_limit(limit: int) -> int:
-    return max(1, min(limit, MAX_PAGE_SIZE))

@@ -49,13 +49,15 @@ from bridge.store.base import (
     Stored,
     StoredEvent,
     check_append,
+    page_limit,
+    parse_cursor,
 )
 from bridge.store.exceptions import MigrationError, StoreClosed, StoreUnavailable
 from bridge.store.executor import Executor, apply_transitions
 from bridge.store.logwriter import lock_channels, new_epoch
 from bridge.store.ops import Append, AppendRow, Appends, Call, EventRow, Events, Record, Status
 from bridge.store.outage import OutageLog
-from bridge.store.params import chunks, dumps, loads, page_limit, parse_cursor
+from bridge.store.params import chunks, dumps, loads
 from bridge.store.postgres import MIGRATION_LOCK, PostgresWriter, postgres_engine
 from bridge.store.schema import STATUS_COLUMNS
 from bridge.store.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SQLITE_SYNCHRONOUS, SQLiteWriter, sqlite_reader
