@@ -2,6 +2,8 @@
 
 ``open_store(url)`` picks the implementation: ``memory://`` for :class:`MemoryStore`, otherwise a SQLAlchemy
 URL (``sqlite+aiosqlite:///path.db``, ``postgresql+asyncpg://user@host/db``) for :class:`SQLStore`.
+The contract is :mod:`bridge.store.base`; where a write becomes durable (group commit, the SQLite and
+PostgreSQL writers) is mapped in the docstring of :mod:`bridge.store.sql`.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 from bridge.protocol.events import DeliveryStatus, EventKind, TradeEvent
 from bridge.protocol.recovery import NotRecovered, refusal
 from bridge.protocol.signals import Signal
+from bridge.store.exceptions import InvalidCursor
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -53,6 +54,8 @@ __all__ = [
     "Stored",
     "StoredEvent",
     "check_append",
+    "page_limit",
+    "parse_cursor",
 ]
 
 DEFAULT_PAGE_SIZE = 100
@@ -270,6 +273,20 @@ def check_append(channel: str, message_id: str | None) -> None:
         raise ValueError(f"channel must be 1-{MAX_CHANNEL_LENGTH} characters")
     if message_id is not None and not 0 < len(message_id) <= MAX_MESSAGE_ID_LENGTH:
         raise ValueError(f"message_id must be 1-{MAX_MESSAGE_ID_LENGTH} characters")
+
+
+def parse_cursor(cursor: str | None) -> int | None:
+    """The seq a page cursor stands for (every store issues seqs as cursors), or None for the first page."""
+    if cursor is None:
+        return None
+    if not cursor.isdigit() or len(cursor) > 19:
+        raise InvalidCursor("invalid cursor", operation="paginate")
+    return int(cursor)
+
+
+def page_limit(limit: int) -> int:
+    """A page size a caller asked for, within 1 and :data:`MAX_PAGE_SIZE`."""
+    return max(1, min(limit, MAX_PAGE_SIZE))
 
 
 @runtime_checkable

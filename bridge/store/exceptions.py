@@ -1,7 +1,7 @@
 """Exceptions raised by every :class:`~bridge.store.base.Store` implementation.
 
 Driver errors (SQLAlchemy, aiosqlite/sqlite3, asyncpg, OSError) never cross the store boundary; they are
-translated by :func:`bridge.store.sql.wrap_exceptions` into this tree::
+translated by :func:`bridge.store.translate.wrap_exceptions` into this tree::
 
     StoreError                  base; ``retryable`` says whether the same call may succeed later
     ├── StoreUnavailable        database unreachable, locked, connection lost, commit outcome unknown

@@ -18,7 +18,6 @@ from bridge.protocol.events import DeliveryStatus, TradeEvent, can_transition
 from bridge.protocol.signals import Signal
 from bridge.store.base import (
     DEFAULT_PAGE_SIZE,
-    MAX_PAGE_SIZE,
     Account,
     Appended,
     AppendRequest,
@@ -37,8 +36,10 @@ from bridge.store.base import (
     Stored,
     StoredEvent,
     check_append,
+    page_limit,
+    parse_cursor,
 )
-from bridge.store.exceptions import InvalidCursor, StoreClosed
+from bridge.store.exceptions import StoreClosed
 
 __all__ = ["MemoryStore"]
 
@@ -65,14 +66,6 @@ class _Signal:
 @dataclass(slots=True)
 class _Event:
     stored: StoredEvent
-
-
-def _cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not cursor.isdigit() or len(cursor) > 19:
-        raise InvalidCursor("invalid cursor", operation="paginate")
-    return int(cursor)
 
 
 class MemoryStore:
@@ -283,8 +276,8 @@ class MemoryStore:
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> Page[StoredEvent]:
         self._check()
-        before = _cursor(cursor)
-        size = max(1, min(limit, MAX_PAGE_SIZE))
+        before = parse_cursor(cursor)
+        size = page_limit(limit)
         items = [e for e in reversed(self._matching_events(filters)) if before is None or e.seq < before]
         page = items[:size]
         return Page(page, str(page[-1].seq) if len(items) > size else None)
@@ -330,8 +323,8 @@ class MemoryStore:
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> Page[SignalView]:
         self._check()
-        before = _cursor(cursor)
-        size = max(1, min(limit, MAX_PAGE_SIZE))
+        before = parse_cursor(cursor)
+        size = page_limit(limit)
         items: list[_Signal] = []
         for record in sorted(self._signals.values(), key=lambda r: r.seq, reverse=True):
             signal = record.signal

@@ -29,7 +29,8 @@ from bridge.store import (
 )
 from bridge.store import queries as q
 from bridge.store.schema import metadata
-from bridge.store.sql import SQLITE_WAL_AUTOCHECKPOINT, normalize_url
+from bridge.store.sql import normalize_url
+from bridge.store.sqlite import SQLITE_WAL_AUTOCHECKPOINT, sqlite_path
 
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -126,11 +127,8 @@ async def test_concurrent_writes_share_transactions(sql_url: tuple[str, str | No
     await store.start()
     await store.migrate()
     commits = 0
-    pg = store._pg_writer
-    writer = (
-        store._sqlite_writer if store._sqlite_writer is not None else pg.engine.sync_engine if pg else None
-    )
-    assert writer is not None
+    assert store._transactions is not None
+    writer = store._transactions.sync_engine
 
     @event.listens_for(writer, "commit")
     def count(_conn: Any) -> None:
@@ -156,7 +154,7 @@ async def test_failing_call_does_not_fail_its_batch(sql_url: tuple[str, str | No
     try:
         results = await asyncio.gather(
             *(store.append("c", f"m{n}", {}) for n in range(20)),
-            store._submit("call", broken),
+            store._call(broken),
             *(store.append("c", f"m{n}", {}) for n in range(20, 40)),
             return_exceptions=True,
         )
@@ -248,7 +246,7 @@ def test_normalize_url_picks_async_drivers() -> None:
     with pytest.raises(ValueError, match="unsupported"):
         normalize_url("mysql://u@h/db")
     with pytest.raises(ValueError, match="file path"):
-        SQLStore("sqlite:///:memory:")._sqlite_path()
+        sqlite_path(normalize_url("sqlite:///:memory:"))
 
 
 def test_update_delivery_sets_only_the_named_columns() -> None:
