@@ -26,6 +26,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "is_unavailable",
+    "may_be_one_item",
     "split_failed_batch",
 ]
 
@@ -70,16 +71,22 @@ class InvalidCursor(StoreError, ValueError):
     """A pagination cursor that this store did not issue."""
 
 
-def split_failed_batch(error: BaseException, size: int) -> bool:
-    """The one retry rule for a batch of independent writes that failed together.
+def may_be_one_item(error: BaseException) -> bool:
+    """The one retry rule for a batch of independent writes that failed together: whether the failure
+    may belong to one item alone, so that re-running the items one at a time lets the others succeed.
 
     A retryable failure (the database is away) fails every item alike: each caller is answered
     ``unavailable`` and retries by its own id, so re-running the batch item by item would only
-    triple the load on a database that is already down. Any other failure may belong to one item
-    alone (a constraint, bad data), so a batch of more than one is re-run one item at a time and
-    only the guilty item fails. Used by the store's writer, the hub's publication batches and the
-    ledger's trade-event and ack batches."""
-    return size > 1 and not (isinstance(error, StoreError) and error.retryable)
+    triple the load on a database that is already down. Any other failure (a constraint, bad data,
+    a bug in one item's path) may be one item's."""
+    return not (isinstance(error, StoreError) and error.retryable)
+
+
+def split_failed_batch(error: BaseException, size: int) -> bool:
+    """Whether a failed batch of ``size`` items is re-run one item at a time (:func:`may_be_one_item`).
+    Used by the hub's publication batches and the ledger's trade-event and ack batches; the store's
+    writer also re-runs a lone operation, without its fast path (bridge/store/writer.py)."""
+    return size > 1 and may_be_one_item(error)
 
 
 def is_unavailable(error: BaseException) -> bool:

@@ -6,7 +6,7 @@ rows) runs in one transaction; each caller awaits its operation's future, which 
 COMMIT returned, so the cost of a commit (one fsync) is shared by the whole batch.
 
 A failed batch is re-run one operation per transaction when
-:func:`~bridge.store.exceptions.split_failed_batch` says so (not for a retryable failure: the database
+:func:`~bridge.store.exceptions.may_be_one_item` says so (not for a retryable failure: the database
 is away, every caller is answered ``unavailable`` and retries; appends with a message id, events,
 signals and status changes are idempotent), so one bad operation cannot fail its neighbours. Those
 re-runs are "careful": they look up every message id, including the ones the fast path skips as unable
@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import sqlalchemy as sa
 
-from bridge.store.exceptions import StoreClosed, StoreError, split_failed_batch
+from bridge.store.exceptions import StoreClosed, StoreError, may_be_one_item
 from bridge.store.ops import Op
 from bridge.store.outage import OutageLog
 from bridge.store.translate import wrap_exceptions
@@ -101,16 +101,15 @@ class Writer:
 
     async def _commit(self, batch: list[Op], careful: bool = False) -> None:
         """Run ``batch`` in one transaction and resolve its futures; on failure, re-run it one operation
-        per transaction and ``careful`` if :func:`~bridge.store.exceptions.split_failed_batch` says so."""
+        per transaction and ``careful`` if :func:`~bridge.store.exceptions.may_be_one_item` says so."""
         try:
             rows = sum(op.rows for op in batch)
             with wrap_exceptions("write", self._outage, rows):
                 await self._transaction(lambda conn: self._execute(conn, batch, careful))
         except Exception as error:
-            # A careful re-run is not the run that failed, even for a lone operation (the fast path's
-            # shortcuts may be what failed), so a fast-path batch counts one more than it holds; a
-            # careful batch is one operation and is never re-run.
-            if split_failed_batch(error, len(batch) if careful else len(batch) + 1):
+            # Even a lone operation is re-run once, carefully: the fast path's shortcuts may be what
+            # failed. A careful run is one operation and is never re-run.
+            if not careful and may_be_one_item(error):
                 for op in batch:  # isolate the offending operation
                     await self._commit([op], careful=True)
                 return
