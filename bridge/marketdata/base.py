@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from bridge.marketdata import metrics
 from bridge.marketdata.books import OrderBook
 from bridge.marketdata.exceptions import BookOutOfSync, MalformedMessage
+from bridge.marketdata.metrics import DROPPED, MESSAGES, RESYNCS
 from bridge.marketdata.models import BookSnapshot, BookStatus, MarketEvent
 from bridge.marketdata.symbols import to_canonical, to_venue
 
@@ -123,7 +123,7 @@ class VenueProtocol(abc.ABC):
         self._snapshots: list[str] = []
         self.forced_reason: str | None = None
         self.checksums_verified = 0
-        self._messages_counter = metrics.MESSAGES.labels(self.venue)
+        self._messages_counter = MESSAGES.labels(self.venue)
 
     # -- interface used by the shell -------------------------------------------------------------
     @abc.abstractmethod
@@ -146,7 +146,7 @@ class VenueProtocol(abc.ABC):
         except BookOutOfSync as exc:
             self._out_of_sync(exc, now_us)
         except MalformedMessage as exc:
-            metrics.DROPPED.labels(self.venue, "malformed").inc()
+            DROPPED.labels(self.venue, "malformed").inc()
             logger.warning("! %s", exc, extra={"action": "drop", "venue": self.venue})
 
     def snapshot_url(self, venue_symbol: str) -> str:
@@ -229,7 +229,7 @@ class VenueProtocol(abc.ABC):
         state = self.books.get(exc.symbol)
         if state is None:
             return
-        metrics.RESYNCS.labels(self.venue, exc.reason).inc()
+        RESYNCS.labels(self.venue, exc.reason).inc()
         logger.warning("! %s: resync", exc, extra={"action": "resync", "venue": self.venue})
         if state.synced:
             self._emit(self._status(state, exc.reason, now_us))

@@ -24,9 +24,9 @@ from urllib.parse import urlencode
 
 import orjson
 
-from bridge.marketdata import metrics
 from bridge.marketdata.base import AdapterConfig, BookState, VenueLimits, VenueProtocol
 from bridge.marketdata.exceptions import MalformedMessage, SequenceGap, map_parse_errors
+from bridge.marketdata.metrics import DROPPED, RESYNCS
 from bridge.marketdata.models import BookUpdate, Level, Side, Trade, decimal_from_wire
 from bridge.marketdata.times import ms_to_us
 
@@ -160,7 +160,7 @@ class BinanceProtocol(VenueProtocol):
             if not isinstance(body, dict):
                 raise MalformedMessage("binance", "data must be an object")
             if "error" in msg or ("code" in msg and "msg" in msg):
-                metrics.DROPPED.labels(self.venue, "rejected").inc()
+                DROPPED.labels(self.venue, "rejected").inc()
                 logger.error("! binance error: %.200s", data, extra={"action": "rejected"})
                 return
             kind = body.get("e")
@@ -174,7 +174,7 @@ class BinanceProtocol(VenueProtocol):
     def _handle_depth(self, event: DepthEvent, now_us: int) -> None:
         state = self.books.get(event.symbol)
         if state is None:
-            metrics.DROPPED.labels(self.venue, "unknown_symbol").inc()
+            DROPPED.labels(self.venue, "unknown_symbol").inc()
             return
         book = state.book
         if not state.synced:
@@ -229,7 +229,7 @@ class BinanceProtocol(VenueProtocol):
                 bids = parse_levels(snap["bids"])
                 asks = parse_levels(snap["asks"])
         except MalformedMessage as exc:
-            metrics.DROPPED.labels(self.venue, "malformed").inc()
+            DROPPED.labels(self.venue, "malformed").inc()
             logger.warning("! %s", exc, extra={"action": "drop"})
             self._refetch(venue_symbol)
             return
@@ -241,7 +241,7 @@ class BinanceProtocol(VenueProtocol):
         sync.buffer.clear()
         if pending and pending[0].first_id > last_id + 1:
             # Diffs between the snapshot and the first buffered event are missing.
-            metrics.RESYNCS.labels(self.venue, "gap").inc()
+            RESYNCS.labels(self.venue, "gap").inc()
             self._refetch(venue_symbol)
             return
         book = state.book

@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 
-from bridge.marketdata import metrics
 from bridge.marketdata.base import AdapterConfig, BookState, VenueLimits, VenueProtocol
 from bridge.marketdata.exceptions import MalformedMessage, SequenceGap, map_parse_errors
+from bridge.marketdata.metrics import DROPPED, RATE_LIMITED
 from bridge.marketdata.models import BookUpdate, Level, Side, Trade, decimal_from_wire
 from bridge.marketdata.times import ms_to_us
 
@@ -138,7 +138,7 @@ class BybitProtocol(VenueProtocol):
             symbol = rest.rpartition(".")[2]
             state = self.books.get(symbol)
             if state is None:
-                metrics.DROPPED.labels(self.venue, "unknown_symbol").inc()
+                DROPPED.labels(self.venue, "unknown_symbol").inc()
                 return
             if kind == "orderbook":
                 self._handle_book(state, msg, now_us)
@@ -154,12 +154,12 @@ class BybitProtocol(VenueProtocol):
             return
         ret = str(msg.get("ret_msg", ""))
         if any(word in ret.lower() for word in _RATE_WORDS):
-            metrics.RATE_LIMITED.labels(self.venue).inc()
+            RATE_LIMITED.labels(self.venue).inc()
             frame = self._requests.get(str(msg.get("req_id")))
             for f in [frame] if frame is not None else self.subscribe_frames():
                 self._send(f, RATE_LIMIT_RETRY)
         else:
-            metrics.DROPPED.labels(self.venue, "rejected").inc()
+            DROPPED.labels(self.venue, "rejected").inc()
             logger.error("! bybit rejected %s: %.100s", msg.get("op"), ret, extra={"action": "rejected"})
 
     def _handle_book(self, state: BookState, msg: dict[str, Any], now_us: int) -> None:

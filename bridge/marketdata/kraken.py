@@ -22,10 +22,10 @@ from typing import Any
 
 import orjson
 
-from bridge.marketdata import metrics
 from bridge.marketdata.base import AdapterConfig, BookState, VenueLimits, VenueProtocol
 from bridge.marketdata.books import kraken_checksum
 from bridge.marketdata.exceptions import ChecksumMismatch, MalformedMessage, map_parse_errors
+from bridge.marketdata.metrics import CHECKSUMS_VERIFIED, DROPPED, RATE_LIMITED
 from bridge.marketdata.models import BookUpdate, Level, Side, Trade, decimal_from_wire
 from bridge.marketdata.times import seconds_to_us
 
@@ -125,7 +125,7 @@ class KrakenProtocol(VenueProtocol):
                     raise MalformedMessage("kraken", "channel name and pair must be strings")
                 state = self.books.get(pair)
                 if state is None:
-                    metrics.DROPPED.labels(self.venue, "unknown_symbol").inc()
+                    DROPPED.labels(self.venue, "unknown_symbol").inc()
                     return
                 if name.startswith("book-"):
                     self._handle_book(state, msg[1:-2], now_us)
@@ -143,7 +143,7 @@ class KrakenProtocol(VenueProtocol):
 
     def _rejected(self, msg: dict[str, Any], error: str) -> None:
         if any(word in error.lower() for word in _RATE_WORDS):
-            metrics.RATE_LIMITED.labels(self.venue).inc()
+            RATE_LIMITED.labels(self.venue).inc()
             sub = msg.get("subscription")
             name = sub.get("name") if isinstance(sub, dict) else None
             pair = msg.get("pair")
@@ -152,7 +152,7 @@ class KrakenProtocol(VenueProtocol):
             for n in names:
                 self._send(self._subscription(str(n), pairs), RATE_LIMIT_RETRY)
         else:
-            metrics.DROPPED.labels(self.venue, "rejected").inc()
+            DROPPED.labels(self.venue, "rejected").inc()
             logger.error("! kraken rejected a subscription: %.100s", error, extra={"action": "rejected"})
 
     def _handle_book(self, state: BookState, payloads: list[Any], now_us: int) -> None:
@@ -195,7 +195,7 @@ class KrakenProtocol(VenueProtocol):
             if computed != int(checksum):
                 raise ChecksumMismatch(self.venue, state.venue_symbol, int(checksum), computed)
             self.checksums_verified += 1
-            metrics.CHECKSUMS_VERIFIED.labels(self.venue).inc()
+            CHECKSUMS_VERIFIED.labels(self.venue).inc()
         self._emit(
             BookUpdate(
                 venue=self.venue,

@@ -25,10 +25,10 @@ from typing import Any
 
 import orjson
 
-from bridge.marketdata import metrics
 from bridge.marketdata.base import AdapterConfig, BookState, VenueLimits, VenueProtocol
 from bridge.marketdata.books import okx_checksum
 from bridge.marketdata.exceptions import ChecksumMismatch, MalformedMessage, SequenceGap, map_parse_errors
+from bridge.marketdata.metrics import CHECKSUMS_VERIFIED, DROPPED, RATE_LIMITED
 from bridge.marketdata.models import BookUpdate, Level, Side, Trade, decimal_from_wire
 from bridge.marketdata.times import ms_to_us
 
@@ -141,7 +141,7 @@ class OkxProtocol(VenueProtocol):
             channel, inst = arg["channel"], arg["instId"]
             state = self.books.get(inst)
             if state is None:
-                metrics.DROPPED.labels(self.venue, "unknown_symbol").inc()
+                DROPPED.labels(self.venue, "unknown_symbol").inc()
                 return
             rows = msg["data"]
             if not isinstance(rows, list):
@@ -161,13 +161,13 @@ class OkxProtocol(VenueProtocol):
         elif event == "error":
             req_id = msg.get("id")
             if code in RATE_LIMITED_CODES:
-                metrics.RATE_LIMITED.labels(self.venue).inc()
+                RATE_LIMITED.labels(self.venue).inc()
                 frame = self._requests.get(str(req_id)) if req_id is not None else None
                 frames = [frame] if frame is not None else self.subscribe_frames()
                 for f in frames:
                     self._send(f, RATE_LIMIT_RETRY)
             else:
-                metrics.DROPPED.labels(self.venue, "rejected").inc()
+                DROPPED.labels(self.venue, "rejected").inc()
                 logger.error("! okx error %s: %.100s", code, msg.get("msg"), extra={"action": "rejected"})
 
     def _handle_book(self, state: BookState, action: object, row: Any, now_us: int) -> None:
@@ -197,7 +197,7 @@ class OkxProtocol(VenueProtocol):
             if computed != checksum:
                 raise ChecksumMismatch(self.venue, state.venue_symbol, checksum, computed)
             self.checksums_verified += 1
-            metrics.CHECKSUMS_VERIFIED.labels(self.venue).inc()
+            CHECKSUMS_VERIFIED.labels(self.venue).inc()
         if action == "snapshot":
             state.synced = True
             self._emit(self._snapshot_event(state, now_us))
