@@ -202,6 +202,12 @@ class VenueProtocol(abc.ABC):
     def _emit(self, event: MarketEvent) -> None:
         self._events.append(event)
 
+    def _trade_id(self, value: object, field: str) -> str:
+        """A venue's trade id: a string of 1 to 64 characters, as the ``trade`` payload carries it."""
+        if not isinstance(value, str) or not 0 < len(value) <= 64:
+            raise MalformedMessage(self.venue, f"{field} must be a short string")
+        return value
+
     def _status(self, state: BookState, reason: str, now_us: int) -> BookStatus:
         return BookStatus(
             venue=self.venue,

@@ -204,9 +204,7 @@ class BybitProtocol(VenueProtocol):
         )
 
     def _handle_trade(self, state: BookState, row: Any, now_us: int) -> None:
-        trade_id = row["i"]
-        if not isinstance(trade_id, str) or not 0 < len(trade_id) <= 64:
-            raise MalformedMessage("bybit", "trade id must be a short string")
+        trade_id = self._trade_id(row["i"], "trade id")
         self._emit(
             Trade(
                 venue=self.venue,

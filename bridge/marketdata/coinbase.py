@@ -190,9 +190,7 @@ class CoinbaseProtocol(VenueProtocol):
         state = self.books.get(row["product_id"])
         if state is None:
             return
-        trade_id = row["trade_id"]
-        if not isinstance(trade_id, str) or not 0 < len(trade_id) <= 64:
-            raise MalformedMessage("coinbase", "trade_id must be a short string")
+        trade_id = self._trade_id(row["trade_id"], "trade_id")
         self._emit(
             Trade(
                 venue=self.venue,

@@ -217,9 +217,7 @@ class OkxProtocol(VenueProtocol):
         )
 
     def _handle_trade(self, state: BookState, row: Any, now_us: int) -> None:
-        trade_id = row["tradeId"]
-        if not isinstance(trade_id, str) or not 0 < len(trade_id) <= 64:
-            raise MalformedMessage("okx", "tradeId must be a short string")
+        trade_id = self._trade_id(row["tradeId"], "tradeId")
         self._emit(
             Trade(
                 venue=self.venue,
