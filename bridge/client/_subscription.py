@@ -149,16 +149,7 @@ class Subscription:
         if since is None:
             self.received = offset
         elif result.get("recovered") is False:
-            gap = RecoveryFailed(
-                self.channel,
-                str(result.get("reason", "unknown")),
-                str(result.get("advice", "")),
-                since,
-                offset,
-                epoch if isinstance(epoch, str) else None,
-            )
-            self.gaps.append(gap)
-            self._put(gap)
+            self._gap(result, since, offset, epoch if isinstance(epoch, str) else None)
             self.received = offset
         self.epoch = epoch if isinstance(epoch, str) else None
         if not self._first.done():
@@ -175,16 +166,7 @@ class Subscription:
         if isinstance(replayed, int) and not isinstance(replayed, bool) and replayed > 0:
             self.received = None
         if result.get("recovered") is False:
-            gap = RecoveryFailed(
-                self.channel,
-                str(result.get("reason", "unknown")),
-                str(result.get("advice", "")),
-                None,
-                self.received or 0,
-                self.epoch,
-            )
-            self.gaps.append(gap)
-            self._put(gap)
+            self._gap(result, None, self.received or 0, self.epoch)
 
     def refused(self, error: ClientError) -> None:
         """The hub refused the subscribe (e.g. ``forbidden``): end the subscription with that error."""
@@ -299,6 +281,19 @@ class Subscription:
                 logger.exception("callback for %s failed at offset %d", self.channel, message.offset)
 
     # -- internals ------------------------------------------------------------------------------------
+
+    def _gap(self, result: dict[str, Any], since: int | None, offset: int, epoch: str | None) -> None:
+        """Queue the gap a ``recovered: false`` result leaves, in order with the messages."""
+        gap = RecoveryFailed(
+            self.channel,
+            str(result.get("reason", "unknown")),
+            str(result.get("advice", "")),
+            since,
+            offset,
+            epoch,
+        )
+        self.gaps.append(gap)
+        self._put(gap)
 
     def _put(self, item: _Item) -> None:
         self._queue.append(item)
