@@ -42,8 +42,8 @@ from bridge.client._exceptions import (
     RequestError,
     RequestTimeout,
 )
+from bridge.client._lifecycle import ClientStats, State, TokenProvider
 from bridge.client._mock import FakeHub, FakeToken, MockPeer, MockTransport
-from bridge.client._session import ClientStats, State, TokenProvider
 from bridge.client._subscription import DEFAULT_MAX_QUEUE, Message, MessageHandler, Subscription
 from bridge.client._transport import Link, Transport, TransportClosed, WebSocketTransport
 

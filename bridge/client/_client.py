@@ -1,6 +1,6 @@
 """The client: the SDK's public face, and where a hub message's meaning is decided.
 
-:class:`Client` is a :class:`bridge.client._session.Session` (the connection lifecycle: connect,
+:class:`Client` is a :class:`bridge.client._lifecycle.Lifecycle` (the connection lifecycle: connect,
 authenticate, reconnect with backoff, heartbeats, token refresh) that adds the public requests
 (``publish``, ``signal_ack``, ``trade_event``, ``heartbeat``, ``subscribe``), the subscriptions
 bookkeeping (one :class:`Subscription` per channel, resubscribed with ``since`` and ``epoch`` on
@@ -9,7 +9,7 @@ and :meth:`Client._dispatch`, which decides what each hub message means: a chann
 an answer to a request (resolved by :mod:`bridge.client._requests`), a pushed ``subscribed`` or
 ``unsubscribed`` (subscriptions made or removed over REST), a ``reconnect`` hint, a token warning.
 
-Not here: the runner and its states (:mod:`bridge.client._session`), a subscription's queue, order
+Not here: the runner and its states (:mod:`bridge.client._lifecycle`), a subscription's queue, order
 and de-duplication (:mod:`bridge.client._subscription`), the wire codec
 (:mod:`bridge.client._messages`), the in-memory hub for tests (:mod:`bridge.client._mock`).
 """
@@ -32,18 +32,18 @@ from bridge.client._exceptions import (
     RequestError,
     RequestTimeout,
 )
-from bridge.client._messages import Incoming
-from bridge.client._session import (
+from bridge.client._lifecycle import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_MISSED_HEARTBEATS,
     DEFAULT_OPEN_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
     MAX_RECONNECT_HINT,
-    Session,
+    Lifecycle,
     State,
     TokenProvider,
 )
+from bridge.client._messages import Incoming
 from bridge.client._subscription import (
     DEFAULT_MAX_QUEUE,
     GapHandler,
@@ -73,7 +73,7 @@ class PublishResult:
     duplicate: bool
 
 
-class Client(Session):
+class Client(Lifecycle):
     """A session with one hub; see the module docstring. Create it with :func:`connect`."""
 
     def __init__(

@@ -11,7 +11,7 @@ cancellation that arrives as its inner awaitable finishes (CPython gh-86296, fix
 runner that survives ``close()``'s cancel leaves ``close()`` waiting for it forever. A CI run hung in
 a client test's teardown, in ``close()``, with the event loop idle.
 
-Not here: which requests are sent when (the session in :mod:`bridge.client._session`, the public
+Not here: which requests are sent when (the lifecycle in :mod:`bridge.client._lifecycle`, the public
 requests in :mod:`bridge.client._client`) and the wire codec (:mod:`bridge.client._messages`).
 """
 

@@ -1,6 +1,6 @@
-"""The session: one logical connection to a hub that survives reconnects (the client's base class).
+"""The connection lifecycle: one logical session with a hub that survives reconnects (the client's base).
 
-Life of a session (one runner task drives it)::
+Life of a client (one runner task drives it)::
 
     CONNECTING ──auth ok, subscriptions restored──▶ OPEN ──link lost──▶ RECONNECTING ─┐
         ▲                                                                               │
@@ -8,11 +8,11 @@ Life of a session (one runner task drives it)::
     any state ──close() or terminal close code (4500-4999, 1000)──▶ CLOSED
 
 Every connection reads ``welcome``, authenticates with its first message, then restores the
-subscriptions (:meth:`Session._restore`, the client's) and only then lets application requests
+subscriptions (:meth:`Lifecycle._restore`, the client's) and only then lets application requests
 through. Here: the state machine, the runner and its reconnect waits (backoff from
 :mod:`bridge.client._backoff`), the token (given or from a provider, refreshed on
 ``token_expiring``), heartbeats, and the reader that hands every hub message to
-:meth:`Session._dispatch`.
+:meth:`Lifecycle._dispatch`.
 
 Not here: what the messages mean and the subscriptions (:class:`bridge.client.Client`, in
 :mod:`bridge.client._client`), the request futures (:mod:`bridge.client._requests`), the socket
@@ -55,7 +55,7 @@ __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
     "MAX_RECONNECT_HINT",
     "ClientStats",
-    "Session",
+    "Lifecycle",
     "State",
     "TokenProvider",
 ]
@@ -105,7 +105,7 @@ class _Terminal(Exception):
         self.error = error
 
 
-class Session(abc.ABC):
+class Lifecycle(abc.ABC):
     """The connection lifecycle of a :class:`bridge.client.Client`; see the module docstring."""
 
     def __init__(
@@ -176,7 +176,7 @@ class Session(abc.ABC):
 
     @abc.abstractmethod
     def _connection_lost(self) -> None:
-        """The connection ended; the session reconnects (or closes) next."""
+        """The connection ended; the client reconnects (or closes) next."""
 
     @abc.abstractmethod
     async def _end_subscriptions(self, error: ClientError | None) -> None:
