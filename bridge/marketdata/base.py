@@ -13,18 +13,19 @@ import abc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from bridge.marketdata.books import OrderBook
 from bridge.marketdata.exceptions import BookOutOfSync, MalformedMessage
 from bridge.marketdata.metrics import DROPPED, MESSAGES, RESYNCS
-from bridge.marketdata.models import BookSnapshot, BookStatus, MarketEvent
+from bridge.marketdata.models import BookSnapshot, BookStatus, Level, MarketEvent, decimal_from_wire
 from bridge.marketdata.symbols import to_canonical, to_venue
 
 __all__ = [
     "DEFAULT_DEPTH_LEVELS",
     "AdapterConfig",
     "BookState",
+    "LevelRows",
     "Sink",
     "VenueLimits",
     "VenueProtocol",
@@ -34,6 +35,37 @@ logger = logging.getLogger("mtbridge.marketdata")
 
 #: Levels per side published on ``instrument:<symbol>:depth``.
 DEFAULT_DEPTH_LEVELS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class LevelRows:
+    """How a venue writes book levels as ``[price, size, ...]`` rows, and the one rule every venue's
+    rows obey: a list of at most ``max_rows`` rows, a positive price, a non-negative size (0 deletes)."""
+
+    venue: str
+    max_rows: int
+    min_len: int
+    max_len: int
+    #: The row's shape as the error message shows it, e.g. ``[price, qty]``.
+    shape: str
+    price_field: str
+    size_field: str
+    #: The size's name in the error message (``quantity``, ``size``, ``volume``).
+    size_word: str
+
+    def parse(self, raw: Any) -> list[Level]:
+        if not isinstance(raw, list) or len(raw) > self.max_rows:
+            raise MalformedMessage(self.venue, "levels must be a list")
+        levels = []
+        for item in raw:
+            if not isinstance(item, list) or not self.min_len <= len(item) <= self.max_len:
+                raise MalformedMessage(self.venue, f"level must be {self.shape}")
+            price = decimal_from_wire(item[0], field=self.price_field)
+            size = decimal_from_wire(item[1], field=self.size_field)
+            if price <= 0 or size < 0:
+                raise MalformedMessage(self.venue, f"negative price or {self.size_word}")
+            levels.append((price, size))
+        return levels
 
 
 @runtime_checkable

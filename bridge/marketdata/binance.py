@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from bridge.marketdata.base import AdapterConfig, BookState, VenueLimits, VenueProtocol
+from bridge.marketdata.base import AdapterConfig, BookState, LevelRows, VenueLimits, VenueProtocol
 from bridge.marketdata.exceptions import MalformedMessage, SequenceGap, map_parse_errors
 from bridge.marketdata.metrics import DROPPED, RESYNCS
 from bridge.marketdata.models import BookUpdate, Level, Side, Trade, decimal_from_wire
@@ -66,19 +66,11 @@ def map_binance_errors() -> Iterator[None]:
         yield
 
 
+_LEVELS = LevelRows("binance", 10_000, 2, 2, "[price, qty]", "price", "qty", "quantity")
+
+
 def parse_levels(raw: Any) -> list[Level]:
-    if not isinstance(raw, list) or len(raw) > 10_000:
-        raise MalformedMessage("binance", "levels must be a list")
-    levels = []
-    for item in raw:
-        if not isinstance(item, list) or len(item) != 2:
-            raise MalformedMessage("binance", "level must be [price, qty]")
-        price = decimal_from_wire(item[0], field="price")
-        size = decimal_from_wire(item[1], field="qty")
-        if price <= 0 or size < 0:
-            raise MalformedMessage("binance", "negative price or quantity")
-        levels.append((price, size))
-    return levels
+    return _LEVELS.parse(raw)
 
 
 def _update_id(value: object, name: str) -> int:

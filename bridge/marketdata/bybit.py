@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from bridge.marketdata.base import AdapterConfig, BookState, VenueLimits, VenueProtocol
+from bridge.marketdata.base import AdapterConfig, BookState, LevelRows, VenueLimits, VenueProtocol
 from bridge.marketdata.exceptions import MalformedMessage, SequenceGap, map_parse_errors
 from bridge.marketdata.metrics import DROPPED, RATE_LIMITED
 from bridge.marketdata.models import BookUpdate, Level, Side, Trade, decimal_from_wire
@@ -55,19 +55,11 @@ def map_bybit_errors() -> Iterator[None]:
         yield
 
 
+_LEVELS = LevelRows("bybit", 5000, 2, 2, "[price, size]", "price", "size", "size")
+
+
 def parse_levels(raw: Any) -> list[Level]:
-    if not isinstance(raw, list) or len(raw) > 5000:
-        raise MalformedMessage("bybit", "levels must be a list")
-    levels = []
-    for item in raw:
-        if not isinstance(item, list) or len(item) != 2:
-            raise MalformedMessage("bybit", "level must be [price, size]")
-        price = decimal_from_wire(item[0], field="price")
-        size = decimal_from_wire(item[1], field="size")
-        if price <= 0 or size < 0:
-            raise MalformedMessage("bybit", "negative price or size")
-        levels.append((price, size))
-    return levels
+    return _LEVELS.parse(raw)
 
 
 def _seq(value: object) -> int:

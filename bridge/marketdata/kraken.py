@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from bridge.marketdata.base import AdapterConfig, BookState, VenueLimits, VenueProtocol
+from bridge.marketdata.base import AdapterConfig, BookState, LevelRows, VenueLimits, VenueProtocol
 from bridge.marketdata.books import kraken_checksum
 from bridge.marketdata.exceptions import ChecksumMismatch, MalformedMessage, map_parse_errors
 from bridge.marketdata.metrics import CHECKSUMS_VERIFIED, DROPPED, RATE_LIMITED
@@ -59,20 +59,12 @@ def map_kraken_errors() -> Iterator[None]:
         yield
 
 
+_LEVELS = LevelRows("kraken", 5000, 3, 4, "[price, volume, time(, r)]", "price", "volume", "volume")
+
+
 def parse_levels(raw: Any) -> list[Level]:
     """``[[price, volume, timestamp, ("r")], ...]`` to levels; the update flag and time are dropped."""
-    if not isinstance(raw, list) or len(raw) > 5000:
-        raise MalformedMessage("kraken", "levels must be a list")
-    levels = []
-    for item in raw:
-        if not isinstance(item, list) or not 3 <= len(item) <= 4:
-            raise MalformedMessage("kraken", "level must be [price, volume, time(, r)]")
-        price = decimal_from_wire(item[0], field="price")
-        size = decimal_from_wire(item[1], field="volume")
-        if price <= 0 or size < 0:
-            raise MalformedMessage("kraken", "negative price or volume")
-        levels.append((price, size))
-    return levels
+    return _LEVELS.parse(raw)
 
 
 class KrakenProtocol(VenueProtocol):

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from bridge.marketdata.base import AdapterConfig, BookState, VenueLimits, VenueProtocol
+from bridge.marketdata.base import AdapterConfig, BookState, LevelRows, VenueLimits, VenueProtocol
 from bridge.marketdata.books import okx_checksum
 from bridge.marketdata.exceptions import ChecksumMismatch, MalformedMessage, SequenceGap, map_parse_errors
 from bridge.marketdata.metrics import CHECKSUMS_VERIFIED, DROPPED, RATE_LIMITED
@@ -55,20 +55,12 @@ def map_okx_errors() -> Iterator[None]:
         yield
 
 
+_LEVELS = LevelRows("okx", 5000, 2, 4, "[px, sz, liq, count]", "px", "sz", "size")
+
+
 def parse_levels(raw: Any) -> list[Level]:
     """``[[px, sz, "0", orderCount], ...]`` to levels (the deprecated and count fields are dropped)."""
-    if not isinstance(raw, list) or len(raw) > 5000:
-        raise MalformedMessage("okx", "levels must be a list")
-    levels = []
-    for item in raw:
-        if not isinstance(item, list) or not 2 <= len(item) <= 4:
-            raise MalformedMessage("okx", "level must be [px, sz, liq, count]")
-        price = decimal_from_wire(item[0], field="px")
-        size = decimal_from_wire(item[1], field="sz")
-        if price <= 0 or size < 0:
-            raise MalformedMessage("okx", "negative price or size")
-        levels.append((price, size))
-    return levels
+    return _LEVELS.parse(raw)
 
 
 def _opt_seq(value: object) -> int | None:
