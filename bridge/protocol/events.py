@@ -343,6 +343,12 @@ def _position(c: Checker, data: dict[str, Any]) -> None:
     _put(data, "ticket", c.integer("ticket", required=True, minimum=0, maximum=_MAX_TICKET))
     _put(data, "state", c.choice("state", _POSITION_STATES, required=True))
     _trade_common(c, data, symbol_required=True)
+    _position_tail(c, data)
+
+
+def _position_tail(c: Checker, data: dict[str, Any]) -> None:
+    """What a position event and a position of an account snapshot share after their common fields
+    (the fast path's :data:`_POSITION_TAIL`)."""
     _put(data, "side", c.choice("side", _SIDES, required=True))
     _put(data, "volume", c.number("volume", required=True, minimum=0.0, maximum=MAX_VOLUME))
     _put(data, "priceOpen", _price(c, "priceOpen", required=True))
@@ -382,13 +388,7 @@ def _account(c: Checker, data: dict[str, Any]) -> None:
         entry: dict[str, Any] = {}
         _put(entry, "ticket", sub.integer("ticket", required=True, minimum=0, maximum=_MAX_TICKET))
         _trade_common(sub, entry, symbol_required=True)
-        _put(entry, "side", sub.choice("side", _SIDES, required=True))
-        _put(entry, "volume", sub.number("volume", required=True, minimum=0.0, maximum=MAX_VOLUME))
-        _put(entry, "priceOpen", _price(sub, "priceOpen", required=True))
-        for name in ("sl", "tp"):
-            _put(entry, name, _price(sub, name))
-        for name in ("profit", "swap"):
-            _put(entry, name, _money(sub, name))
+        _position_tail(sub, entry)
         for error in sub.errors:
             c.error(f"{prefix}.{error.field}", error.code, error.message)
         positions.append(entry)
