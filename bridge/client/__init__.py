@@ -31,15 +31,7 @@ from bridge.client._backoff import (
     BACKOFF_MAX_DELAY,
     backoff_delay,
 )
-from bridge.client._client import (
-    Client,
-    ClientStats,
-    PublishResult,
-    State,
-    SubscribedHandler,
-    TokenProvider,
-    connect,
-)
+from bridge.client._client import Client, PublishResult, SubscribedHandler, connect
 from bridge.client._exceptions import (
     AuthenticationFailed,
     ClientClosed,
@@ -50,6 +42,7 @@ from bridge.client._exceptions import (
     RequestError,
     RequestTimeout,
 )
+from bridge.client._lifecycle import ClientStats, State, TokenProvider
 from bridge.client._mock import FakeHub, FakeToken, MockPeer, MockTransport
 from bridge.client._subscription import DEFAULT_MAX_QUEUE, Message, MessageHandler, Subscription
 from bridge.client._transport import Link, Transport, TransportClosed, WebSocketTransport

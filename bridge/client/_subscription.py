@@ -9,6 +9,10 @@ gap and no duplicate: anything at or below ``received`` that the hub sends again
 A gap the hub cannot fill (``recovered: false``) is queued in order as a :class:`RecoveryFailed`
 and surfaced where the application reads: the iterator raises it (iteration may continue), the
 callback mode calls ``on_gap``.
+
+Not here: sending subscribe/unsubscribe requests and resubscribing after a reconnect (the client,
+:mod:`bridge.client._client`); a subscription reaches its client only through :class:`Owner`, so
+this module does not import the client.
 """
 
 from __future__ import annotations
@@ -19,14 +23,19 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bridge.client._exceptions import ClientClosed, ClientError, RecoveryFailed
 
-if TYPE_CHECKING:
-    from bridge.client._client import Client
-
-__all__ = ["DEFAULT_MAX_QUEUE", "GapHandler", "Message", "MessageHandler", "SubState", "Subscription"]
+__all__ = [
+    "DEFAULT_MAX_QUEUE",
+    "GapHandler",
+    "Message",
+    "MessageHandler",
+    "Owner",
+    "SubState",
+    "Subscription",
+]
 
 logger = logging.getLogger("mtbridge.client")
 
@@ -47,6 +56,25 @@ class Message:
 
 MessageHandler = Callable[[Message], "Awaitable[None] | None"]
 GapHandler = Callable[[RecoveryFailed], "Awaitable[None] | None"]
+
+
+class _Counters(Protocol):
+    duplicates_dropped: int
+
+
+class Owner(Protocol):
+    """What a subscription needs of its client (:class:`bridge.client.Client` is one)."""
+
+    @property
+    def stats(self) -> _Counters: ...
+
+    def suspend(self, sub: Subscription) -> None: ...
+
+    def resume(self, sub: Subscription) -> None: ...
+
+    async def report_gap(self, sub: Subscription, gap: RecoveryFailed) -> None: ...
+
+    async def unsubscribe(self, sub: Subscription) -> None: ...
 
 
 class SubState(IntEnum):
@@ -71,7 +99,7 @@ class Subscription:
 
     def __init__(
         self,
-        client: Client,
+        client: Owner,
         channel: str,
         *,
         since: int | None,
@@ -121,16 +149,7 @@ class Subscription:
         if since is None:
             self.received = offset
         elif result.get("recovered") is False:
-            gap = RecoveryFailed(
-                self.channel,
-                str(result.get("reason", "unknown")),
-                str(result.get("advice", "")),
-                since,
-                offset,
-                epoch if isinstance(epoch, str) else None,
-            )
-            self.gaps.append(gap)
-            self._put(gap)
+            self._gap(result, since, offset, epoch if isinstance(epoch, str) else None)
             self.received = offset
         self.epoch = epoch if isinstance(epoch, str) else None
         if not self._first.done():
@@ -147,16 +166,7 @@ class Subscription:
         if isinstance(replayed, int) and not isinstance(replayed, bool) and replayed > 0:
             self.received = None
         if result.get("recovered") is False:
-            gap = RecoveryFailed(
-                self.channel,
-                str(result.get("reason", "unknown")),
-                str(result.get("advice", "")),
-                None,
-                self.received or 0,
-                self.epoch,
-            )
-            self.gaps.append(gap)
-            self._put(gap)
+            self._gap(result, None, self.received or 0, self.epoch)
 
     def refused(self, error: ClientError) -> None:
         """The hub refused the subscribe (e.g. ``forbidden``): end the subscription with that error."""
@@ -271,6 +281,19 @@ class Subscription:
                 logger.exception("callback for %s failed at offset %d", self.channel, message.offset)
 
     # -- internals ------------------------------------------------------------------------------------
+
+    def _gap(self, result: dict[str, Any], since: int | None, offset: int, epoch: str | None) -> None:
+        """Queue the gap a ``recovered: false`` result leaves, in order with the messages."""
+        gap = RecoveryFailed(
+            self.channel,
+            str(result.get("reason", "unknown")),
+            str(result.get("advice", "")),
+            since,
+            offset,
+            epoch,
+        )
+        self.gaps.append(gap)
+        self._put(gap)
 
     def _put(self, item: _Item) -> None:
         self._queue.append(item)

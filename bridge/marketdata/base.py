@@ -13,18 +13,19 @@ import abc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from bridge.marketdata import metrics
 from bridge.marketdata.books import OrderBook
 from bridge.marketdata.exceptions import BookOutOfSync, MalformedMessage
-from bridge.marketdata.models import BookSnapshot, BookStatus, MarketEvent
+from bridge.marketdata.metrics import DROPPED, MESSAGES, RESYNCS
+from bridge.marketdata.models import BookSnapshot, BookStatus, Level, MarketEvent, decimal_from_wire
 from bridge.marketdata.symbols import to_canonical, to_venue
 
 __all__ = [
     "DEFAULT_DEPTH_LEVELS",
     "AdapterConfig",
     "BookState",
+    "LevelRows",
     "Sink",
     "VenueLimits",
     "VenueProtocol",
@@ -34,6 +35,37 @@ logger = logging.getLogger("mtbridge.marketdata")
 
 #: Levels per side published on ``instrument:<symbol>:depth``.
 DEFAULT_DEPTH_LEVELS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class LevelRows:
+    """How a venue writes book levels as ``[price, size, ...]`` rows, and the one rule every venue's
+    rows obey: a list of at most ``max_rows`` rows, a positive price, a non-negative size (0 deletes)."""
+
+    venue: str
+    max_rows: int
+    min_len: int
+    max_len: int
+    #: The row's shape as the error message shows it, e.g. ``[price, qty]``.
+    shape: str
+    price_field: str
+    size_field: str
+    #: The size's name in the error message (``quantity``, ``size``, ``volume``).
+    size_word: str
+
+    def parse(self, raw: Any) -> list[Level]:
+        if not isinstance(raw, list) or len(raw) > self.max_rows:
+            raise MalformedMessage(self.venue, "levels must be a list")
+        levels = []
+        for item in raw:
+            if not isinstance(item, list) or not self.min_len <= len(item) <= self.max_len:
+                raise MalformedMessage(self.venue, f"level must be {self.shape}")
+            price = decimal_from_wire(item[0], field=self.price_field)
+            size = decimal_from_wire(item[1], field=self.size_field)
+            if price <= 0 or size < 0:
+                raise MalformedMessage(self.venue, f"negative price or {self.size_word}")
+            levels.append((price, size))
+        return levels
 
 
 @runtime_checkable
@@ -123,7 +155,7 @@ class VenueProtocol(abc.ABC):
         self._snapshots: list[str] = []
         self.forced_reason: str | None = None
         self.checksums_verified = 0
-        self._messages_counter = metrics.MESSAGES.labels(self.venue)
+        self._messages_counter = MESSAGES.labels(self.venue)
 
     # -- interface used by the shell -------------------------------------------------------------
     @abc.abstractmethod
@@ -146,7 +178,7 @@ class VenueProtocol(abc.ABC):
         except BookOutOfSync as exc:
             self._out_of_sync(exc, now_us)
         except MalformedMessage as exc:
-            metrics.DROPPED.labels(self.venue, "malformed").inc()
+            DROPPED.labels(self.venue, "malformed").inc()
             logger.warning("! %s", exc, extra={"action": "drop", "venue": self.venue})
 
     def snapshot_url(self, venue_symbol: str) -> str:
@@ -202,6 +234,12 @@ class VenueProtocol(abc.ABC):
     def _emit(self, event: MarketEvent) -> None:
         self._events.append(event)
 
+    def _trade_id(self, value: object, field: str) -> str:
+        """A venue's trade id: a string of 1 to 64 characters, as the ``trade`` payload carries it."""
+        if not isinstance(value, str) or not 0 < len(value) <= 64:
+            raise MalformedMessage(self.venue, f"{field} must be a short string")
+        return value
+
     def _status(self, state: BookState, reason: str, now_us: int) -> BookStatus:
         return BookStatus(
             venue=self.venue,
@@ -229,7 +267,7 @@ class VenueProtocol(abc.ABC):
         state = self.books.get(exc.symbol)
         if state is None:
             return
-        metrics.RESYNCS.labels(self.venue, exc.reason).inc()
+        RESYNCS.labels(self.venue, exc.reason).inc()
         logger.warning("! %s: resync", exc, extra={"action": "resync", "venue": self.venue})
         if state.synced:
             self._emit(self._status(state, exc.reason, now_us))

@@ -24,9 +24,9 @@ from urllib.parse import urlencode
 
 import orjson
 
-from bridge.marketdata import metrics
-from bridge.marketdata.base import AdapterConfig, BookState, VenueLimits, VenueProtocol
+from bridge.marketdata.base import AdapterConfig, BookState, LevelRows, VenueLimits, VenueProtocol
 from bridge.marketdata.exceptions import MalformedMessage, SequenceGap, map_parse_errors
+from bridge.marketdata.metrics import DROPPED, RESYNCS
 from bridge.marketdata.models import BookUpdate, Level, Side, Trade, decimal_from_wire
 from bridge.marketdata.times import ms_to_us
 
@@ -66,19 +66,11 @@ def map_binance_errors() -> Iterator[None]:
         yield
 
 
+_LEVELS = LevelRows("binance", 10_000, 2, 2, "[price, qty]", "price", "qty", "quantity")
+
+
 def parse_levels(raw: Any) -> list[Level]:
-    if not isinstance(raw, list) or len(raw) > 10_000:
-        raise MalformedMessage("binance", "levels must be a list")
-    levels = []
-    for item in raw:
-        if not isinstance(item, list) or len(item) != 2:
-            raise MalformedMessage("binance", "level must be [price, qty]")
-        price = decimal_from_wire(item[0], field="price")
-        size = decimal_from_wire(item[1], field="qty")
-        if price <= 0 or size < 0:
-            raise MalformedMessage("binance", "negative price or quantity")
-        levels.append((price, size))
-    return levels
+    return _LEVELS.parse(raw)
 
 
 def _update_id(value: object, name: str) -> int:
@@ -160,7 +152,7 @@ class BinanceProtocol(VenueProtocol):
             if not isinstance(body, dict):
                 raise MalformedMessage("binance", "data must be an object")
             if "error" in msg or ("code" in msg and "msg" in msg):
-                metrics.DROPPED.labels(self.venue, "rejected").inc()
+                DROPPED.labels(self.venue, "rejected").inc()
                 logger.error("! binance error: %.200s", data, extra={"action": "rejected"})
                 return
             kind = body.get("e")
@@ -174,7 +166,7 @@ class BinanceProtocol(VenueProtocol):
     def _handle_depth(self, event: DepthEvent, now_us: int) -> None:
         state = self.books.get(event.symbol)
         if state is None:
-            metrics.DROPPED.labels(self.venue, "unknown_symbol").inc()
+            DROPPED.labels(self.venue, "unknown_symbol").inc()
             return
         book = state.book
         if not state.synced:
@@ -229,7 +221,7 @@ class BinanceProtocol(VenueProtocol):
                 bids = parse_levels(snap["bids"])
                 asks = parse_levels(snap["asks"])
         except MalformedMessage as exc:
-            metrics.DROPPED.labels(self.venue, "malformed").inc()
+            DROPPED.labels(self.venue, "malformed").inc()
             logger.warning("! %s", exc, extra={"action": "drop"})
             self._refetch(venue_symbol)
             return
@@ -241,7 +233,7 @@ class BinanceProtocol(VenueProtocol):
         sync.buffer.clear()
         if pending and pending[0].first_id > last_id + 1:
             # Diffs between the snapshot and the first buffered event are missing.
-            metrics.RESYNCS.labels(self.venue, "gap").inc()
+            RESYNCS.labels(self.venue, "gap").inc()
             self._refetch(venue_symbol)
             return
         book = state.book

@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 
-from bridge.marketdata import metrics
-from bridge.marketdata.base import AdapterConfig, BookState, VenueLimits, VenueProtocol
+from bridge.marketdata.base import AdapterConfig, BookState, LevelRows, VenueLimits, VenueProtocol
 from bridge.marketdata.exceptions import MalformedMessage, SequenceGap, map_parse_errors
+from bridge.marketdata.metrics import DROPPED, RATE_LIMITED
 from bridge.marketdata.models import BookUpdate, Level, Side, Trade, decimal_from_wire
 from bridge.marketdata.times import ms_to_us
 
@@ -55,19 +55,11 @@ def map_bybit_errors() -> Iterator[None]:
         yield
 
 
+_LEVELS = LevelRows("bybit", 5000, 2, 2, "[price, size]", "price", "size", "size")
+
+
 def parse_levels(raw: Any) -> list[Level]:
-    if not isinstance(raw, list) or len(raw) > 5000:
-        raise MalformedMessage("bybit", "levels must be a list")
-    levels = []
-    for item in raw:
-        if not isinstance(item, list) or len(item) != 2:
-            raise MalformedMessage("bybit", "level must be [price, size]")
-        price = decimal_from_wire(item[0], field="price")
-        size = decimal_from_wire(item[1], field="size")
-        if price <= 0 or size < 0:
-            raise MalformedMessage("bybit", "negative price or size")
-        levels.append((price, size))
-    return levels
+    return _LEVELS.parse(raw)
 
 
 def _seq(value: object) -> int:
@@ -138,7 +130,7 @@ class BybitProtocol(VenueProtocol):
             symbol = rest.rpartition(".")[2]
             state = self.books.get(symbol)
             if state is None:
-                metrics.DROPPED.labels(self.venue, "unknown_symbol").inc()
+                DROPPED.labels(self.venue, "unknown_symbol").inc()
                 return
             if kind == "orderbook":
                 self._handle_book(state, msg, now_us)
@@ -154,12 +146,12 @@ class BybitProtocol(VenueProtocol):
             return
         ret = str(msg.get("ret_msg", ""))
         if any(word in ret.lower() for word in _RATE_WORDS):
-            metrics.RATE_LIMITED.labels(self.venue).inc()
+            RATE_LIMITED.labels(self.venue).inc()
             frame = self._requests.get(str(msg.get("req_id")))
             for f in [frame] if frame is not None else self.subscribe_frames():
                 self._send(f, RATE_LIMIT_RETRY)
         else:
-            metrics.DROPPED.labels(self.venue, "rejected").inc()
+            DROPPED.labels(self.venue, "rejected").inc()
             logger.error("! bybit rejected %s: %.100s", msg.get("op"), ret, extra={"action": "rejected"})
 
     def _handle_book(self, state: BookState, msg: dict[str, Any], now_us: int) -> None:
@@ -204,9 +196,7 @@ class BybitProtocol(VenueProtocol):
         )
 
     def _handle_trade(self, state: BookState, row: Any, now_us: int) -> None:
-        trade_id = row["i"]
-        if not isinstance(trade_id, str) or not 0 < len(trade_id) <= 64:
-            raise MalformedMessage("bybit", "trade id must be a short string")
+        trade_id = self._trade_id(row["i"], "trade id")
         self._emit(
             Trade(
                 venue=self.venue,

@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
-from bridge.marketdata import metrics
 from bridge.marketdata.base import AdapterConfig, BookState, VenueLimits, VenueProtocol
 from bridge.marketdata.exceptions import MalformedMessage, SequenceGap, map_parse_errors
+from bridge.marketdata.metrics import DROPPED, RATE_LIMITED
 from bridge.marketdata.models import BookUpdate, Level, Side, Trade, decimal_from_wire
 from bridge.marketdata.times import iso_to_us
 
@@ -118,7 +118,7 @@ class CoinbaseProtocol(VenueProtocol):
                 raise MalformedMessage("coinbase", "sequence_num must be a non-negative integer")
             last = self.last_sequence
             if last is not None and seq <= last:
-                metrics.DROPPED.labels(self.venue, "out_of_order").inc()
+                DROPPED.labels(self.venue, "out_of_order").inc()
                 return
             self.last_sequence = seq
             if last is not None and seq != last + 1:
@@ -142,17 +142,17 @@ class CoinbaseProtocol(VenueProtocol):
 
     def _handle_error(self, message: str) -> None:
         if any(word in message.lower() for word in _RATE_WORDS):
-            metrics.RATE_LIMITED.labels(self.venue).inc()
+            RATE_LIMITED.labels(self.venue).inc()
             for frame in self.subscribe_frames():
                 self._send(frame, RATE_LIMIT_RETRY)
         else:
-            metrics.DROPPED.labels(self.venue, "rejected").inc()
+            DROPPED.labels(self.venue, "rejected").inc()
             logger.error("! coinbase error: %.100s", message, extra={"action": "rejected"})
 
     def _handle_l2(self, event: Any, timestamp: object, now_us: int) -> None:
         state = self.books.get(event["product_id"])
         if state is None:
-            metrics.DROPPED.labels(self.venue, "unknown_symbol").inc()
+            DROPPED.labels(self.venue, "unknown_symbol").inc()
             return
         bids, asks, event_ts = parse_updates(event["updates"])
         exchange_ts = event_ts if event_ts else (iso_to_us(timestamp) if timestamp else None)
@@ -190,9 +190,7 @@ class CoinbaseProtocol(VenueProtocol):
         state = self.books.get(row["product_id"])
         if state is None:
             return
-        trade_id = row["trade_id"]
-        if not isinstance(trade_id, str) or not 0 < len(trade_id) <= 64:
-            raise MalformedMessage("coinbase", "trade_id must be a short string")
+        trade_id = self._trade_id(row["trade_id"], "trade_id")
         self._emit(
             Trade(
                 venue=self.venue,

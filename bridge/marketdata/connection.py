@@ -27,13 +27,13 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from bridge.marketdata import metrics
 from bridge.marketdata.base import AdapterConfig, BookState, Sink, VenueLimits, VenueProtocol
 from bridge.marketdata.binance import BINANCE_LIMITS, BinanceProtocol
 from bridge.marketdata.bybit import BYBIT_LIMITS, BybitProtocol
 from bridge.marketdata.coinbase import COINBASE_LIMITS, CoinbaseProtocol
 from bridge.marketdata.exceptions import RateLimited
 from bridge.marketdata.kraken import KRAKEN_LIMITS, KrakenProtocol
+from bridge.marketdata.metrics import CONNECTIONS, RATE_LIMITED, RECONNECTS
 from bridge.marketdata.okx import OKX_LIMITS, OkxProtocol
 from bridge.marketdata.publish import Publisher
 
@@ -183,7 +183,7 @@ class VenueConnection:
             compression=None,
         ) as ws:
             self.ws = ws
-            metrics.CONNECTIONS.labels(adapter.venue).inc()
+            CONNECTIONS.labels(adapter.venue).inc()
             logger.info("= %s connected (%s)", adapter.venue, self.reason, extra={"action": "connect"})
             self._spawn(self._sender(ws))
             for frame in self.protocol.subscribe_frames():
@@ -259,7 +259,7 @@ class VenueConnection:
                 body = await adapter.fetch(url)
                 break
             except RateLimited as exc:
-                metrics.RATE_LIMITED.labels(adapter.venue).inc()
+                RATE_LIMITED.labels(adapter.venue).inc()
                 delay = exc.retry_after if exc.retry_after is not None else adapter.backoff(attempt)
                 logger.warning("! %s REST rate limited, retry in %.1fs", adapter.venue, delay)
             except (httpx.HTTPError, OSError) as exc:
@@ -367,7 +367,7 @@ class Adapter:
                     break
                 if active.closed.is_set():
                     attempt = 0 if active.was_synced else attempt + 1
-                    metrics.RECONNECTS.labels(self.venue, "dropped").inc()
+                    RECONNECTS.labels(self.venue, "dropped").inc()
                     now = now_us()
                     statuses = active.protocol.mark_all_stale("disconnected", now)
                     await self.publisher.publish(statuses, active.protocol.books, now)
@@ -388,7 +388,7 @@ class Adapter:
         stop: asyncio.Event,
     ) -> VenueConnection:
         """Make-before-break: sync a standby connection, hand over, then close the old one."""
-        metrics.RECONNECTS.labels(self.venue, "forced").inc()
+        RECONNECTS.labels(self.venue, "forced").inc()
         standby = VenueConnection(self, symbols, publishing=False, reason="standby")
         standby.start()
         await self._wait_any(

@@ -26,8 +26,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
-from bridge.marketdata import metrics
 from bridge.marketdata.connection import backoff_delay
+from bridge.marketdata.metrics import DROPPED
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
@@ -103,7 +103,7 @@ class HubSink:
         while len(self._pending) > self.max_pending:
             self._pending.popitem(last=False)
             self.dropped += 1
-            metrics.DROPPED.labels("hub", "sink_overflow").inc()
+            DROPPED.labels("hub", "sink_overflow").inc()
         self._idle.clear()
         self._has_pending.set()
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import orjson
 
-from bridge.marketdata import metrics
-from bridge.marketdata.base import AdapterConfig, BookState, VenueLimits, VenueProtocol
+from bridge.marketdata.base import AdapterConfig, BookState, LevelRows, VenueLimits, VenueProtocol
 from bridge.marketdata.books import kraken_checksum
 from bridge.marketdata.exceptions import ChecksumMismatch, MalformedMessage, map_parse_errors
+from bridge.marketdata.metrics import CHECKSUMS_VERIFIED, DROPPED, RATE_LIMITED
 from bridge.marketdata.models import BookUpdate, Level, Side, Trade, decimal_from_wire
 from bridge.marketdata.times import seconds_to_us
 
@@ -59,20 +59,12 @@ def map_kraken_errors() -> Iterator[None]:
         yield
 
 
+_LEVELS = LevelRows("kraken", 5000, 3, 4, "[price, volume, time(, r)]", "price", "volume", "volume")
+
+
 def parse_levels(raw: Any) -> list[Level]:
     """``[[price, volume, timestamp, ("r")], ...]`` to levels; the update flag and time are dropped."""
-    if not isinstance(raw, list) or len(raw) > 5000:
-        raise MalformedMessage("kraken", "levels must be a list")
-    levels = []
-    for item in raw:
-        if not isinstance(item, list) or not 3 <= len(item) <= 4:
-            raise MalformedMessage("kraken", "level must be [price, volume, time(, r)]")
-        price = decimal_from_wire(item[0], field="price")
-        size = decimal_from_wire(item[1], field="volume")
-        if price <= 0 or size < 0:
-            raise MalformedMessage("kraken", "negative price or volume")
-        levels.append((price, size))
-    return levels
+    return _LEVELS.parse(raw)
 
 
 class KrakenProtocol(VenueProtocol):
@@ -125,7 +117,7 @@ class KrakenProtocol(VenueProtocol):
                     raise MalformedMessage("kraken", "channel name and pair must be strings")
                 state = self.books.get(pair)
                 if state is None:
-                    metrics.DROPPED.labels(self.venue, "unknown_symbol").inc()
+                    DROPPED.labels(self.venue, "unknown_symbol").inc()
                     return
                 if name.startswith("book-"):
                     self._handle_book(state, msg[1:-2], now_us)
@@ -143,7 +135,7 @@ class KrakenProtocol(VenueProtocol):
 
     def _rejected(self, msg: dict[str, Any], error: str) -> None:
         if any(word in error.lower() for word in _RATE_WORDS):
-            metrics.RATE_LIMITED.labels(self.venue).inc()
+            RATE_LIMITED.labels(self.venue).inc()
             sub = msg.get("subscription")
             name = sub.get("name") if isinstance(sub, dict) else None
             pair = msg.get("pair")
@@ -152,7 +144,7 @@ class KrakenProtocol(VenueProtocol):
             for n in names:
                 self._send(self._subscription(str(n), pairs), RATE_LIMIT_RETRY)
         else:
-            metrics.DROPPED.labels(self.venue, "rejected").inc()
+            DROPPED.labels(self.venue, "rejected").inc()
             logger.error("! kraken rejected a subscription: %.100s", error, extra={"action": "rejected"})
 
     def _handle_book(self, state: BookState, payloads: list[Any], now_us: int) -> None:
@@ -195,7 +187,7 @@ class KrakenProtocol(VenueProtocol):
             if computed != int(checksum):
                 raise ChecksumMismatch(self.venue, state.venue_symbol, int(checksum), computed)
             self.checksums_verified += 1
-            metrics.CHECKSUMS_VERIFIED.labels(self.venue).inc()
+            CHECKSUMS_VERIFIED.labels(self.venue).inc()
         self._emit(
             BookUpdate(
                 venue=self.venue,

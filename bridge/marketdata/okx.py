@@ -25,10 +25,10 @@ from typing import Any
 
 import orjson
 
-from bridge.marketdata import metrics
-from bridge.marketdata.base import AdapterConfig, BookState, VenueLimits, VenueProtocol
+from bridge.marketdata.base import AdapterConfig, BookState, LevelRows, VenueLimits, VenueProtocol
 from bridge.marketdata.books import okx_checksum
 from bridge.marketdata.exceptions import ChecksumMismatch, MalformedMessage, SequenceGap, map_parse_errors
+from bridge.marketdata.metrics import CHECKSUMS_VERIFIED, DROPPED, RATE_LIMITED
 from bridge.marketdata.models import BookUpdate, Level, Side, Trade, decimal_from_wire
 from bridge.marketdata.times import ms_to_us
 
@@ -55,20 +55,12 @@ def map_okx_errors() -> Iterator[None]:
         yield
 
 
+_LEVELS = LevelRows("okx", 5000, 2, 4, "[px, sz, liq, count]", "px", "sz", "size")
+
+
 def parse_levels(raw: Any) -> list[Level]:
     """``[[px, sz, "0", orderCount], ...]`` to levels (the deprecated and count fields are dropped)."""
-    if not isinstance(raw, list) or len(raw) > 5000:
-        raise MalformedMessage("okx", "levels must be a list")
-    levels = []
-    for item in raw:
-        if not isinstance(item, list) or not 2 <= len(item) <= 4:
-            raise MalformedMessage("okx", "level must be [px, sz, liq, count]")
-        price = decimal_from_wire(item[0], field="px")
-        size = decimal_from_wire(item[1], field="sz")
-        if price <= 0 or size < 0:
-            raise MalformedMessage("okx", "negative price or size")
-        levels.append((price, size))
-    return levels
+    return _LEVELS.parse(raw)
 
 
 def _opt_seq(value: object) -> int | None:
@@ -141,7 +133,7 @@ class OkxProtocol(VenueProtocol):
             channel, inst = arg["channel"], arg["instId"]
             state = self.books.get(inst)
             if state is None:
-                metrics.DROPPED.labels(self.venue, "unknown_symbol").inc()
+                DROPPED.labels(self.venue, "unknown_symbol").inc()
                 return
             rows = msg["data"]
             if not isinstance(rows, list):
@@ -161,13 +153,13 @@ class OkxProtocol(VenueProtocol):
         elif event == "error":
             req_id = msg.get("id")
             if code in RATE_LIMITED_CODES:
-                metrics.RATE_LIMITED.labels(self.venue).inc()
+                RATE_LIMITED.labels(self.venue).inc()
                 frame = self._requests.get(str(req_id)) if req_id is not None else None
                 frames = [frame] if frame is not None else self.subscribe_frames()
                 for f in frames:
                     self._send(f, RATE_LIMIT_RETRY)
             else:
-                metrics.DROPPED.labels(self.venue, "rejected").inc()
+                DROPPED.labels(self.venue, "rejected").inc()
                 logger.error("! okx error %s: %.100s", code, msg.get("msg"), extra={"action": "rejected"})
 
     def _handle_book(self, state: BookState, action: object, row: Any, now_us: int) -> None:
@@ -197,7 +189,7 @@ class OkxProtocol(VenueProtocol):
             if computed != checksum:
                 raise ChecksumMismatch(self.venue, state.venue_symbol, checksum, computed)
             self.checksums_verified += 1
-            metrics.CHECKSUMS_VERIFIED.labels(self.venue).inc()
+            CHECKSUMS_VERIFIED.labels(self.venue).inc()
         if action == "snapshot":
             state.synced = True
             self._emit(self._snapshot_event(state, now_us))
@@ -217,9 +209,7 @@ class OkxProtocol(VenueProtocol):
         )
 
     def _handle_trade(self, state: BookState, row: Any, now_us: int) -> None:
-        trade_id = row["tradeId"]
-        if not isinstance(trade_id, str) or not 0 < len(trade_id) <= 64:
-            raise MalformedMessage("okx", "tradeId must be a short string")
+        trade_id = self._trade_id(row["tradeId"], "tradeId")
         self._emit(
             Trade(
                 venue=self.venue,

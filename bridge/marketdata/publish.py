@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bridge.marketdata import metrics
 from bridge.marketdata.base import DEFAULT_DEPTH_LEVELS, BookState, Sink
+from bridge.marketdata.metrics import PUBLISHED
 from bridge.marketdata.models import (
     BookSnapshot,
     BookStatus,
@@ -99,5 +99,5 @@ class Publisher:
         self.published += 1
         counter = self._counters.get(kind)
         if counter is None:
-            counter = self._counters[kind] = metrics.PUBLISHED.labels(self.venue, kind)
+            counter = self._counters[kind] = PUBLISHED.labels(self.venue, kind)
         counter.inc()

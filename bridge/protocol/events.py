@@ -1,4 +1,4 @@
-"""Trade events reported by EAs, and the per-(signal, account) delivery status model.
+"""Trade events reported by EAs: schema and strict validation.
 
 Pure and I/O-free. Timestamps are unix milliseconds as integers, as for signals.
 
@@ -17,11 +17,10 @@ Event kinds and their fields (besides the common ``id``, ``kind``, ``account``, 
   and, when the EA's daily loss limit pauses or un-pauses the account, ``riskState`` (active|daily_loss),
   ``dayStartEquity`` and ``resumeAt`` (unix ms, the next broker day).
 
-Delivery status only moves forward along this rank:
-``pending(0) < delivered(1) < acked(2) < expired(3) < executed(4) | rejected(4)``. Steps may be skipped (an
-execution report proves delivery even if the ack was lost). ``expired`` may still be overtaken by
-``executed``/``rejected``, because a late execution report describes what really happened on the account;
-``executed`` and ``rejected`` are final.
+Here: the event schema, its validator (full and fast path) and :func:`status_from_event`, the delivery
+status an event proves. Not here: the status model and its forward-only rule
+(:mod:`bridge.protocol.delivery`), the CSV export (:mod:`bridge.protocol.event_csv`), both re-exported
+here; the field checker (:mod:`bridge.protocol.fields`).
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Final, Literal
 
 from bridge.protocol._fastpath import (
@@ -42,17 +40,10 @@ from bridge.protocol._fastpath import (
     fast_uuid,
     slot_setters,
 )
-from bridge.protocol.signals import (
-    _LOGIN_RE,
-    _MAX_TS_MS,
-    _SYMBOL_RE,
-    MAX_MAGIC,
-    MAX_PRICE,
-    MAX_VOLUME,
-    FieldError,
-    Invalid,
-    _Checker,
-)
+from bridge.protocol.delivery import DeliveryStatus, can_transition
+from bridge.protocol.event_csv import CSV_FORMULA_PREFIXES, EVENT_CSV_COLUMNS, csv_cell, event_csv_row
+from bridge.protocol.fields import LOGIN_RE, MAX_TS_MS, SYMBOL_RE, Checker, FieldError, Invalid
+from bridge.protocol.signals import MAX_MAGIC, MAX_PRICE, MAX_VOLUME
 
 __all__ = [
     "CSV_FORMULA_PREFIXES",
@@ -174,67 +165,9 @@ _SNAPSHOT_POSITION_FIELDS: Final = frozenset(
     {"ticket", "symbol", "side", "volume", "priceOpen", "sl", "tp", "profit", "swap", "magic", "comment"}
 )
 
-#: Column order of the CSV export; kind-specific values beyond these go into ``data`` as JSON by the caller.
-EVENT_CSV_COLUMNS: Final[tuple[str, ...]] = (
-    "id",
-    "kind",
-    "account",
-    "ts",
-    "signalId",
-    "state",
-    "ticket",
-    "symbol",
-    "side",
-    "volume",
-    "price",
-    "profit",
-    "balance",
-    "equity",
-    "comment",
-)
-#: First characters that make a spreadsheet (Excel, LibreOffice, Google Sheets) read a cell as a
-#: formula or a command: OWASP's list (``=``, ``+``, ``-``, ``@``, tab, carriage return) and line feed.
-CSV_FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r", "\n")
-
 
 class EventInvalid(Invalid):
     """A trade event failed validation."""
-
-
-class DeliveryStatus(StrEnum):
-    """Where a signal stands for one target account."""
-
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    ACKED = "acked"
-    EXPIRED = "expired"
-    EXECUTED = "executed"
-    REJECTED = "rejected"
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-    @property
-    def is_final(self) -> bool:
-        return self in (DeliveryStatus.EXECUTED, DeliveryStatus.REJECTED)
-
-
-_RANK: Final[dict[DeliveryStatus, int]] = {
-    DeliveryStatus.PENDING: 0,
-    DeliveryStatus.DELIVERED: 1,
-    DeliveryStatus.ACKED: 2,
-    DeliveryStatus.EXPIRED: 3,
-    DeliveryStatus.EXECUTED: 4,
-    DeliveryStatus.REJECTED: 4,
-}
-
-
-def can_transition(old: DeliveryStatus | None, new: DeliveryStatus) -> bool:
-    """Whether a delivery may move from ``old`` (None: no record yet) to ``new``; only strictly forward."""
-    if old is None:
-        return True
-    return _RANK[new] > _RANK[old]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -287,24 +220,6 @@ def status_from_event(event: TradeEvent) -> DeliveryStatus | None:
     return None
 
 
-def csv_cell(value: object) -> str:
-    """One CSV cell. A string that starts like a formula gets a leading ``'`` (OWASP, "CSV
-    injection"): symbols such as ``+1+1`` and free-text comments are accepted from EAs and would
-    otherwise run as formulas when an operator opens the export. Numbers are written as they are,
-    so a negative ``profit`` stays a number."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return "'" + value if value.startswith(CSV_FORMULA_PREFIXES) else value
-    return str(value)
-
-
-def event_csv_row(payload: Mapping[str, Any]) -> list[str]:
-    """One CSV row (per :data:`EVENT_CSV_COLUMNS`) from a stored event payload; missing cells are empty,
-    text cells are neutralised by :func:`csv_cell`."""
-    return [csv_cell(payload.get(column)) for column in EVENT_CSV_COLUMNS]
-
-
 def parse_event(obj: object, now: float) -> TradeEvent:
     """Validate an untrusted trade event.
 
@@ -338,12 +253,12 @@ def _full_event(obj: object) -> TradeEvent:
 
 
 def _parse_event(obj: Mapping[str, Any]) -> TradeEvent:
-    c = _Checker(obj)
+    c = Checker(obj)
     kind = c.choice("kind", EVENT_KINDS, required=True)
     c.reject_unknown(_COMMON | _KIND_FIELDS[kind] if kind is not None else _COMMON | _all_kind_fields())
     event_id = c.uuid("id", required=True)
-    account = c.string("account", required=True, pattern=_LOGIN_RE, what="a login (digits)")
-    ts = c.integer("ts", required=True, minimum=0, maximum=_MAX_TS_MS)
+    account = c.string("account", required=True, pattern=LOGIN_RE, what="a login (digits)")
+    ts = c.integer("ts", required=True, minimum=0, maximum=MAX_TS_MS)
     signal_id = c.uuid("signalId")
     data: dict[str, Any] = {}
     if kind == "order":
@@ -379,21 +294,21 @@ def _put(data: dict[str, Any], key: str, value: Any) -> None:
         data[key] = value
 
 
-def _price(c: _Checker, name: str, *, required: bool = False) -> float | None:
+def _price(c: Checker, name: str, *, required: bool = False) -> float | None:
     return c.number(name, required=required, minimum=0.0, maximum=MAX_PRICE)
 
 
-def _money(c: _Checker, name: str, *, required: bool = False) -> float | None:
+def _money(c: Checker, name: str, *, required: bool = False) -> float | None:
     return c.number(name, required=required, minimum=-_MAX_MONEY, maximum=_MAX_MONEY)
 
 
-def _trade_common(c: _Checker, data: dict[str, Any], *, symbol_required: bool) -> None:
-    _put(data, "symbol", c.string("symbol", required=symbol_required, pattern=_SYMBOL_RE, what="a symbol"))
+def _trade_common(c: Checker, data: dict[str, Any], *, symbol_required: bool) -> None:
+    _put(data, "symbol", c.string("symbol", required=symbol_required, pattern=SYMBOL_RE, what="a symbol"))
     _put(data, "magic", c.integer("magic", minimum=0, maximum=MAX_MAGIC))
     _put(data, "comment", c.text("comment", max_length=MAX_EVENT_COMMENT_LENGTH))
 
 
-def _order(c: _Checker, data: dict[str, Any]) -> None:
+def _order(c: Checker, data: dict[str, Any]) -> None:
     state = c.choice("state", _ORDER_STATES, required=True)
     _put(data, "state", state)
     _put(
@@ -411,7 +326,7 @@ def _order(c: _Checker, data: dict[str, Any]) -> None:
     _put(data, "message", c.text("message", max_length=MAX_EVENT_MESSAGE_LENGTH))
 
 
-def _deal(c: _Checker, data: dict[str, Any]) -> None:
+def _deal(c: Checker, data: dict[str, Any]) -> None:
     _put(data, "ticket", c.integer("ticket", required=True, minimum=0, maximum=_MAX_TICKET))
     _put(data, "order", c.integer("order", minimum=0, maximum=_MAX_TICKET))
     _put(data, "position", c.integer("position", minimum=0, maximum=_MAX_TICKET))
@@ -424,10 +339,16 @@ def _deal(c: _Checker, data: dict[str, Any]) -> None:
         _put(data, name, _money(c, name))
 
 
-def _position(c: _Checker, data: dict[str, Any]) -> None:
+def _position(c: Checker, data: dict[str, Any]) -> None:
     _put(data, "ticket", c.integer("ticket", required=True, minimum=0, maximum=_MAX_TICKET))
     _put(data, "state", c.choice("state", _POSITION_STATES, required=True))
     _trade_common(c, data, symbol_required=True)
+    _position_tail(c, data)
+
+
+def _position_tail(c: Checker, data: dict[str, Any]) -> None:
+    """What a position event and a position of an account snapshot share after their common fields
+    (the fast path's :data:`_POSITION_TAIL`)."""
     _put(data, "side", c.choice("side", _SIDES, required=True))
     _put(data, "volume", c.number("volume", required=True, minimum=0.0, maximum=MAX_VOLUME))
     _put(data, "priceOpen", _price(c, "priceOpen", required=True))
@@ -437,7 +358,7 @@ def _position(c: _Checker, data: dict[str, Any]) -> None:
         _put(data, name, _money(c, name))
 
 
-def _account(c: _Checker, data: dict[str, Any]) -> None:
+def _account(c: Checker, data: dict[str, Any]) -> None:
     for name in ("balance", "equity", "margin", "freeMargin"):
         _put(data, name, _money(c, name, required=True))
     _put(data, "marginLevel", c.number("marginLevel", minimum=0.0, maximum=_MAX_MONEY))
@@ -445,7 +366,7 @@ def _account(c: _Checker, data: dict[str, Any]) -> None:
     _put(data, "leverage", c.integer("leverage", minimum=1, maximum=100_000))
     _put(data, "riskState", c.choice("riskState", RISK_STATES))
     _put(data, "dayStartEquity", _money(c, "dayStartEquity"))
-    _put(data, "resumeAt", c.integer("resumeAt", minimum=0, maximum=_MAX_TS_MS))
+    _put(data, "resumeAt", c.integer("resumeAt", minimum=0, maximum=MAX_TS_MS))
     raw = c.obj.get("positions")
     if raw is None:
         data["positions"] = []
@@ -462,18 +383,12 @@ def _account(c: _Checker, data: dict[str, Any]) -> None:
         if not isinstance(item, Mapping):
             c.error(prefix, "type", "must be an object")
             continue
-        sub = _Checker(item)
+        sub = Checker(item)
         sub.reject_unknown(_SNAPSHOT_POSITION_FIELDS)
         entry: dict[str, Any] = {}
         _put(entry, "ticket", sub.integer("ticket", required=True, minimum=0, maximum=_MAX_TICKET))
         _trade_common(sub, entry, symbol_required=True)
-        _put(entry, "side", sub.choice("side", _SIDES, required=True))
-        _put(entry, "volume", sub.number("volume", required=True, minimum=0.0, maximum=MAX_VOLUME))
-        _put(entry, "priceOpen", _price(sub, "priceOpen", required=True))
-        for name in ("sl", "tp"):
-            _put(entry, name, _price(sub, name))
-        for name in ("profit", "swap"):
-            _put(entry, name, _money(sub, name))
+        _position_tail(sub, entry)
         for error in sub.errors:
             c.error(f"{prefix}.{error.field}", error.code, error.message)
         positions.append(entry)
@@ -494,7 +409,7 @@ _FastSpec = tuple[tuple[str, bool, Callable[[Any, Any, Any], Any], Any, Any], ..
 _FAST_PATH_GAVE_UP: Final = (Doubt, TypeError, ValueError, OverflowError)
 _SIDE_SET: Final = frozenset(_SIDES)
 _TRADE_COMMON: Final[_FastSpec] = (
-    ("symbol", True, fast_pattern, _SYMBOL_RE, None),
+    ("symbol", True, fast_pattern, SYMBOL_RE, None),
     ("magic", False, fast_integer, 0, MAX_MAGIC),
     ("comment", False, fast_text, MAX_EVENT_COMMENT_LENGTH, None),
 )
@@ -556,7 +471,7 @@ _FAST_ACCOUNT: Final[_FastSpec] = (
     ("leverage", False, fast_integer, 1, 100_000),
     ("riskState", False, fast_choice, frozenset(RISK_STATES), None),
     ("dayStartEquity", False, fast_number, -_MAX_MONEY, _MAX_MONEY),
-    ("resumeAt", False, fast_integer, 0, _MAX_TS_MS),
+    ("resumeAt", False, fast_integer, 0, MAX_TS_MS),
 )
 #: kind -> (every field allowed at the top level, the kind's table).
 _FAST_KINDS: Final[dict[str, tuple[frozenset[str], _FastSpec]]] = {
@@ -582,8 +497,8 @@ def _fast_event(obj: dict[Any, Any]) -> TradeEvent:
         raise Doubt
     get = obj.get
     event_id = fast_uuid(get("id"))
-    account = fast_pattern(get("account"), _LOGIN_RE)
-    ts = fast_integer(get("ts"), 0, _MAX_TS_MS)
+    account = fast_pattern(get("account"), LOGIN_RE)
+    ts = fast_integer(get("ts"), 0, MAX_TS_MS)
     signal_id = get("signalId")
     if signal_id is not None:
         signal_id = fast_uuid(signal_id)

@@ -16,19 +16,21 @@ Cross-field rules (what a trader expects):
 - exactly one of ``ttl`` / ``expiresAt`` (a signal that never expires is a liability);
 - with a side and both stops set: ``sl < tp`` for buy, ``sl > tp`` for sell; with a price too, the price lies
   between them. ``sl``/``tp`` of 0 mean "none" as in MetaTrader.
+
+Here: the schema (:class:`Signal`, its limits and its wire form), the full validator and its fast path.
+Not here: the field checker and the error types (:mod:`bridge.protocol.fields`, re-exported here), what
+a channel does with a signal (the hub) or who it is for (:mod:`bridge.protocol.targeting`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal
 
 from bridge.protocol._fastpath import (
-    UUID_RE,
     Doubt,
     fast_choice,
     fast_integer,
@@ -39,6 +41,7 @@ from bridge.protocol._fastpath import (
     fast_uuid,
     slot_setters,
 )
+from bridge.protocol.fields import LOGIN_RE, MAX_TS_MS, SYMBOL_RE, Checker, FieldError, Invalid
 
 __all__ = [
     "ACTIONS",
@@ -113,196 +116,10 @@ SIGNAL_FIELDS: Final[frozenset[str]] = frozenset(
 )
 
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_LOGIN_RE: Final = re.compile(r"[0-9]{1,20}")
-_SYMBOL_RE: Final = re.compile(r"[A-Za-z0-9_.#+\-!$&]{1,32}")
-_UUID_RE: Final = UUID_RE
-_MAX_TS_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
-
-
-class FieldError(NamedTuple):
-    """One problem with one field; ``code`` is a stable machine string, ``message`` is for humans."""
-
-    field: str
-    code: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "code": self.code, "message": self.message}
-
-
-class Invalid(ValueError):
-    """Base of the parse failures of this package's schemas; carries every field error found."""
-
-    def __init__(self, errors: list[FieldError]) -> None:
-        self.errors = errors
-        summary = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
-        super().__init__(summary or "invalid")
 
 
 class SignalInvalid(Invalid):
     """A signal failed validation."""
-
-
-class _Checker:
-    """Collects field errors while reading an untrusted mapping; every getter returns None on error."""
-
-    def __init__(self, obj: Mapping[str, Any]) -> None:
-        self.obj = obj
-        self.errors: list[FieldError] = []
-
-    def error(self, field: str, code: str, message: str) -> None:
-        self.errors.append(FieldError(field, code, message))
-
-    def has_error(self, field: str) -> bool:
-        return any(e.field == field or e.field.startswith((field + "[", field + ".")) for e in self.errors)
-
-    def present(self, field: str) -> bool:
-        return field in self.obj and self.obj[field] is not None
-
-    def reject_unknown(self, allowed: frozenset[str]) -> None:
-        for key in self.obj:
-            if key not in allowed:
-                shown = key if isinstance(key, str) and len(key) <= 64 else "<field>"
-                self.error(shown, "unknown", "unknown field")
-
-    def _get(self, field: str, required: bool) -> Any:
-        value = self.obj.get(field)
-        if value is None:
-            if required:
-                self.error(field, "required", "is required")
-            return None
-        return value
-
-    def string(
-        self,
-        field: str,
-        *,
-        required: bool = False,
-        pattern: re.Pattern[str] | None = None,
-        max_length: int | None = None,
-        what: str = "",
-    ) -> str | None:
-        value = self._get(field, required)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            self.error(field, "type", "must be a string")
-            return None
-        if max_length is not None and len(value) > max_length:
-            self.error(field, "too_long", f"must be at most {max_length} characters")
-            return None
-        if pattern is not None and not pattern.fullmatch(value):
-            self.error(field, "format", f"must be {what}" if what else "has an invalid format")
-            return None
-        return value
-
-    def choice(self, field: str, choices: tuple[str, ...], *, required: bool = False) -> str | None:
-        value = self._get(field, required)
-        if value is None:
-            return None
-        if not isinstance(value, str) or value not in choices:
-            self.error(field, "enum", "must be one of " + ", ".join(choices))
-            return None
-        return value
-
-    def uuid(self, field: str, *, required: bool = False) -> str | None:
-        value = self.string(field, required=required, pattern=_UUID_RE, max_length=36, what="a UUID")
-        return str(uuid.UUID(value)) if value is not None else None
-
-    def number(
-        self,
-        field: str,
-        *,
-        required: bool = False,
-        minimum: float | None = None,
-        maximum: float | None = None,
-        exclusive_minimum: bool = False,
-    ) -> float | None:
-        value = self._get(field, required)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.error(field, "type", "must be a number")
-            return None
-        try:
-            number = float(value)
-        except OverflowError:
-            self.error(field, "range", "is out of range")
-            return None
-        if not math.isfinite(number):
-            self.error(field, "type", "must be a finite number")
-            return None
-        if minimum is not None and (number <= minimum if exclusive_minimum else number < minimum):
-            self.error(field, "range", f"must be {'>' if exclusive_minimum else '>='} {minimum:g}")
-            return None
-        if maximum is not None and number > maximum:
-            self.error(field, "range", f"must be <= {maximum:g}")
-            return None
-        return number
-
-    def integer(
-        self,
-        field: str,
-        *,
-        required: bool = False,
-        minimum: int | None = None,
-        maximum: int | None = None,
-    ) -> int | None:
-        value = self._get(field, required)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            # 30.0 from a JSON encoder that writes floats is still an integer.
-            if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-                value = int(value)
-            else:
-                self.error(field, "type", "must be an integer")
-                return None
-        if minimum is not None and value < minimum:
-            self.error(field, "range", f"must be >= {minimum}")
-            return None
-        if maximum is not None and value > maximum:
-            self.error(field, "range", f"must be <= {maximum}")
-            return None
-        return value
-
-    def string_list(
-        self,
-        field: str,
-        *,
-        pattern: re.Pattern[str],
-        max_items: int,
-        what: str,
-    ) -> tuple[str, ...] | None:
-        value = self._get(field, False)
-        if value is None:
-            return None
-        if not isinstance(value, list):
-            self.error(field, "type", "must be a list of strings")
-            return None
-        if len(value) > max_items:
-            self.error(field, "too_long", f"must have at most {max_items} items")
-            return None
-        seen: set[str] = set()
-        for index, item in enumerate(value):
-            if not isinstance(item, str):
-                self.error(f"{field}[{index}]", "type", "must be a string")
-                return None
-            if not pattern.fullmatch(item):
-                self.error(f"{field}[{index}]", "format", f"must be {what}")
-                return None
-            if item in seen:
-                self.error(f"{field}[{index}]", "duplicate", "is listed twice")
-                return None
-            seen.add(item)
-        return tuple(value)
-
-    def text(self, field: str, *, max_length: int) -> str | None:
-        value = self.string(field, max_length=max_length)
-        if value is not None and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-            self.error(field, "format", "must not contain control characters")
-            return None
-        return value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -405,17 +222,17 @@ def _full_signal(obj: object, now: float) -> Signal:
 
 
 def _parse_signal(obj: Mapping[str, Any], now: float) -> Signal:
-    c = _Checker(obj)
+    c = Checker(obj)
     now_ms = int(now * 1000)
     c.reject_unknown(SIGNAL_FIELDS)
 
     signal_id = c.uuid("id", required=True)
     strategy = c.string("strategy", required=True, pattern=_NAME_RE, what="1-64 of A-Z a-z 0-9 _ . -")
-    accounts = c.string_list("accounts", pattern=_LOGIN_RE, max_items=MAX_ACCOUNTS, what="a login (digits)")
+    accounts = c.string_list("accounts", pattern=LOGIN_RE, max_items=MAX_ACCOUNTS, what="a login (digits)")
     groups = c.string_list("groups", pattern=_NAME_RE, max_items=MAX_GROUPS, what="a group name")
     action = c.choice("action", ACTIONS, required=True)
     symbol = c.string(
-        "symbol", required=action not in (None, "close_all"), pattern=_SYMBOL_RE, what="a symbol name"
+        "symbol", required=action not in (None, "close_all"), pattern=SYMBOL_RE, what="a symbol name"
     )
     side = c.choice("side", SIDES, required=action == "open")
     order_type = c.choice("orderType", ORDER_TYPES, required=action == "open")
@@ -435,8 +252,8 @@ def _parse_signal(obj: Mapping[str, Any], now: float) -> Signal:
     magic = c.integer("magic", minimum=0, maximum=MAX_MAGIC)
     comment = c.text("comment", max_length=MAX_COMMENT_LENGTH)
     ttl = c.number("ttl", minimum=0.0, exclusive_minimum=True, maximum=MAX_TTL_S)
-    expires_at = c.integer("expiresAt", minimum=0, maximum=_MAX_TS_MS)
-    created_at = c.integer("createdAt", minimum=0, maximum=_MAX_TS_MS)
+    expires_at = c.integer("expiresAt", minimum=0, maximum=MAX_TS_MS)
+    created_at = c.integer("createdAt", minimum=0, maximum=MAX_TS_MS)
 
     if not accounts and not groups and not c.has_error("accounts") and not c.has_error("groups"):
         c.error("accounts", "required", "at least one account or group is required")
@@ -530,7 +347,7 @@ def _fast_signal(obj: dict[Any, Any], now: float) -> Signal:
     get = obj.get
     signal_id = fast_uuid(get("id"))
     strategy = fast_pattern(get("strategy"), _NAME_RE)
-    accounts = _fast_names(get("accounts"), _LOGIN_RE, MAX_ACCOUNTS)
+    accounts = _fast_names(get("accounts"), LOGIN_RE, MAX_ACCOUNTS)
     groups = _fast_names(get("groups"), _NAME_RE, MAX_GROUPS)
     if not accounts and not groups:
         raise Doubt
@@ -538,7 +355,7 @@ def _fast_signal(obj: dict[Any, Any], now: float) -> Signal:
     is_open = action == "open"
     symbol = get("symbol")
     if symbol is not None:
-        symbol = fast_pattern(symbol, _SYMBOL_RE)
+        symbol = fast_pattern(symbol, SYMBOL_RE)
     elif action != "close_all":
         raise Doubt
     side = get("side")
@@ -588,7 +405,7 @@ def _fast_signal(obj: dict[Any, Any], now: float) -> Signal:
     if created_at is None:
         created = now_ms
     else:
-        created = fast_integer(created_at, 0, _MAX_TS_MS)
+        created = fast_integer(created_at, 0, MAX_TS_MS)
         if created > now_ms + CLOCK_SKEW_MS:
             raise Doubt
     ttl = get("ttl")
@@ -598,7 +415,7 @@ def _fast_signal(obj: dict[Any, Any], now: float) -> Signal:
             raise Doubt
         expiry = created + math.ceil(fast_positive_number(ttl, MAX_TTL_S) * 1000)
     elif expires_at is not None:
-        expiry = fast_integer(expires_at, 0, _MAX_TS_MS)
+        expiry = fast_integer(expires_at, 0, MAX_TS_MS)
         if expiry > now_ms + MAX_TTL_S * 1000 or expiry <= created:
             raise Doubt
     else:
