@@ -5,19 +5,34 @@ counted on a hot path), on the hub's own registry. Registered by a cluster node 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from bridge.cluster.node import RedisCluster
+from bridge.cluster.control import ControlBus
+from bridge.cluster.leader import PgLeadership
 
-__all__ = ["ClusterCollector"]
+__all__ = ["ClusterCollector", "ClusterState"]
+
+
+class ClusterState(Protocol):
+    """What the collector reads of a cluster node (``bridge.cluster.node.RedisCluster``), without
+    importing the node, which registers this collector."""
+
+    live: list[str]
+    redis_ok: bool
+    bus: ControlBus
+    pg: PgLeadership
+    admissions: dict[str, int]
+    fenced: int
+    lapses: int
+
+    def claims_held(self) -> int: ...
 
 
 class ClusterCollector(Collector):
-    def __init__(self, cluster: RedisCluster) -> None:
+    def __init__(self, cluster: ClusterState) -> None:
         self.cluster = cluster
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
