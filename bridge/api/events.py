@@ -16,7 +16,8 @@ from bridge.api.replies import api_error
 from bridge.auth.tokens import Claims
 from bridge.protocol.channels import Role, holds_account
 from bridge.protocol.codes import Error
-from bridge.protocol.events import EVENT_CSV_COLUMNS, EventKind, event_csv_row
+from bridge.protocol.event_csv import EVENT_CSV_COLUMNS, event_csv_row
+from bridge.protocol.events import EventKind
 from bridge.store.base import MAX_PAGE_SIZE, EventFilter, StoredEvent
 
 __all__ = ["router"]

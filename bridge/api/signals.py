@@ -13,7 +13,7 @@ from bridge.api.replies import api_error, hub_error
 from bridge.hub.hub import HubError
 from bridge.protocol.channels import Role, can_publish, holds_account
 from bridge.protocol.codes import Error
-from bridge.protocol.events import DeliveryStatus
+from bridge.protocol.delivery import DeliveryStatus
 from bridge.store.base import MAX_PAGE_SIZE, SignalFilter, SignalView
 
 __all__ = ["router", "signal_json"]

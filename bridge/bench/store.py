@@ -32,7 +32,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bridge.protocol.events import DeliveryStatus, TradeEvent, parse_event
+from bridge.protocol.delivery import DeliveryStatus
+from bridge.protocol.events import TradeEvent, parse_event
 from bridge.protocol.signals import Signal, parse_signal
 from bridge.store import AppendRequest, EventWrite, StatusUpdate, Store, open_store
 

@@ -25,7 +25,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
-from bridge.protocol.events import DeliveryStatus, EventKind, TradeEvent
+from bridge.protocol.delivery import DeliveryStatus
+from bridge.protocol.events import EventKind, TradeEvent
 from bridge.protocol.recovery import NotRecovered, refusal
 from bridge.protocol.signals import Signal
 from bridge.store.exceptions import InvalidCursor

@@ -17,7 +17,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 import bridge.store.queries as q
-from bridge.protocol.events import DeliveryStatus, can_transition
+from bridge.protocol.delivery import DeliveryStatus, can_transition
 from bridge.store.base import EventRecord, StatusUpdate
 from bridge.store.logwriter import LogWriter
 from bridge.store.ops import (

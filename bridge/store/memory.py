@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from bridge.protocol.events import DeliveryStatus, TradeEvent, can_transition
+from bridge.protocol.delivery import DeliveryStatus, can_transition
+from bridge.protocol.events import TradeEvent
 from bridge.protocol.signals import Signal
 from bridge.store.base import (
     DEFAULT_PAGE_SIZE,

@@ -27,7 +27,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import bridge.store.queries as q
-from bridge.protocol.events import DeliveryStatus, TradeEvent
+from bridge.protocol.delivery import DeliveryStatus
+from bridge.protocol.events import TradeEvent
 from bridge.protocol.signals import Signal
 from bridge.store.base import (
     DEFAULT_PAGE_SIZE,
