@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bridge.client import AuthenticationFailed, Message, State, connect
-from tests.ledger.helpers import numbered_signal
+from tests.support.factories import numbered_signal
 
 from .conftest import TIMEOUT
 from .hubproc import HubProcess

@@ -15,10 +15,14 @@ from typing import Any
 
 import pytest
 
-from tests.ledger.helpers import RANK, Rest, account_snapshot, deal, eventually, order, signal
+from tests.support.factories import account_snapshot, deal, order, signal
 from tests.support.hub import WAIT, Client, HubProcess, RunningHub, running_hub
+from tests.support.rest import Rest
+from tests.support.waits import eventually
 
 A1, A2 = "50123", "50124"
+#: Delivery statuses in the order they may move (expired ranks below the final two).
+RANK = {"pending": 0, "delivered": 1, "acked": 2, "expired": 3, "executed": 4, "rejected": 4}
 
 
 @contextlib.asynccontextmanager

@@ -23,8 +23,8 @@ import httpx
 import pytest
 import websockets
 
-from tests.store.pgcluster import PgCluster
 from tests.support.hub import WAIT, HubProcess
+from tests.support.pg import PgCluster
 
 ACCOUNT = "50123"
 IN_FLIGHT = 8
