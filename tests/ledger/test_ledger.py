@@ -357,6 +357,8 @@ async def test_status_moves_pending_delivered_acked_executed(
             await publish(eng, sig2)
             await trade_event(ea2, order(A2, sig2["id"], "placed", ticket=7))
             await trade_event(ea2, deal(A2))  # marker: an event with no signal
+            # An absence has no event to wait on: the marker's answer orders it after the placed order,
+            # and 0.3 s more leaves room for a late (wrong) status change to show.
             await asyncio.sleep(0.3)
             assert (await rest.statuses(sig2["id"]))[A2] in ("pending", "delivered")
             await ea2.close()
@@ -580,7 +582,7 @@ async def test_accounts_show_snapshot_and_connection_state(tmp_path: Path) -> No
 
             # An older snapshot arriving late does not replace the newer one.
             await trade_event(ea, account_snapshot(A1, ts=snap["ts"] - 60_000, equity=1.0))
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # an absence has no event to wait on: room for a wrong replacement
             acc = row(await rest.ok("/api/v1/accounts"))
             assert acc is not None and acc["equity"] == 12_345.5
 

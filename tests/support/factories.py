@@ -22,8 +22,8 @@ def now_ms() -> int:
 
 
 def signal(
-    strategy: str = "alpha",
-    accounts: list[str] | None = None,
+    strategy: Any = "alpha",
+    accounts: Any = None,
     *,
     sid: str | None = None,
     stops: bool = True,
@@ -43,7 +43,7 @@ def signal(
         **(STOPS if stops else {}),
         "ttl": 600,
     }
-    for key, value in fields.items():
+    for key, value in [*body.items(), *fields.items()]:
         if value is ...:
             body.pop(key, None)
         else:

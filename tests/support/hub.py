@@ -30,7 +30,7 @@ from bridge.server import uvicorn_config
 from bridge.services import Services
 from tests.support import factories
 from tests.support.ports import free_port
-from tests.support.waits import WAIT, wait_until
+from tests.support.waits import WAIT, until, wait_until
 
 __all__ = [
     "ROOT",
@@ -88,13 +88,18 @@ class RunningHub:
         assert not any(leftover.values()), leftover
 
     async def wait_clean(self) -> None:
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
+        """Wait for :meth:`assert_clean` to hold (a closed connection is unregistered by its own task);
+        fails with what is left."""
+
+        def clean() -> bool:
             try:
                 self.assert_clean()
-                return
             except AssertionError:
-                await asyncio.sleep(0.02)
+                return False
+            return True
+
+        with contextlib.suppress(AssertionError):
+            await until(clean, "the hub's registries to empty", timeout=WAIT)
         self.assert_clean()
 
 
@@ -107,14 +112,14 @@ async def running_hub(tmp_path: Path, **overrides: Any) -> AsyncIterator[Running
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + WAIT * 3
-    while not server.started:
+
+    def started() -> bool:
         if task.done():
             task.result()
             raise RuntimeError("hub exited during startup")
-        if time.monotonic() > deadline:
-            raise TimeoutError("hub did not start")
-        await asyncio.sleep(0.02)
+        return bool(server.started)
+
+    await until(started, "the hub to start", timeout=WAIT * 3)
     services = _find_services(config)
     try:
         yield RunningHub(settings, server, services)
