@@ -262,9 +262,7 @@ async def test_redis_killed_mid_stream(services: ClusterServices) -> None:
             # Every node notices, says so, and stays ready: degraded, serving its subscribers.
             async with httpx.AsyncClient(timeout=WAIT) as http:
                 for i in range(len(cluster)):
-                    await until(
-                        lambda i=i: cluster.metric(i, "mtbridge_redis_up") == 0, f"node{i} degraded"
-                    )
+                    await until(lambda i=i: cluster.metric(i, "mtbridge_redis_up") == 0, f"node{i} degraded")
                     r = await http.get(cluster[i].http + "/readyz")
                     assert r.status_code == 200, r.text
                     body = r.json()
