@@ -24,6 +24,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from tests.support.factories import signal
 from tests.support.hub import WAIT, HubProcess
 from tests.support.rest import Rest
 from tests.support.waits import eventually, until
@@ -175,20 +176,12 @@ def plan(n: int = N_SIGNALS) -> list[dict[str, Any]]:
         k = i % 3
         r = (i // 3) % 3
         targets = [ACCOUNTS[(r + j) % 3] for j in range(k + 1)]
+        sid = str(uuid.uuid5(NS, f"signal/{i}"))
+        side = "buy" if i % 2 else "sell"
         out.append(
-            {
-                "id": str(uuid.uuid5(NS, f"signal/{i}")),
-                "strategy": STRATEGY,
-                "accounts": targets,
-                "symbol": "EURUSD",
-                "action": "open",
-                "side": "buy" if i % 2 else "sell",
-                "orderType": "market",
-                "volume": 0.01,
-                "magic": i,
-                "ttl": 600,
-                "createdAt": created,
-            }
+            signal(
+                STRATEGY, targets, sid=sid, stops=False, side=side, volume=0.01, magic=i, createdAt=created
+            )
         )
     return out
 
