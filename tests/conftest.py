@@ -1,11 +1,16 @@
-"""Suite-wide fixtures: service availability (PostgreSQL, Redis) under BRIDGE_REQUIRE_SERVICES."""
+"""Suite-wide fixtures: service availability (PostgreSQL, Redis) under BRIDGE_REQUIRE_SERVICES, and
+a fresh PostgreSQL database (``pg_database``) for the tests of several directories. Helpers that are
+not fixtures live in tests/support (see tests/README.md)."""
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 
 import pytest
+
+from tests.support.pg import PgDatabase
 
 POSTGRES_URL = os.environ.get("BRIDGE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -39,3 +44,14 @@ def postgres_url() -> str:
 def redis_url() -> str:
     require_service("Redis", "127.0.0.1", 6379)
     return REDIS_URL
+
+
+@pytest.fixture
+def pg_database(postgres_url: str) -> Iterator[str]:
+    """A database of its own (``mtb_<random>``) on the shared PostgreSQL, dropped afterwards; yields
+    its SQLAlchemy URL."""
+    db = PgDatabase().create()
+    try:
+        yield db.url
+    finally:
+        db.drop()

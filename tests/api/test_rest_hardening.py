@@ -15,7 +15,6 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.ledger.conftest import pg_database  # noqa: F401  (a fresh PostgreSQL database)
 from tests.support.hub import WAIT, RunningHub, running_hub
 
 ACCOUNT = "50123"

@@ -24,6 +24,7 @@ from schemathesis import GenerationMode
 from schemathesis.core.parameters import ParameterLocation
 from websockets.sync.client import connect
 
+from tests.support import factories
 from tests.support.hub import WAIT, HubProcess
 
 EXAMPLES = int(os.environ.get("MTBRIDGE_SCHEMA_EXAMPLES", "30"))
@@ -46,9 +47,8 @@ def _seed(hub: HubProcess) -> None:
     with httpx.Client(base_url=hub.http, headers=admin, timeout=WAIT) as rest:
         r = rest.post(
             "/api/v1/signals",
-            json={"id": str(uuid.uuid4()), "strategy": "alpha", "action": "open", "symbol": "EURUSD",
-                  "side": "buy", "orderType": "market", "volume": 0.1, "accounts": [ACCOUNT], "ttl": 60},
-        )  # fmt: skip
+            json=factories.signal("alpha", [ACCOUNT], stops=False, ttl=60),
+        )
         assert r.status_code == 201, r.text
     token = hub.token("ea", "ea-1", accounts=[ACCOUNT])
     with connect(f"{hub.url}?token={token}", open_timeout=WAIT) as ws:

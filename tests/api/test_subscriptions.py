@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from bridge.store.exceptions import StoreUnavailable
-from tests.hub.test_wire import signal as make_signal
-from tests.support.hub import WAIT, Client, RunningHub, running_hub
+from tests.support.hub import WAIT, RunningHub, publish, running_hub, settle
 
 EA = "50123"
 C = "/api/v1/connections"
@@ -22,24 +21,6 @@ S = "/api/v1/subjects"
 async def rest(h: RunningHub, method: str, path: str, token: str, body: Any = None) -> httpx.Response:
     async with httpx.AsyncClient(base_url=h.http, timeout=WAIT) as http:
         return await http.request(method, path, json=body, headers={"Authorization": f"Bearer {token}"})
-
-
-async def publish(engine: Client, strategy: str = "alpha") -> int:
-    res = await engine.request("publish", f"signals:{strategy}", make_signal(strategy, [EA]))
-    assert res["type"] == "result", res
-    return int(res["payload"]["offset"])
-
-
-async def settle(c: Client) -> list[dict[str, Any]]:
-    """Everything the hub sent ``c`` before the answer to a heartbeat sent now (its writes to one
-    connection are in order), so an absent message is known absent without waiting on a clock."""
-    got: list[dict[str, Any]] = []
-    await c.send({"type": "heartbeat", "requestId": "settle"})
-    while True:
-        msg = await c.recv()
-        if msg.get("type") == "heartbeat" and msg.get("requestId") == "settle":
-            return got
-        got.append(msg)
 
 
 def ea_token(h: RunningHub, sub: str = f"ea-{EA}") -> str:

@@ -1,29 +1,21 @@
+"""Fixtures for the SDK tests: the SDK's mock hub (tokens in :mod:`tests.support.sdk`), its
+transport, and ``make_client``, which connects SDK clients and closes them after the test."""
+
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from bridge.client import Client, FakeHub, FakeToken, MockTransport, connect
-
-#: Generous waits, scaled on slow machines; never asserted as durations.
-TIMEOUT = 10.0 * float(os.environ.get("MTBRIDGE_TESTS_TIMEOUT_FACTOR", "1"))
-
-ENGINE = "engine-token"
-EA = "ea-token"
+from bridge.client import Client, FakeHub, MockTransport, connect
+from tests.support.sdk import ENGINE, ClientFactory, fake_hub
+from tests.support.waits import WAIT
 
 
 @pytest.fixture
 def hub() -> FakeHub:
-    return FakeHub(
-        {
-            ENGINE: FakeToken("eng", "engine"),
-            EA: FakeToken("ea-50123", "ea", frozenset({"50123"})),
-            "ea-2": FakeToken("ea-50123", "ea", frozenset({"50123"})),
-        }
-    )
+    return fake_hub()
 
 
 @pytest.fixture
@@ -33,9 +25,6 @@ async def transport(hub: FakeHub) -> AsyncIterator[MockTransport]:
     await t.aclose()
 
 
-ClientFactory = Callable[..., Coroutine[Any, Any, Client]]
-
-
 @pytest.fixture
 async def make_client(transport: MockTransport) -> AsyncIterator[ClientFactory]:
     clients: list[Client] = []
@@ -43,7 +32,7 @@ async def make_client(transport: MockTransport) -> AsyncIterator[ClientFactory]:
     async def factory(token: str | None = ENGINE, **options: Any) -> Client:
         options.setdefault("backoff_initial", 0.01)
         options.setdefault("backoff_max", 0.05)
-        options.setdefault("request_timeout", TIMEOUT)
+        options.setdefault("request_timeout", WAIT)
         client = await connect("ws://fake/ws", token, transport=transport, **options)
         clients.append(client)
         return client
@@ -51,19 +40,3 @@ async def make_client(transport: MockTransport) -> AsyncIterator[ClientFactory]:
     yield factory
     for c in clients:
         await c.close()
-
-
-def signal(n: int = 0, **over: Any) -> dict[str, Any]:
-    body = {
-        "id": f"00000000-0000-4000-8000-{n:012d}",
-        "strategy": "alpha",
-        "accounts": ["50123"],
-        "symbol": "EURUSD",
-        "action": "open",
-        "side": "buy",
-        "orderType": "market",
-        "volume": 0.1,
-        "ttl": 600,
-    }
-    body.update(over)
-    return body

@@ -20,8 +20,10 @@ from bridge.client import (
     State,
     connect,
 )
-
-from .conftest import EA, ENGINE, TIMEOUT, ClientFactory, signal
+from tests.support.factories import numbered_signal as signal
+from tests.support.sdk import EA, ENGINE, ClientFactory
+from tests.support.waits import WAIT as TIMEOUT
+from tests.support.waits import until
 
 
 async def take(sub: Any, n: int) -> list[Message]:
@@ -30,12 +32,6 @@ async def take(sub: Any, n: int) -> list[Message]:
         while len(out) < n:
             out.append(await sub.__anext__())
     return out
-
-
-async def until(predicate: Any) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 def subscribes(hub: FakeHub, channel: str) -> list[dict[str, Any]]:

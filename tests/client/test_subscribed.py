@@ -15,9 +15,11 @@ import pytest
 
 from bridge.client import Client, FakeHub, Message, RecoveryFailed, Subscription, connect
 from bridge.client._subscription import SubState
+from tests.support.factories import numbered_signal as signal
 from tests.support.hub import RunningHub, running_hub
-
-from .conftest import EA, ENGINE, TIMEOUT, ClientFactory, signal
+from tests.support.sdk import EA, ENGINE, ClientFactory
+from tests.support.waits import WAIT as TIMEOUT
+from tests.support.waits import until
 
 CHANNEL = "signals:alpha"
 
@@ -26,12 +28,6 @@ async def rest(h: RunningHub, method: str, path: str, body: Any = None) -> httpx
     admin = h.token("admin", "ops", accounts=["*"])
     async with httpx.AsyncClient(base_url=h.http, timeout=TIMEOUT) as http:
         return await http.request(method, path, json=body, headers={"Authorization": f"Bearer {admin}"})
-
-
-async def until(predicate: Any) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def ea_token(h: RunningHub) -> str:

@@ -16,9 +16,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -26,10 +26,10 @@ import pytest
 from bridge.marketdata.mock import OkxFake
 from tests.support.cluster import Cluster, cluster_services
 from tests.support.hub import ROOT, WAIT, Client
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "exchanges" / "recorded"
 NODES = 3
 
@@ -80,20 +80,6 @@ def cl(tmp_path_factory: pytest.TempPathFactory, venue: FakeVenue) -> Iterator[C
             yield cluster
         finally:
             cluster.stop()
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], limit: float = WAIT * 2
-) -> T:
-    """Poll ``probe`` until ``ok`` holds (no fixed sleeps: the condition, with a deadline)."""
-    deadline = time.monotonic() + limit
-    while True:
-        value = await probe()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached; last value {value!r}")
-        await asyncio.sleep(0.05)
 
 
 class Api:
@@ -248,7 +234,7 @@ async def test_revocation_on_any_node_closes_everywhere(cl: Cluster, api: Api) -
 
 
 async def test_pause_and_resume_hold_signals_on_every_node(cl: Cluster, api: Api) -> None:
-    from tests.ledger.helpers import signal
+    from tests.support.factories import signal
 
     engine = cl.token("engine", "eng-pause", publish=["signals:*"])
 
@@ -434,7 +420,7 @@ async def test_leadership_and_a_node_death(cl: Cluster, api: Api, venue: FakeVen
         await c.closed()
         return None
 
-    back = await eventually(reconnect, lambda c: c is not None, limit=WAIT * 3)
+    back = await eventually(reconnect, lambda c: c is not None, timeout=WAIT * 3)
     assert back is not None
     assert refusals == 0  # the authentication waited for the dead node's claim to expire
     print(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -16,17 +15,10 @@ import redis.asyncio as aioredis
 from bridge.auth.tokens import issue, load_or_create_secret
 from bridge.cluster import LocalCluster, RedisCluster
 from tests.support.cluster import ClusterServices
-from tests.support.hub import WAIT, Client, RunningHub, running_hub
+from tests.support.hub import Client, RunningHub, running_hub
+from tests.support.waits import until
 
 pytestmark = pytest.mark.integration
-
-
-async def _until(predicate: Callable[[], bool], limit: float = WAIT * 2) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.02)
 
 
 async def test_one_hub_without_redis_is_local(tmp_path: Path) -> None:
@@ -77,7 +69,7 @@ async def test_two_nodes_share_presence_fence_and_leave_nothing(
         token = issue(secret, sub="ea-x", role="ea", now=time.time(), ttl=3600, accounts=["9"])
         old = await a.connect(token)
         old_id = old.welcome["payload"]["connectionId"]
-        await _until(lambda: ca._claimed == {old_id: "ea-x"} and ca._dirty == {})
+        await until(lambda: ca._claimed == {old_id: "ea-x"} and ca._dirty == {})
         assert [e["node"] for e in await cb.connections()] == ["a"]
         # A command addressed to a connection runs on the node that holds it, asked from any node.
         for c in (ca, cb):
@@ -95,9 +87,9 @@ async def test_two_nodes_share_presence_fence_and_leave_nothing(
             assert ca.fenced == 1 and ca.lapses == 1
             assert [e["id"] for e in await ca.connections()] == [new.welcome["payload"]["connectionId"]]
             await new.close()
-            await _until(lambda: cb._claimed == {} and not cb.hub.connections)
+            await until(lambda: cb._claimed == {} and not cb.hub.connections)
             await asyncio.sleep(0)  # let the presence flush run
-            await _until(lambda: cb._dirty == {} and cb._flushing is None)
+            await until(lambda: cb._dirty == {} and cb._flushing is None)
             for h in (a, b):
                 await h.wait_clean()
                 _clean(h)

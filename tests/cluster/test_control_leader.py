@@ -10,14 +10,9 @@ import pytest
 
 from bridge.cluster import leader as L
 from bridge.cluster.leader import LocalLeadership, PgLeadership, asyncpg_dsn
+from tests.support.waits import until
 
 pytestmark = pytest.mark.integration
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 def test_dsn() -> None:
@@ -61,22 +56,22 @@ async def test_one_leader_and_failover(postgres_url: str, monkeypatch: pytest.Mo
     a, b = PgLeadership(dsn), PgLeadership(dsn)
     await a.start()
     task_a = a.led(name, work("a"))
-    await _until(lambda: a.leads(name) and running["a"] == 1)
+    await until(lambda: a.leads(name) and running["a"] == 1)
     await b.start()
     task_b = b.led(name, work("b"))
     for _ in range(10):  # b keeps trying and keeps failing while a holds the lock
-        await asyncio.sleep(0.06)
+        await asyncio.sleep(0.06)  # time passing is the point: b must not get the lock however long it tries
         assert not b.leads(name) and running["b"] == 0
     await a.stop()  # a's session ends: its lock is free
     assert not a.leads(name)
-    await _until(lambda: b.leads(name) and running["b"] == 1)
+    await until(lambda: b.leads(name) and running["b"] == 1)
     task_a.cancel()
     await asyncio.gather(task_a, return_exceptions=True)
     assert cancelled == ["a"]
     # b's session dies under it (as when the database restarts or the network drops it).
     b._conn.terminate()
-    await _until(lambda: "b" in cancelled)
-    await _until(lambda: b.leads(name) and running["b"] == 2)  # it reconnects and leads again
+    await until(lambda: "b" in cancelled)
+    await until(lambda: b.leads(name) and running["b"] == 2)  # it reconnects and leads again
     task_b.cancel()
     await asyncio.gather(task_b, return_exceptions=True)
     await b.stop()

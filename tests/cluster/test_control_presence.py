@@ -16,7 +16,8 @@ from bridge.cluster.control import ControlBus
 from bridge.cluster.model import BusMessage, Keys, new_instance
 from bridge.cluster.presence import Presence
 from tests.support.cluster import RedisServer, require_cluster_services
-from tests.support.hub import WAIT, free_port
+from tests.support.ports import free_port
+from tests.support.waits import WAIT, until
 
 pytestmark = pytest.mark.integration
 
@@ -33,12 +34,6 @@ async def rds(redis_url: str) -> AsyncIterator[tuple[aioredis.Redis, Keys]]:
             await client.delete(*leftovers)
         await client.aclose()
         assert not leftovers, f"keys left behind: {leftovers}"
-
-
-async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.05)
 
 
 async def test_presence_entries_and_locate(rds: tuple[aioredis.Redis, Keys]) -> None:
@@ -116,7 +111,7 @@ async def test_liveness_expires_by_itself(
     async def gone() -> bool:
         return not await client.exists(keys.alive(p.instance))
 
-    await _until(gone)
+    await until(gone)
     other = Presence(client, new_instance("other"), keys)
     await other.heartbeat()
     assert await other.claim("s", "c-2", 1)
@@ -136,10 +131,10 @@ async def test_bus_broadcast_addressing_and_request(rds: tuple[aioredis.Redis, K
         await bus.start()
     try:
         assert await a.send("ping", {"n": 1}) == 3
-        await _until(lambda: _ready(len(seen["b"]) == 1 and len(seen["c"]) == 1))
+        await until(lambda: len(seen["b"]) == 1 and len(seen["c"]) == 1)
         assert seen["a"] == []  # a node does not act on its own broadcast
         await a.send("ping", {"n": 2}, to=c.instance)
-        await _until(lambda: _ready(len(seen["c"]) == 2))
+        await until(lambda: len(seen["c"]) == 2)
         assert len(seen["b"]) == 1
         assert await a.request(b.instance, "echo", {"x": 7}) == {"echo": 7}
         with pytest.raises(TimeoutError):
@@ -150,10 +145,6 @@ async def test_bus_broadcast_addressing_and_request(rds: tuple[aioredis.Redis, K
         for bus in (a, b, c):
             await bus.close()
     assert await client.pubsub_numsub(keys.bus) == [(keys.bus.encode(), 0)]
-
-
-async def _ready(value: bool) -> bool:
-    return value
 
 
 async def test_bus_starts_without_redis_and_subscribes_when_it_comes(tmp_path: Path) -> None:
@@ -175,11 +166,11 @@ async def test_bus_starts_without_redis_and_subscribes_when_it_comes(tmp_path: P
     try:
         assert not bus.up
         server.start()
-        await _until(lambda: _ready(bus.up), timeout=WAIT * 2)
+        await until(lambda: bus.up, timeout=WAIT * 2)
         await asyncio.wait_for(caught_up.wait(), WAIT)
         other = ControlBus(client, new_instance("other"), keys)
         await other.send("ping", {})
-        await _until(lambda: _ready(len(seen) == 1))
+        await until(lambda: len(seen) == 1)
     finally:
         await bus.close()
         await client.aclose()

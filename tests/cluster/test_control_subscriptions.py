@@ -10,8 +10,6 @@ clients. The bus timeout (503) is tested in-process against a real Redis, withou
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,14 +24,15 @@ from bridge.cluster.model import Keys
 from bridge.cluster.presence import Presence
 from bridge.cluster.subscriptions import SubscriptionRouter
 from bridge.hub.hub import HubError
-from tests.api.test_subscriptions import EA, publish, settle
 from tests.support.cluster import Cluster, RedisServer, cluster_services, require_cluster_services
-from tests.support.hub import WAIT, Client
+from tests.support.hub import WAIT, Client, publish, settle
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.integration
 
 C = "/api/v1/connections"
 S = "/api/v1/subjects"
+EA = "50123"
 SUBJECT = f"ea-{EA}"
 
 
@@ -53,13 +52,13 @@ def cid(c: Client) -> str:
 
 async def listed(http: httpx.AsyncClient, cl: Cluster, admin: str, ids: set[str]) -> None:
     """Wait until node0's connection list (presence) shows ``ids``."""
-    deadline = time.monotonic() + WAIT * 2
-    while True:
+
+    async def now() -> set[str]:
         r = await http.get(cl[0].http + C, headers={"Authorization": f"Bearer {admin}"})
-        if ids <= {e["id"] for e in r.json()["items"]}:
-            return
-        assert time.monotonic() < deadline, r.text
-        await asyncio.sleep(0.05)
+        assert r.status_code == 200, r.text
+        return {e["id"] for e in r.json()["items"]}
+
+    await eventually(now, lambda listed: ids <= listed, timeout=WAIT * 2, interval=0.05)
 
 
 async def until_offset(c: Client, channel: str, offset: int) -> list[dict[str, Any]]:

@@ -15,9 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.ledger.helpers import deal, signal
 from tests.support.cluster import Cluster, ClusterServices
+from tests.support.factories import deal, signal
 from tests.support.hub import WAIT, Client
+from tests.support.soak import ACCOUNTS, EA, Engine, plan, verify_store
+from tests.support.waits import until
 
 pytestmark = pytest.mark.integration
 
@@ -58,14 +60,6 @@ class Listener:
             with contextlib.suppress(BaseException):
                 await self.task
         await self.client.close()
-
-
-async def wait_for(predicate: Any, what: str, timeout: float = WAIT * 3) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def wait_clean(cluster: Cluster) -> None:
@@ -130,8 +124,8 @@ async def test_publication_on_any_node_reaches_every_node(services: ClusterServi
 
         eas = [x for x in listeners if x.name.startswith("ea")]
         dashes = [x for x in listeners if x.name.startswith("dash")]
-        await wait_for(lambda: all(len(x.got[CHANNEL]) >= 30 for x in eas), "30 signals on every node")
-        await wait_for(lambda: all(len(x.got[EVENTS]) >= 5 for x in dashes), "5 events on every node")
+        await until(lambda: all(len(x.got[CHANNEL]) >= 30 for x in eas), "30 signals on every node")
+        await until(lambda: all(len(x.got[EVENTS]) >= 5 for x in dashes), "5 events on every node")
         for x in eas:
             offsets = [o for o, _ in x.got[CHANNEL]]
             assert offsets == list(range(1, 31)), (x.name, offsets)
@@ -173,7 +167,7 @@ async def test_ephemeral_offsets_and_status_pushes_across_nodes(services: Cluste
         for n in range(20):
             res = await publishers[n % 2].request("publish", channel, {"bid": n, "ask": n + 1})
             assert res["type"] == "result", res
-        await wait_for(lambda: len(watcher.got[channel]) >= 20, "20 ticks on node 2")
+        await until(lambda: len(watcher.got[channel]) >= 20, "20 ticks on node 2")
         assert [o for o, _ in watcher.got[channel]] == list(range(1, 21))
         bids = [p["bid"] for _, p in watcher.got[channel]]
         # Each publisher's order is kept; between two nodes' publishers no order is promised.
@@ -234,7 +228,7 @@ async def publish_all(
                         retry[rid] = pending[rid]
                 pending = retry
                 if retry:
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.05)  # a publisher's backoff before resending what was retryable
     finally:
         for engine in engines:
             await engine.close()
@@ -263,19 +257,17 @@ async def test_redis_killed_mid_stream(services: ClusterServices) -> None:
         progress = [0]
 
         async def chaos() -> None:
-            await wait_for(lambda: progress[0] >= N_REDIS_KILL * 0.3, "30 % published", WAIT * 12)
+            await until(lambda: progress[0] >= N_REDIS_KILL * 0.3, "30 % published", WAIT * 12)
             await asyncio.to_thread(cluster.redis.kill)
             # Every node notices, says so, and stays ready: degraded, serving its subscribers.
             async with httpx.AsyncClient(timeout=WAIT) as http:
                 for i in range(len(cluster)):
-                    await wait_for(
-                        lambda i=i: cluster.metric(i, "mtbridge_redis_up") == 0, f"node{i} degraded"
-                    )
+                    await until(lambda i=i: cluster.metric(i, "mtbridge_redis_up") == 0, f"node{i} degraded")
                     r = await http.get(cluster[i].http + "/readyz")
                     assert r.status_code == 200, r.text
                     body = r.json()
                     assert body["status"] == "degraded" and body["checks"]["redis"] is False, body
-            await wait_for(lambda: progress[0] >= N_REDIS_KILL * 0.6, "60 % published", WAIT * 12)
+            await until(lambda: progress[0] >= N_REDIS_KILL * 0.6, "60 % published", WAIT * 12)
             await asyncio.to_thread(cluster.redis.start)
 
         chaos_task = asyncio.create_task(chaos())
@@ -284,7 +276,7 @@ async def test_redis_killed_mid_stream(services: ClusterServices) -> None:
         await chaos_task
         print(f"published in {time.monotonic() - t0:.1f}s")
         assert sorted(offsets.values()) == list(range(1, N_REDIS_KILL + 1))
-        await wait_for(
+        await until(
             lambda: all(len(x.got[channel]) >= N_REDIS_KILL for x in eas), "every EA caught up", WAIT * 6
         )
         print(f"caught up at {time.monotonic() - t0:.1f}s")
@@ -305,7 +297,7 @@ async def test_redis_killed_mid_stream(services: ClusterServices) -> None:
         }
         assert dropped["durable"] > 0 and dropped["ephemeral"] > 0, dropped
         # Redis is back in use: every node reconnected and resubscribed.
-        await wait_for(
+        await until(
             lambda: all(cluster.metric(i, "mtbridge_redis_up") == 1 for i in range(len(cluster))), "redis up"
         )
         for x in eas:
@@ -321,8 +313,6 @@ async def test_node_killed_mid_stream(services: ClusterServices) -> None:
     EAs reconnect to the other nodes, recover by offset and end with every signal exactly once, in
     order; every trade event node 2 acknowledged before it died is in the database."""
     import random
-
-    from tests.ledger.test_soak import ACCOUNTS, EA, Engine, plan, verify_store
 
     channel = "signals:soak"
     env = {"MTBRIDGE_RATE_PER_SECOND": "100000", "MTBRIDGE_RATE_BURST": "200000"}
@@ -352,7 +342,7 @@ async def test_node_killed_mid_stream(services: ClusterServices) -> None:
             return len(ea.received) >= len(expected[ea.account]) and not ea.outbox
 
         async def killer() -> None:
-            await wait_for(
+            await until(
                 lambda: (
                     engine.confirmed >= N_NODE_KILL * 0.4
                     and all(len(ea.confirmed_events) >= 20 for ea in eas)
@@ -369,7 +359,7 @@ async def test_node_killed_mid_stream(services: ClusterServices) -> None:
             for 3 s. A missing signal is not nudged: it must come by itself."""
             seen: dict[str, tuple[frozenset[str], int]] = {}
             while not all(caught_up(ea) for ea in eas):
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(1.0)  # the nudge rule's own period: "not moved for 3 rounds of 1 s"
                 for ea in eas:
                     pending = frozenset(ea.outbox)
                     before, rounds = seen.get(ea.account, (frozenset(), 0))

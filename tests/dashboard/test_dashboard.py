@@ -11,17 +11,9 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from .conftest import (
-    ARTIFACTS,
-    SUBPROTOCOLS,
-    WAIT_MS,
-    WAIT_S,
-    HubProcess,
-    login,
-    make_signal,
-    wait_live,
-    wait_until,
-)
+from tests.support.browser import WAIT_MS, WAIT_S
+from tests.support.dashboard import ARTIFACTS, SUBPROTOCOLS, DashboardHub, login, make_signal, wait_live
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -36,8 +28,8 @@ def wait_chip(page: Any, signal_id: str, account: str, status: str) -> None:
     )
 
 
-def test_login_refuses_a_bad_token_then_accepts_a_good_one(hub: HubProcess, page: Any) -> None:
-    page.goto(hub.base + "/")
+def test_login_refuses_a_bad_token_then_accepts_a_good_one(hub: DashboardHub, page: Any) -> None:
+    page.goto(hub.http + "/")
     page.fill("#token-input", "not-a-token")
     page.click("#login-submit")
     page.wait_for_function("document.querySelector('#login-error').textContent.length > 0", timeout=WAIT_MS)
@@ -61,7 +53,7 @@ def test_login_refuses_a_bad_token_then_accepts_a_good_one(hub: HubProcess, page
 
 
 def test_signal_and_trade_events_appear_with_status_changes(
-    hub: HubProcess, page: Any, ea_factory: Any
+    hub: DashboardHub, page: Any, ea_factory: Any
 ) -> None:
     login(page, hub, hub.token("admin", "ops", "--account", "*"))
     engine = hub.token("engine", "engine-1", "--publish", "signals:*")
@@ -151,7 +143,7 @@ def test_signal_and_trade_events_appear_with_status_changes(
     )
 
 
-def test_hub_restart_is_recovered_without_reload_or_duplicates(hub: HubProcess, page: Any) -> None:
+def test_hub_restart_is_recovered_without_reload_or_duplicates(hub: DashboardHub, page: Any) -> None:
     login(page, hub, hub.token("dashboard", "wall", "--account", "*"))
     engine = hub.token("engine", "engine-1", "--publish", "signals:*")
     page.evaluate("window.__sameDocument = true")
@@ -199,9 +191,9 @@ def test_hub_restart_is_recovered_without_reload_or_duplicates(hub: HubProcess, 
     assert dom_ids[0] == third["id"]
 
 
-def publish_many(hub: HubProcess, token: str, signals: list[dict[str, Any]]) -> None:
+def publish_many(hub: DashboardHub, token: str, signals: list[dict[str, Any]]) -> None:
     """Pipelined WebSocket publishes (an engine's fast path), then every result."""
-    with connect(hub.ws_url, subprotocols=SUBPROTOCOLS, open_timeout=WAIT_S) as ws:
+    with connect(hub.url, subprotocols=SUBPROTOCOLS, open_timeout=WAIT_S) as ws:
         ws.send(json.dumps({"type": "auth", "requestId": "auth", "payload": {"token": token}}))
         for i, sig in enumerate(signals):
             channel = f"signals:{sig['strategy']}"
@@ -214,7 +206,7 @@ def publish_many(hub: HubProcess, token: str, signals: list[dict[str, Any]]) -> 
                 results += 1
 
 
-def test_long_outage_is_recovered_by_paging_back_over_rest(hub: HubProcess, page: Any) -> None:
+def test_long_outage_is_recovered_by_paging_back_over_rest(hub: DashboardHub, page: Any) -> None:
     """More signals than one REST page are published while the page is cut off from the hub."""
     gate = {"open": True}
 
@@ -249,7 +241,7 @@ def test_long_outage_is_recovered_by_paging_back_over_rest(hub: HubProcess, page
 
 
 def test_dashboard_role_sees_no_controls_and_the_hub_refuses_them(
-    hub: HubProcess, page: Any, ea_factory: Any
+    hub: DashboardHub, page: Any, ea_factory: Any
 ) -> None:
     dash = hub.token("dashboard", "viewer", "--account", "*")
     ea_token = hub.token("ea", f"ea-{ACCOUNT}", "--account", ACCOUNT, "--subscribe", "signals:*")
@@ -300,7 +292,7 @@ def test_dashboard_role_sees_no_controls_and_the_hub_refuses_them(
     ea.request("heartbeat")  # still connected: nothing was closed or revoked
 
 
-def test_admin_controls_pause_close_and_revoke(hub: HubProcess, page: Any, ea_factory: Any) -> None:
+def test_admin_controls_pause_close_and_revoke(hub: DashboardHub, page: Any, ea_factory: Any) -> None:
     admin = hub.token("admin", "ops", "--account", "*")
     engine = hub.token("engine", "engine-1", "--publish", "signals:*")
     ea_token = hub.token("ea", f"ea-{ACCOUNT}", "--account", ACCOUNT, "--subscribe", "signals:*")
@@ -348,7 +340,7 @@ def test_admin_controls_pause_close_and_revoke(hub: HubProcess, page: Any, ea_fa
     page.wait_for_function(
         "document.querySelector('#ops-status').textContent.startsWith('revoked')", timeout=WAIT_MS
     )
-    with connect(hub.ws_url, subprotocols=SUBPROTOCOLS, open_timeout=WAIT_S) as ws:
+    with connect(hub.url, subprotocols=SUBPROTOCOLS, open_timeout=WAIT_S) as ws:
         ws.send(json.dumps({"type": "auth", "requestId": "1", "payload": {"token": ea_token}}))
         replies = []
         try:
@@ -382,7 +374,7 @@ FLOOD_RATE = 1000  # signals per second offered
 FLOOD_SECONDS = 3
 
 
-def test_page_keeps_up_with_1000_signals_per_second(hub: HubProcess, page: Any, ea_factory: Any) -> None:
+def test_page_keeps_up_with_1000_signals_per_second(hub: DashboardHub, page: Any, ea_factory: Any) -> None:
     """Counts dropped frames and time to render while signals flow; asserts the UI kept up."""
     admin = hub.token("admin", "ops", "--account", "*")
     engine = hub.token("engine", "flood", "--publish", "signals:*")
@@ -406,7 +398,7 @@ def test_page_keeps_up_with_1000_signals_per_second(hub: HubProcess, page: Any, 
     def flood() -> None:
         try:
             with connect(
-                hub.ws_url,
+                hub.url,
                 subprotocols=SUBPROTOCOLS,
                 open_timeout=WAIT_S,
                 max_size=2**20,
@@ -419,7 +411,7 @@ def test_page_keeps_up_with_1000_signals_per_second(hub: HubProcess, page: Any, 
                     due = start + i / FLOOD_RATE
                     delay = due - time.monotonic()
                     if delay > 0:
-                        time.sleep(delay)
+                        time.sleep(delay)  # the load under test: publishing paced to FLOOD_RATE
                     sig = make_signal("flood", [ACCOUNT, "50124"], id=str(uuid.uuid4()))
                     ids.append(sig["id"])
                     ws.send(
@@ -496,7 +488,9 @@ def test_page_keeps_up_with_1000_signals_per_second(hub: HubProcess, page: Any, 
 class EAWorker(threading.Thread):
     """An EA in a thread: acks every signal for its account, then executes or rejects it."""
 
-    def __init__(self, hub: HubProcess, account: str, strategy: str, expect: int, reject_every: int) -> None:
+    def __init__(
+        self, hub: DashboardHub, account: str, strategy: str, expect: int, reject_every: int
+    ) -> None:
         super().__init__(daemon=True)
         self.hub = hub
         self.account = account
@@ -515,7 +509,7 @@ class EAWorker(threading.Thread):
 
     def _run(self) -> None:
         acc = self.account
-        with connect(self.hub.ws_url, subprotocols=SUBPROTOCOLS, open_timeout=WAIT_S, max_size=2**20) as ws:
+        with connect(self.hub.url, subprotocols=SUBPROTOCOLS, open_timeout=WAIT_S, max_size=2**20) as ws:
             rid = 0
 
             def send(mtype: str, **fields: Any) -> None:
@@ -600,7 +594,7 @@ class EAWorker(threading.Thread):
                     answers += 1
 
 
-def test_page_agrees_with_the_ledger_after_a_mixed_live_load(hub: HubProcess, browser: Any) -> None:
+def test_page_agrees_with_the_ledger_after_a_mixed_live_load(hub: DashboardHub, browser: Any) -> None:
     """Engines publish, two EAs ack and execute or reject, a third account never connects; then
     every status on the page equals the hub's ledger. Screenshots for docs/dashboard.md."""
     engine = hub.token("engine", "engine-mix", "--publish", "signals:*")
@@ -625,7 +619,7 @@ def test_page_agrees_with_the_ledger_after_a_mixed_live_load(hub: HubProcess, br
         signals = [make_signal("mixed", ["50123", "50124", "50125"]) for _ in range(total)]
         for i in range(0, total, 100):  # about 200 signals/s, in slices
             publish_many(hub, engine, signals[i : i + 100])
-            time.sleep(0.5)
+            time.sleep(0.5)  # the load under test: 100 signals per 0.5 s
             if i == 300:
                 for name, _, pg in shots:
                     pg.screenshot(path=str(ARTIFACTS / f"live-{name}.png"))
@@ -682,7 +676,7 @@ def test_page_agrees_with_the_ledger_after_a_mixed_live_load(hub: HubProcess, br
             context.close()
 
 
-def test_token_refresh_banner_and_revocation_back_to_login(hub: HubProcess, page: Any) -> None:
+def test_token_refresh_banner_and_revocation_back_to_login(hub: DashboardHub, page: Any) -> None:
     # A token inside the hub's 60 s warning window: the banner asks for a new one at once.
     short = hub.token("dashboard", "night-shift", "--account", "*", "--ttl", "62")
     fresh = hub.token("dashboard", "night-shift", "--account", "*", "--ttl", "3600")

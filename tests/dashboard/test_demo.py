@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 
 from bridge.simulator import demo
-
-from .conftest import BIN, FACTOR, WAIT_MS, WAIT_S, free_port, wait_live, wait_until
+from tests.support.browser import WAIT_MS, WAIT_S
+from tests.support.dashboard import BIN, wait_live
+from tests.support.ports import free_port
+from tests.support.waits import FACTOR, wait_until
 
 
 class DemoProcess:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import WAIT_MS, HubProcess, login
+from tests.support.browser import WAIT_MS
+from tests.support.dashboard import DashboardHub, login
 
 pytestmark = pytest.mark.browser
 
@@ -15,7 +16,7 @@ ACCOUNT = "50123"
 
 
 def test_limit_rejection_label_and_daily_loss_pause_with_resume(
-    hub: HubProcess, page: Any, ea_factory: Any
+    hub: DashboardHub, page: Any, ea_factory: Any
 ) -> None:
     admin = hub.token("admin", "ops", "--account", "*")
     ea_token = hub.token("ea", f"ea-{ACCOUNT}", "--account", ACCOUNT, "--subscribe", "signals:*")

@@ -21,9 +21,10 @@ from websockets.exceptions import InvalidStatus
 
 from bridge.client import WebSocketTransport, connect
 from bridge.simulator import SimulatedEA, load_state, state_path
-from tests.ledger.helpers import numbered_signal
+from tests.support.factories import numbered_signal
 from tests.support.hub import WAIT, HubProcess
 from tests.support.nginx import NGINX, Nginx
+from tests.support.waits import until
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nginx") is None and not Path(NGINX).exists(),
@@ -31,12 +32,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 DRAIN_WINDOW = 1.0
-
-
-async def until(predicate: Any) -> None:
-    async with asyncio.timeout(WAIT * 3):
-        while not predicate():
-            await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.hub.metrics import HubMetrics
-from tests.ledger.helpers import numbered_signal
+from tests.support.factories import numbered_signal
 from tests.support.hub import ROOT, WAIT, Client, running_hub
 
 BOARD = ROOT / "deploy" / "grafana" / "mtbridge.json"

@@ -21,9 +21,12 @@ import pytest
 
 from bridge.client import ClientError, RequestError, WebSocketTransport, connect
 from bridge.simulator import SimulatedEA, load_state, state_path
-from tests.support.cluster import PG_HOST, PG_PORT, PG_USER, Cluster, cluster_services
+from tests.support import factories
+from tests.support.cluster import Cluster, cluster_services
 from tests.support.hub import WAIT
 from tests.support.nginx import NGINX, Nginx
+from tests.support.pg import PG_HOST, PG_PORT, PG_USER
+from tests.support.waits import until
 
 pytestmark = [
     pytest.mark.integration,
@@ -45,17 +48,11 @@ CLIENT = {"backoff_initial": 0.1, "backoff_max": 1.0, "request_timeout": 5.0}
 
 def sig(n: int) -> dict[str, Any]:
     """Opens and closes alternate, so that the simulated accounts hold at most one position."""
-    body: dict[str, Any] = {
-        "id": str(uuid.UUID(int=10_000 + n, version=4)),
-        "strategy": "alpha",
-        "accounts": ACCOUNTS,
-        "symbol": "EURUSD",
-        "action": "open" if n % 2 == 0 else "close",
-        "ttl": 3600,
-    }
+    sid = str(uuid.UUID(int=10_000 + n, version=4))
     if n % 2 == 0:
-        body.update(side="buy", orderType="market", volume=0.01)
-    return body
+        return factories.signal("alpha", ACCOUNTS, sid=sid, stops=False, volume=0.01, ttl=3600)
+    closing = {"action": "close", "side": ..., "orderType": ..., "volume": ...}  # ... leaves a field out
+    return factories.signal("alpha", ACCOUNTS, sid=sid, stops=False, ttl=3600, **closing)
 
 
 def stored_events(db_name: str) -> dict[str, list[str]]:
@@ -145,8 +142,7 @@ async def scenario(cluster: Cluster, proxy: Nginx, tmp_path: Path) -> dict[str, 
     try:
         for n in range(SIGNALS):
             if n == SIGNALS - HOLD_BACK:
-                while not restarts_done.is_set():
-                    await asyncio.sleep(0.1)
+                await until(restarts_done.is_set, "the rolling restarts", timeout=WAIT * 30)
             while True:  # the same signal (same id) until the hub answers: deduplicated if it was stored
                 try:
                     await engine.publish("signals:alpha", sig(n))
@@ -156,13 +152,12 @@ async def scenario(cluster: Cluster, proxy: Nginx, tmp_path: Path) -> dict[str, 
                         raise
                 except ClientError:
                     pass
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # a publisher's backoff before sending the same signal again
             with progress:
                 accepted = n + 1
                 progress.notify_all()
         async with asyncio.timeout(WAIT * 30):
-            while any(len(ea.state.signals) < SIGNALS for ea in eas):
-                await asyncio.sleep(0.1)
+            await until(lambda: all(len(ea.state.signals) >= SIGNALS for ea in eas), "every signal")
             for ea in eas:
                 await ea.drain()
             # The dashboard follows account 60001's events through every restart, once each.

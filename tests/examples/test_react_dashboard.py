@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,17 +22,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.browser import CHROMIUM, chromium, wait_until
-from tests.support.hub import ROOT, HubProcess, free_port
+from tests.support import factories
+from tests.support.browser import CHROMIUM, WAIT_MS, WAIT_S, chromium
+from tests.support.hub import ROOT, HubProcess
+from tests.support.ports import free_port
+from tests.support.waits import FACTOR, wait_until
 
 pytestmark = pytest.mark.browser
 
 EXAMPLE = ROOT / "examples" / "react-dashboard"
 VITE = EXAMPLE / "node_modules" / "vite" / "bin" / "vite.js"
 ARTIFACTS = ROOT / "test-artifacts" / "react-dashboard"
-FACTOR = float(os.environ.get("MTBRIDGE_TESTS_TIMEOUT_FACTOR", "1"))
-WAIT_S = 30.0 * FACTOR
-WAIT_MS = int(WAIT_S * 1000)
 BACKOFF_CAP_MS = 30_000  # the client's longest reconnect delay
 BIN = str(Path(sys.executable).parent / "mtbridge")
 ACCOUNT = "50123"
@@ -247,18 +246,7 @@ def wait_open(page: Any, connects: int = 1, timeout_ms: int = WAIT_MS) -> None:
 
 
 def publish(hub: HubProcess, engine: str, **extra: Any) -> dict[str, Any]:
-    sig: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "strategy": STRATEGY,
-        "accounts": [ACCOUNT],
-        "symbol": "EURUSD",
-        "action": "open",
-        "side": "buy",
-        "orderType": "market",
-        "volume": 0.1,
-        "ttl": 600,
-        **extra,
-    }
+    sig = factories.signal(STRATEGY, [ACCOUNT], stops=False, **extra)
     r = httpx.post(
         f"{hub.http}/api/v1/signals", json=sig, headers={"Authorization": f"Bearer {engine}"}, timeout=30
     )

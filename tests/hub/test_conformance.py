@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import websocket  # the third-party `websocket-client` package
 
+from tests.support import factories
 from tests.support.hub import HubProcess
 
 
@@ -76,19 +77,7 @@ def test_documented_flow_with_websocket_client(tmp_path: Path) -> None:
         eng = websocket.create_connection(f"{hub.url}?token={eng_token}", timeout=10)
         assert json.loads(eng.recv())["payload"]["authenticated"] is True
         sid = str(uuid.uuid4())
-        signal = {
-            "id": sid,
-            "strategy": "alpha",
-            "accounts": ["50123"],
-            "symbol": "EURUSD",
-            "action": "open",
-            "side": "buy",
-            "orderType": "market",
-            "volume": 0.10,
-            "sl": 1.0700,
-            "tp": 1.0900,
-            "ttl": 30,
-        }
+        signal = factories.signal(sid=sid, ttl=30)
         eng.send(
             json.dumps({"type": "publish", "requestId": "p", "channel": "signals:alpha", "payload": signal})
         )

@@ -34,7 +34,7 @@ from bridge.ledger.service import Ledger
 from bridge.protocol import codes
 from bridge.protocol.envelope import Encoding
 from bridge.store.memory import MemoryStore
-from tests.hub.test_router import FakeSink
+from tests.support.fakes import FakeSink
 
 EXAMPLES = int(os.environ.get("MTBRIDGE_FUZZ_EXAMPLES", "150"))
 SECRET = b"f" * 64

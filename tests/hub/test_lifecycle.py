@@ -18,8 +18,9 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from tests.hub.test_wire import signal as make_signal
+from tests.support import factories
 from tests.support.hub import ROOT, WAIT, Client, HubProcess, RunningHub, running_hub
+from tests.support.waits import until
 
 
 class TestTokenExpiry:
@@ -41,8 +42,9 @@ class TestTokenExpiry:
             # Past the old token's expiry and grace (closeAt is whole seconds, hence + 1) by the hub's
             # own clock, then one expiry check of the kind its housekeeping timer runs: it must spare
             # the refreshed connection.
-            while h.hub.clock() < warning["payload"]["closeAt"] + 1:
-                await asyncio.sleep(0.05)
+            await until(
+                lambda: h.hub.clock() >= warning["payload"]["closeAt"] + 1, "the old token's grace end"
+            )
             h.hub.housekeep(h.hub.clock())
             pub = await h.connect(h.token("admin", "pub"))
             await pub.request("publish", "instrument:X", {"p": 1})
@@ -154,9 +156,12 @@ def raw_subscriber(port: int, token: str, channel: str) -> socket.socket:
 async def subscribers(h: RunningHub, channel: str, count: int) -> None:
     """Wait until ``channel`` has ``count`` subscribers (a raw subscriber's subscribe is not answered
     to the test, so the hub's registry is the condition)."""
-    async with asyncio.timeout(WAIT):
-        while (ch := h.hub.channels.get(channel)) is None or len(ch) < count:
-            await asyncio.sleep(0.02)
+
+    def subscribed() -> bool:
+        ch = h.hub.channels.get(channel)
+        return ch is not None and len(ch) >= count
+
+    await until(subscribed, f"{count} subscribers of {channel}", timeout=WAIT)
 
 
 def read_close_code(s: socket.socket) -> int | None:
@@ -265,12 +270,12 @@ class TestRecovery:
         async with running_hub(tmp_path) as h:
             eng = await h.connect(h.token("engine", "eng", publish=["signals:*"]))
             for _ in range(5):
-                await eng.request("publish", "signals:alpha", make_signal())
+                await eng.request("publish", "signals:alpha", factories.signal(ttl=30))
             ea = await h.connect(h.token("ea", "ea", accounts=["50123"], subscribe=["signals:*"]))
             res = await ea.request("subscribe", "signals:alpha", {"since": 2})
             assert res["payload"]["recovered"] is True and res["payload"]["offset"] == 5
             epoch = res["payload"]["epoch"]
-            await eng.request("publish", "signals:alpha", make_signal())
+            await eng.request("publish", "signals:alpha", factories.signal(ttl=30))
             offsets = [(await ea.until(lambda m: m["type"] == "message"))["offset"] for _ in range(4)]
             assert offsets == [3, 4, 5, 6]
             await ea.request("unsubscribe", "signals:alpha")

@@ -17,7 +17,7 @@ from bridge.hub.hub import Hub
 from bridge.hub.sequence import Check, Cursor, Verdict, check, classify
 from bridge.protocol.channels import DEFAULT_POLICIES
 from bridge.store.memory import MemoryStore
-from tests.hub.test_router import SECRET
+from tests.support.fakes import SECRET
 
 NAME = "account:1:events"
 

@@ -16,7 +16,7 @@ from bridge.hub.hub import Channel, Hub
 from bridge.protocol.channels import DEFAULT_POLICIES, Role
 from bridge.protocol.envelope import Encoding
 from bridge.protocol.targeting import Targets
-from tests.hub.test_router import FakeSink, make_hub, token
+from tests.support.fakes import FakeSink, make_hub, token
 
 ACCOUNTS = ["1", "2", "3", "*"]
 GROUPS = ["g1", "g2"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import uuid
 from pathlib import Path
 
 import msgpack
@@ -13,25 +12,9 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
+from tests.support.factories import signal
 from tests.support.hub import WAIT, Client, running_hub
-
-
-def signal(strategy: str = "alpha", accounts: list[str] | None = None, **extra: object) -> dict[str, object]:
-    sig: dict[str, object] = {
-        "id": str(uuid.uuid4()),
-        "strategy": strategy,
-        "accounts": accounts or ["50123"],
-        "symbol": "EURUSD",
-        "action": "open",
-        "side": "buy",
-        "orderType": "market",
-        "volume": 0.10,
-        "sl": 1.0700,
-        "tp": 1.0900,
-        "ttl": 30,
-    }
-    sig.update(extra)
-    return sig
+from tests.support.waits import until
 
 
 class TestDocumentedFlow:
@@ -48,7 +31,7 @@ class TestDocumentedFlow:
             await ws.send('{"type":"subscribe","requestId":"2","channel":"signals:alpha"}')
             res = json.loads(await ws.recv())
             assert res["type"] == "result" and res["requestId"] == "2"
-            sig = signal()
+            sig = signal(ttl=30)
             pub = await eng.request("publish", "signals:alpha", sig)
             assert pub["type"] == "result" and pub["payload"]["offset"] >= 1
             msg = json.loads(await ws.recv())
@@ -151,10 +134,10 @@ class TestAuthorisation:
     async def test_publish_rights(self, tmp_path: Path) -> None:
         async with running_hub(tmp_path) as h:
             ea = await h.connect(h.token("ea", "ea", accounts=["1"]))
-            res = await ea.request("publish", "signals:alpha", signal())
+            res = await ea.request("publish", "signals:alpha", signal(ttl=30))
             assert res["payload"]["code"] == "forbidden"
             eng = await h.connect(h.token("engine", "eng", publish=["signals:beta"]))
-            res = await eng.request("publish", "signals:alpha", signal())
+            res = await eng.request("publish", "signals:alpha", signal(ttl=30))
             assert res["payload"]["code"] == "forbidden"
             res = await eng.request("publish", "system:health", {"x": 1})
             assert res["payload"]["code"] == "forbidden"
@@ -169,8 +152,8 @@ class TestAuthorisation:
             b = await h.connect(h.token("ea", "b", accounts=["222"], subscribe=["signals:*"]))
             for c in (a, b):
                 assert (await c.request("subscribe", "signals:alpha"))["type"] == "result"
-            s1 = signal(accounts=["111"])
-            s2 = signal(accounts=["222"])
+            s1 = signal(accounts=["111"], ttl=30)
+            s2 = signal(accounts=["222"], ttl=30)
             await eng.request("publish", "signals:alpha", s1)
             await eng.request("publish", "signals:alpha", s2)
             got_a = await a.until(lambda m: m["type"] == "message")
@@ -279,9 +262,7 @@ class TestLimits:
             assert (await c.closed())[0] == 4003
             # The flooder is gone from the hub's registries; the bystander, with a bucket of its own,
             # is served as before.
-            async with asyncio.timeout(WAIT):
-                while "flooder" in h.hub.by_subject:
-                    await asyncio.sleep(0.02)
+            await until(lambda: "flooder" not in h.hub.by_subject, "the flooder to leave", timeout=WAIT)
             assert (await bystander.request("heartbeat"))["type"] == "heartbeat"
             await bystander.close()
             await h.wait_clean()

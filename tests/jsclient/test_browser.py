@@ -10,7 +10,6 @@ that the codec is fetched only when asked for and that frames are binary.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.jsclient.conftest import FACTOR
-from tests.support.browser import chromium, require_chromium, wait_until
+from tests.support.browser import WAIT_S, chromium, require_chromium
+from tests.support.factories import signal
 from tests.support.hub import HubProcess
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.browser
 
-WAIT_S = 30.0 * FACTOR
 BACKOFF_MAX_MS = 300
 
 # Runs in the page: loads the client from the hub, connects both clients, subscribes from 0.
@@ -56,20 +55,6 @@ async ({ wsUrl, engineToken, dashToken, encoding, channel, backoffMaxMs, waitMs 
   return { encoding: dash.welcome.encoding, protocol: dash.protocol, durable: result.durable };
 }
 """
-
-
-def _signal(strategy: str) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "strategy": strategy,
-        "accounts": ["50123"],
-        "symbol": "EURUSD",
-        "action": "open",
-        "side": "buy",
-        "orderType": "market",
-        "volume": 0.1,
-        "ttl": 600,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +107,7 @@ def test_browser_copy_round_trip_and_recovery_after_hub_restart(
         assert frames and all(isinstance(f, bytes) == (encoding == "msgpack") for f in frames)
 
         ids = []
-        first = _signal(strategy)
+        first = signal(strategy, stops=False)
         ids.append(first["id"])
         published = page.evaluate("([ch, s]) => window.t.engine.publish(ch, s)", [channel, first])
         assert published["offset"] == 1 and published["duplicate"] is False
@@ -135,7 +120,7 @@ def test_browser_copy_round_trip_and_recovery_after_hub_restart(
         wait_until(lambda: page.evaluate("window.t.closes.some((c) => c.code === 1001)"), "close 1001")
         hub.start()
         for _ in range(3):
-            s = _signal(strategy)
+            s = signal(strategy, stops=False)
             ids.append(s["id"])
             r = httpx.post(
                 f"{hub.http}/api/v1/signals",
@@ -150,7 +135,7 @@ def test_browser_copy_round_trip_and_recovery_after_hub_restart(
             lambda: page.evaluate("window.t.got.length") == 4, "the 3 signals recovered after the restart"
         )
         wait_until(lambda: page.evaluate("window.t.engine.state") == "open", "the engine client back")
-        last = _signal(strategy)
+        last = signal(strategy, stops=False)
         ids.append(last["id"])
         page.evaluate("([ch, s]) => window.t.engine.publish(ch, s)", [channel, last])
         wait_until(lambda: page.evaluate("window.t.got.length") == 5, "a live signal after the recovery")

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from tests.jsclient.conftest import PKG, global_websocket_flags, need_node_package, run
+from tests.support.node import PKG, global_websocket_flags, need_node_package, run
 
 
 def _env() -> dict[str, str]:

@@ -19,8 +19,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from tests.jsclient.conftest import PKG, global_websocket_flags, need_node_package, run
 from tests.support.hub import HubProcess
+from tests.support.node import PKG, global_websocket_flags, need_node_package, run
 
 
 def _locked(name: str) -> str:

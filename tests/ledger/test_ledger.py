@@ -15,10 +15,14 @@ from typing import Any
 
 import pytest
 
-from tests.ledger.helpers import RANK, Rest, account_snapshot, deal, eventually, order, signal
+from tests.support.factories import account_snapshot, deal, order, signal
 from tests.support.hub import WAIT, Client, HubProcess, RunningHub, running_hub
+from tests.support.rest import Rest
+from tests.support.waits import eventually
 
 A1, A2 = "50123", "50124"
+#: Delivery statuses in the order they may move (expired ranks below the final two).
+RANK = {"pending": 0, "delivered": 1, "acked": 2, "expired": 3, "executed": 4, "rejected": 4}
 
 
 @contextlib.asynccontextmanager
@@ -353,6 +357,8 @@ async def test_status_moves_pending_delivered_acked_executed(
             await publish(eng, sig2)
             await trade_event(ea2, order(A2, sig2["id"], "placed", ticket=7))
             await trade_event(ea2, deal(A2))  # marker: an event with no signal
+            # An absence has no event to wait on: the marker's answer orders it after the placed order,
+            # and 0.3 s more leaves room for a late (wrong) status change to show.
             await asyncio.sleep(0.3)
             assert (await rest.statuses(sig2["id"]))[A2] in ("pending", "delivered")
             await ea2.close()
@@ -576,7 +582,7 @@ async def test_accounts_show_snapshot_and_connection_state(tmp_path: Path) -> No
 
             # An older snapshot arriving late does not replace the newer one.
             await trade_event(ea, account_snapshot(A1, ts=snap["ts"] - 60_000, equity=1.0))
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # an absence has no event to wait on: room for a wrong replacement
             acc = row(await rest.ok("/api/v1/accounts"))
             assert acc is not None and acc["equity"] == 12_345.5
 

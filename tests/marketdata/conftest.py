@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import RecordingSink
+from tests.support.marketdata import RecordingSink
 
 
 @pytest.fixture

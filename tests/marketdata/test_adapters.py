@@ -22,8 +22,8 @@ from bridge.marketdata.mock import (
     OkxFake,
 )
 from bridge.marketdata.models import BookUpdate
-
-from .helpers import RECORDED, RecordingSink, require_fixtures, wait_until
+from tests.support.marketdata import RECORDED, RecordingSink, require_fixtures
+from tests.support.waits import until
 
 FAST = VenueLimits(symbols_per_connection=50, messages_per_second=1000.0, connect_interval=0.0)
 KRAKEN_PAIRS = (
@@ -105,7 +105,7 @@ async def settle(adapter: Adapter, fake: FakeExchange, symbols: tuple[str, ...])
                 return False
         return True
 
-    await wait_until(same)
+    await until(same)
 
 
 class TestKraken:
@@ -117,7 +117,7 @@ class TestKraken:
             resyncs = counter(metrics.RESYNCS, "kraken", "checksum")
             async with running(adapter):
                 await fake.wait_subscribed(keys=20)
-                await wait_until(lambda: synced(adapter, KRAKEN_PAIRS))
+                await until(lambda: synced(adapter, KRAKEN_PAIRS))
                 await fake.play()
                 await settle(adapter, fake, KRAKEN_PAIRS)
                 conn = adapter.connections()[0]
@@ -162,9 +162,9 @@ class TestKrakenFaults:
         before = counter(metrics.RESYNCS, "kraken", "checksum")
         async with fake, running(adapter):
             await fake.wait_subscribed(keys=4)
-            await wait_until(lambda: synced(adapter, self.PAIRS))
+            await until(lambda: synced(adapter, self.PAIRS))
             await fake.play(bad + 1)
-            await wait_until(lambda: counter(metrics.RESYNCS, "kraken", "checksum") == before + 1)
+            await until(lambda: counter(metrics.RESYNCS, "kraken", "checksum") == before + 1)
             await fake.play()
             await settle(adapter, fake, self.PAIRS)
             assert_books_match(adapter, fake, self.PAIRS)
@@ -196,7 +196,7 @@ class TestKrakenFaults:
         fake, adapter = await self.start(sink, Faults(drop={gap}))
         async with fake, running(adapter):
             await fake.wait_subscribed(keys=4)
-            await wait_until(lambda: synced(adapter, self.PAIRS))
+            await until(lambda: synced(adapter, self.PAIRS))
             await fake.play()
             await settle(adapter, fake, self.PAIRS)
         assert [s["reason"] for s in statuses(sink, "kraken")] == ["checksum"]
@@ -205,7 +205,7 @@ class TestKrakenFaults:
         fake, adapter = await self.start(sink)
         async with fake, running(adapter):
             await fake.wait_subscribed(keys=4)
-            await wait_until(lambda: synced(adapter, self.PAIRS))
+            await until(lambda: synced(adapter, self.PAIRS))
             await fake.play(300)
             await fake.drop_connections()
             await fake.play(300)
@@ -241,7 +241,7 @@ class TestKrakenFaults:
         fake, adapter = await self.start(sink, Faults(reject_first_subscribe=True))
         async with fake, running(adapter):
             await fake.wait_subscribed(keys=4)
-            await wait_until(lambda: synced(adapter, self.PAIRS))
+            await until(lambda: synced(adapter, self.PAIRS))
             await fake.play()
             await settle(adapter, fake, self.PAIRS)
         assert counter(metrics.RATE_LIMITED, "kraken") == limited + 1
@@ -273,7 +273,7 @@ class TestOkx:
             async with running(adapter):
                 await fake.wait_subscribed(keys=6)
                 await fake.play(bad + 1)
-                await wait_until(lambda: len(statuses(sink, "okx")) == 1)
+                await until(lambda: len(statuses(sink, "okx")) == 1)
                 await fake.play()
                 await settle(adapter, fake, OKX_INSTS)
         assert statuses(sink, "okx")[0]["symbol"] == "BTC-USDT"
@@ -288,8 +288,8 @@ class TestOkx:
                 await fake.play(150)
                 old = adapter.connections()[0]
                 await fake.send_forced_notice()
-                await wait_until(lambda: adapter.connections()[0] is not old)
-                await wait_until(lambda: old.closed.is_set())
+                await until(lambda: adapter.connections()[0] is not old)
+                await until(lambda: old.closed.is_set())
                 await fake.play()
                 await settle(adapter, fake, OKX_INSTS)
                 assert len(fake.connections) == 2
@@ -308,7 +308,7 @@ class TestOkx:
             adapter = Adapter(config("okx", fake, OKX_INSTS), sink)
             async with running(adapter):
                 await fake.wait_subscribed(keys=6)
-                await wait_until(lambda: synced(adapter, OKX_INSTS))
+                await until(lambda: synced(adapter, OKX_INSTS))
                 await fake.play()
                 await settle(adapter, fake, OKX_INSTS)
 
@@ -330,7 +330,7 @@ async def first_sync(fake: FakeExchange, adapter: Adapter, symbol: str) -> None:
     while fake.feed[fake.position].book_symbol != symbol:
         await fake.play(1)
     await fake.play(1)
-    await wait_until(lambda: synced(adapter, (symbol,)))
+    await until(lambda: synced(adapter, (symbol,)))
 
 
 class TestBinance:
@@ -361,7 +361,7 @@ class TestBinance:
                     sym = fake.feed[fake.position - 1].book_symbol
                     if sym is not None and sym not in seen:
                         seen.add(sym)
-                        await wait_until(lambda sym=sym: synced(adapter, (sym,)))
+                        await until(lambda sym=sym: synced(adapter, (sym,)))
                 await settle(adapter, fake, BINANCE_SYMBOLS)
                 assert adapter.book("NKNUSDT").book.sequence == 499870179  # type: ignore[union-attr]
                 assert fake.rest_requests == 4
@@ -411,7 +411,7 @@ class TestBinance:
                 await fake.send_forced_notice()
                 await fake.wait_subscribed(connections=2, keys=2)
                 await fake.play()
-                await wait_until(lambda: adapter.connections()[0] is not old and old.closed.is_set())
+                await until(lambda: adapter.connections()[0] is not old and old.closed.is_set())
                 await settle(adapter, fake, ("NKNUSDT",))
         assert not statuses(sink, "binance")
         seqs = [p["sequence"] for p in sink.on("instrument:NKN-USDT:depth")]
@@ -432,7 +432,7 @@ class TestBinance:
                 await fake.play(50)
                 await fake.wait_subscribed(connections=2, keys=2)
                 await fake.play(20)
-                await wait_until(lambda: len(fake.connections) >= 2 and not fake.connections[0].subscriptions)
+                await until(lambda: len(fake.connections) >= 2 and not fake.connections[0].subscriptions)
         assert not statuses(sink, "binance")
 
     async def test_server_ping_is_answered(self, sink: RecordingSink) -> None:
@@ -452,7 +452,7 @@ class TestBinance:
             async with running(adapter):
                 await fake.wait_subscribed(keys=2)
                 await fake.play(100)
-                await wait_until(lambda: synced(adapter, ("NKNUSDT",)))
+                await until(lambda: synced(adapter, ("NKNUSDT",)))
                 await fake.drop_connections()
                 await fake.wait_subscribed(keys=2)
                 await fake.play()
@@ -477,7 +477,7 @@ class TestBybit:
             adapter = Adapter(config("bybit", fake, ("BTC-USDT", "ETH-USDT")), sink)
             async with running(adapter):
                 await fake.wait_subscribed(keys=4)
-                await wait_until(lambda: synced(adapter, self.SYMBOLS))
+                await until(lambda: synced(adapter, self.SYMBOLS))
                 await fake.play()
                 await settle(adapter, fake, self.SYMBOLS)
                 await fake.wait_for(lambda: any('"ping"' in f for f in fake.connections[0].received))
@@ -490,7 +490,7 @@ class TestBybit:
             adapter = Adapter(config("bybit", fake, self.SYMBOLS), sink)
             async with running(adapter):
                 await fake.wait_subscribed(keys=4)
-                await wait_until(lambda: synced(adapter, self.SYMBOLS))
+                await until(lambda: synced(adapter, self.SYMBOLS))
                 await fake.play(50)
                 await fake.drop_connections()
                 await fake.play(50)
@@ -515,7 +515,7 @@ class TestCoinbase:
             adapter = Adapter(config("coinbase", fake, self.SYMBOLS), sink)
             async with running(adapter):
                 await fake.wait_subscribed(keys=5)
-                await wait_until(lambda: synced(adapter, self.SYMBOLS))
+                await until(lambda: synced(adapter, self.SYMBOLS))
                 await fake.play()
                 await settle(adapter, fake, self.SYMBOLS)
         reasons = sorted((s["symbol"], s["reason"]) for s in statuses(sink, "coinbase"))
@@ -529,7 +529,7 @@ class TestCoinbase:
             adapter = Adapter(config("coinbase", fake, self.SYMBOLS), sink)
             async with running(adapter):
                 await fake.wait_subscribed(keys=5)
-                await wait_until(lambda: synced(adapter, self.SYMBOLS))
+                await until(lambda: synced(adapter, self.SYMBOLS))
                 await fake.play(50)
                 await fake.drop_connections()
                 await fake.wait_subscribed(keys=5)

@@ -6,8 +6,7 @@ import importlib
 
 from bridge.bench.marketdata import CountingSink, bench_adapter_throughput
 from bridge.marketdata import metrics
-
-from .helpers import FIXTURES, require_fixtures
+from tests.support.marketdata import FIXTURES, require_fixtures
 
 
 async def test_bench_replays_the_recorded_okx_session() -> None:

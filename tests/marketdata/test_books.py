@@ -10,8 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.marketdata.books import OrderBook, kraken_checksum, okx_checksum
-
-from .helpers import FIXTURES, require_fixtures
+from tests.support.marketdata import FIXTURES, require_fixtures
 
 prices = st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("100000"), places=4)
 sizes = st.one_of(

@@ -16,8 +16,8 @@ from bridge.marketdata.base import AdapterConfig, VenueLimits
 from bridge.marketdata.hubsink import SUBPROTOCOL, HubSink
 from bridge.marketdata.mock import OkxFake
 from bridge.marketdata.runner import config_from_mapping, run_adapters
-
-from .helpers import RECORDED, require_fixtures, wait_until
+from tests.support.marketdata import RECORDED, require_fixtures
+from tests.support.waits import until
 
 TOKEN = "test-token-not-a-real-jwt"
 
@@ -100,7 +100,7 @@ async def test_publishes_after_auth_and_survives_a_going_away_close() -> None:
         await sink.publish("instrument:BTC-USDT:trades", {"n": 1}, None)
         await sink.drain()
         await hub.close_all(1001)
-        await wait_until(lambda: sink.connects == 2)
+        await until(lambda: sink.connects == 2)
         await sink.publish("instrument:BTC-USDT:trades", {"n": 2}, None)
         await sink.drain()
         assert [m["payload"]["n"] for m in hub.published] == [1, 2]
@@ -149,8 +149,8 @@ async def test_adapter_into_hub_end_to_end() -> None:
         task = asyncio.create_task(run_adapters([config], sink, stop))
         await fake.wait_subscribed(keys=2)
         await fake.play()
-        await wait_until(lambda: any(m["channel"] == "instrument:BTC-USDT:trades" for m in hub.published))
-        await wait_until(lambda: any(m["channel"] == "instrument:BTC-USDT:depth" for m in hub.published))
+        await until(lambda: any(m["channel"] == "instrument:BTC-USDT:trades" for m in hub.published))
+        await until(lambda: any(m["channel"] == "instrument:BTC-USDT:depth" for m in hub.published))
         stop.set()
         await asyncio.wait_for(task, 30)
     depth = [m["payload"] for m in hub.published if m["channel"] == "instrument:BTC-USDT:depth"]

@@ -143,7 +143,7 @@ def test_backoff_is_full_jitter_below_the_cap(attempt: int, draw: float) -> None
 def _examples(venue: str) -> list[object]:
     import json
 
-    from .helpers import FIXTURES
+    from tests.support.marketdata import FIXTURES
 
     doc = json.loads((FIXTURES / f"{venue}.json").read_text())
     found = []
@@ -171,7 +171,7 @@ def _mutate(value: object, path: list[int], replacement: object) -> object:
 @settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_mutated_documented_frames_never_raise(venue: str, data: st.DataObject) -> None:
-    from .helpers import require_fixtures
+    from tests.support.marketdata import require_fixtures
 
     require_fixtures()
     examples = _examples(venue)

@@ -1,23 +1,19 @@
-"""Fixtures for the MQL5 harness tests: building programs and running them."""
+"""Fixtures for the MQL5 harness tests: building programs (paths and shared pieces are in
+tests/support/mql5.py)."""
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE / "harness"))
+from tests.support.mql5 import HARNESS
 
-from build import DEFAULT_BUILD_DIR, build  # noqa: E402
+sys.path.insert(0, str(HARNESS))  # the harness is a directory of scripts, not a package
 
-REPO = HERE.parents[1]
-PROGRAMS = HERE / "programs"
-INCLUDE = REPO / "mql5" / "Include"
-EXPERTS = REPO / "mql5" / "Experts"
+from build import DEFAULT_BUILD_DIR, build
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +24,3 @@ def mql5_build() -> Callable[..., Path]:
         return build(source, DEFAULT_BUILD_DIR, sanitize=sanitize)
 
     return _build
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

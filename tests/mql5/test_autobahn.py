@@ -11,12 +11,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import PROGRAMS, free_port
+
+from tests.support.mql5 import PROGRAMS
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.mql5, pytest.mark.slow]
 
@@ -80,7 +81,7 @@ def test_kosoku_report_counts_failures(tmp_path: Path) -> None:
         ws.recv()
         ws.close()
         ws = websocket.create_connection(f"ws://127.0.0.1:{port}/runCase?case=1&agent=mute", timeout=10)
-        time.sleep(0.2)
+        ws.recv()  # the case's first message has come: a mute client never echoes it
         ws.close()
         ws = websocket.create_connection(f"ws://127.0.0.1:{port}/updateReports?agent=mute", timeout=10)
         ws.close()

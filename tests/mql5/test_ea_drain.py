@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import EXPERTS, free_port
-from test_ea_e2e import EA, Bridge, Hub, assert_exactly_once, ea_inputs, wait_for
 
+from tests.support.hub import HubProcess
+from tests.support.mql5 import EA, EXPERTS, Bridge, assert_exactly_once, ea_inputs, until_ea
 from tests.support.nginx import NGINX, Nginx
 
 pytestmark = [
@@ -28,8 +28,7 @@ def test_ea_reconnects_through_nginx_after_a_drain_and_loses_nothing(
     mql5_build: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     binary = mql5_build(EXPERTS / "MTBridgeEA.mq5")
-    hub = Hub(tmp_path / "hub-data", free_port())
-    hub.data.mkdir()
+    hub = HubProcess(tmp_path / "hub-data")
     monkeypatch.setenv("MTBRIDGE_DRAIN_WINDOW", "2")  # the hub process inherits it
     hub.start()
     proxy = Nginx(tmp_path / "nginx", [f"127.0.0.1:{hub.port}"]).start()
@@ -43,7 +42,7 @@ def test_ea_reconnects_through_nginx_after_a_drain_and_loses_nothing(
         bridge.wait_executed(ea, first)
 
         hub.stop()  # SIGTERM: the hint and the 1001 close reach the EA through nginx
-        wait_for("the EA to see the drain", lambda: "code 1001" in ea.log.read_text())
+        until_ea(lambda: "code 1001" in ea.log.read_text(), "the EA to see the drain")
         hub.start()
         # Published before the EA is back (it waits afterMs, then nginx's 502s back it off): recovered
         # by offset on its resubscription.

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import EXPERTS, free_port
+
+from tests.support.mql5 import EXPERTS
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.mql5
 

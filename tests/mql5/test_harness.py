@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import EXPERTS, HERE, INCLUDE, PROGRAMS
 
-sys.path.insert(0, str(HERE / "harness"))
+from tests.support.mql5 import EXPERTS, HARNESS, INCLUDE, PROGRAMS
+
+sys.path.insert(0, str(HARNESS))
 
 from lint import lint_files, lint_source
 from translate import TranslationError, translate_file

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PROGRAMS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.support.mql5 import PROGRAMS
 
 pytestmark = pytest.mark.mql5
 

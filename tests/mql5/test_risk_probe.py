@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PROGRAMS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +25,7 @@ from bridge.simulator.risk import (
     parse_trading_hours,
     size_volume,
 )
+from tests.support.mql5 import PROGRAMS
 
 pytestmark = pytest.mark.mql5
 

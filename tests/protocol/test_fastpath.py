@@ -23,6 +23,7 @@ from bridge.protocol import _fastpath, envelope, events, signals
 from bridge.protocol.envelope import Encoding, Envelope, EnvelopeError
 from bridge.protocol.events import EventInvalid, TradeEvent, parse_event
 from bridge.protocol.signals import Signal, SignalInvalid, parse_signal
+from tests.support.factories import signal
 
 NOW = 1_700_000_000.0
 NOW_MS = int(NOW * 1000)
@@ -41,10 +42,7 @@ EVENT_BASE: dict[str, dict[str, Any]] = {
                 "positions": [{"ticket": 555, "symbol": "EURUSD", "side": "buy", "volume": 0.1,
                                "priceOpen": 1.0801, "sl": 1.07, "profit": 2.0}]},
 }  # fmt: skip
-SIGNAL_BASE: dict[str, Any] = {
-    "id": UUID, "strategy": "alpha", "accounts": ["50123"], "symbol": "EURUSD", "action": "open",
-    "side": "buy", "orderType": "market", "volume": 0.10, "sl": 1.0700, "tp": 1.0900, "ttl": 30,
-}  # fmt: skip
+SIGNAL_BASE: dict[str, Any] = signal(sid=UUID, ttl=30)
 
 # Values chosen at the edges of every rule of the full validators, mixed with arbitrary JSON-like values.
 _EDGE_NUMBERS = [

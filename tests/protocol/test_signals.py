@@ -16,6 +16,7 @@ from bridge.protocol.signals import (
     SignalInvalid,
     parse_signal,
 )
+from tests.support.factories import signal
 
 NOW = 1_700_000_000.0
 NOW_MS = int(NOW * 1000)
@@ -23,16 +24,8 @@ SIGNAL_ID = "0b7c8e2a-5d4f-4c3b-9a1e-2f6d8c0b1a93"
 
 
 def example(**changes: Any) -> dict[str, Any]:
-    signal: dict[str, Any] = {
-        "id": SIGNAL_ID, "strategy": "alpha", "accounts": ["50123"], "symbol": "EURUSD", "action": "open",
-        "side": "buy", "orderType": "market", "volume": 0.10, "sl": 1.0700, "tp": 1.0900, "ttl": 30,
-    }
-    for key, value in changes.items():
-        if value is ...:
-            signal.pop(key, None)
-        else:
-            signal[key] = value
-    return signal
+    """The issue's example signal; a change given as ``...`` removes that field."""
+    return signal(sid=SIGNAL_ID, **{"ttl": 30, **changes})
 
 
 def errors_of(obj: object) -> set[tuple[str, str]]:
@@ -85,7 +78,8 @@ class TestAccept:
 
     def test_parse_accepts_close_all_without_symbol(self) -> None:
         signal = parse_signal(
-            example(action="close_all", symbol=..., side=..., orderType=..., volume=..., sl=..., tp=...), NOW,
+            example(action="close_all", symbol=..., side=..., orderType=..., volume=..., sl=..., tp=...),
+            NOW,
         )
         assert signal.symbol is None and signal.action == "close_all"
 

@@ -13,23 +13,15 @@ import pytest
 
 from bridge.client import FakeHub, FakeToken, MockTransport
 from bridge.simulator import SimulatedEA, event_uuid, load_state, state_path
-
-TIMEOUT = 10.0
+from tests.support.factories import signal
+from tests.support.waits import WAIT as TIMEOUT
+from tests.support.waits import until
 
 
 def sig(n: int, action: str = "open", **over: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": str(uuid.UUID(int=n, version=4)),
-        "strategy": "alpha",
-        "accounts": ["50123"],
-        "symbol": "EURUSD",
-        "action": action,
-        "ttl": 600,
-    }
-    if action == "open":
-        body.update(side="buy", orderType="market", volume=0.1)
-    body.update(over)
-    return body
+    if action != "open":  # ... leaves a field out
+        over = {"side": ..., "orderType": ..., "volume": ..., **over}
+    return signal(sid=str(uuid.UUID(int=n, version=4)), stops=False, action=action, **over)
 
 
 @pytest.fixture
@@ -49,12 +41,6 @@ async def publish(hub: FakeHub, body: dict[str, Any]) -> None:
 
     canonical = parse_signal(body, time.time()).to_payload()
     await hub.publish("signals:alpha", canonical, canonical["id"])
-
-
-async def until(predicate: Any) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def make_ea(transport: MockTransport, tmp_path: Path, **kw: Any) -> SimulatedEA:
@@ -115,7 +101,7 @@ async def test_ea_restart_never_executes_twice(
     await ea2.start()
     try:
         await until(lambda: len(hub.acks) == 2)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # absence has no event to wait on: an execution would follow the ack
     finally:
         await ea2.stop()
     assert len(hub.events) == 3, "the signal was acknowledged again but not executed again"

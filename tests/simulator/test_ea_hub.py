@@ -8,18 +8,19 @@ import json
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from client.conftest import TIMEOUT
-from client.hubproc import HubProcess
 
 from bridge.cli.client import load_payloads, register
 from bridge.client import connect
 from bridge.simulator import SimulatedEA, load_state, state_path
+from tests.support.factories import numbered_signal
+from tests.support.hub import HubProcess
+from tests.support.waits import WAIT as TIMEOUT
+from tests.support.waits import until
 
 
 @pytest.fixture
@@ -32,31 +33,19 @@ def hub(tmp_path: Path) -> Iterator[HubProcess]:
 
 
 def sig(n: int, action: str = "open") -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": str(uuid.UUID(int=n + 1, version=4)),
-        "strategy": "alpha",
-        "accounts": ["50123"],
-        "symbol": "EURUSD",
-        "action": action,
-        "ttl": 600,
-    }
     if action == "open":
-        body.update(side="buy", orderType="market", volume=0.01)
-    return body
-
-
-async def until(predicate: Any) -> None:
-    async with asyncio.timeout(TIMEOUT * 3):
-        while not predicate():
-            await asyncio.sleep(0.05)
+        return numbered_signal(n, volume=0.01)
+    return numbered_signal(n, action=action, side=..., orderType=..., volume=...)  # ... leaves it out
 
 
 async def test_ea_executes_each_signal_once_across_restarts(hub: HubProcess, tmp_path: Path) -> None:
-    eng = hub.token("--role", "engine", "--sub", "eng", "--publish", "signals:*", "--subscribe", "signals:*")
-    ea_token = hub.token(
+    eng = hub.cli_token(
+        "--role", "engine", "--sub", "eng", "--publish", "signals:*", "--subscribe", "signals:*"
+    )
+    ea_token = hub.cli_token(
         "--role", "ea", "--sub", "ea-50123", "--account", "50123", "--subscribe", "signals:*"
     )
-    dash = hub.token("--role", "dashboard", "--sub", "ops", "--account", "*")
+    dash = hub.cli_token("--role", "dashboard", "--sub", "ops", "--account", "*")
     state_dir = tmp_path / "ea"
     opts: dict[str, Any] = {"backoff_initial": 0.2, "backoff_max": 1.0}
 
@@ -125,7 +114,9 @@ def run_cli(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess
 
 
 def test_cli_publish_and_tail(hub: HubProcess) -> None:
-    eng = hub.token("--role", "engine", "--sub", "eng", "--publish", "signals:*", "--subscribe", "signals:*")
+    eng = hub.cli_token(
+        "--role", "engine", "--sub", "eng", "--publish", "signals:*", "--subscribe", "signals:*"
+    )
     one = run_cli(
         "publish",
         "--hub",

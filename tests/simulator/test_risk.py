@@ -1,7 +1,7 @@
 """Position sizing and account limits (bridge/simulator/risk.py): the rules the EA's Risk.mqh applies too.
 
-The same scenarios run on the MQL5 EA and the simulator in tests/sync; here the pure rules are
-checked alone, with hypothesis for the rounding and clamping.
+The same scenarios run on the MQL5 EA and the simulator in tests/mql5/test_protocol_sync.py; here the
+pure rules are checked alone, with hypothesis for the rounding and clamping.
 """
 
 from __future__ import annotations

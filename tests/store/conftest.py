@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
-from store_helpers import Clock, StoreFactory
 
 from bridge.store import MemoryStore, SQLStore, Store
+from tests.support.store import Clock, StoreFactory
 
 PG_URL = os.environ.get("MTBRIDGE_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 TIMEOUT_FACTOR = float(os.environ.get("MTBRIDGE_TESTS_TIMEOUT_FACTOR", "1"))

@@ -7,7 +7,6 @@ import uuid
 from typing import Any
 
 import pytest
-from store_helpers import Clock, StoreFactory
 
 from bridge.protocol.events import DeliveryStatus, TradeEvent, parse_event
 from bridge.protocol.signals import Signal, parse_signal
@@ -21,23 +20,14 @@ from bridge.store import (
     Store,
     StoreClosed,
 )
+from tests.support import factories
+from tests.support.store import Clock, StoreFactory
 
 
 def make_signal(
     clock: Clock, *, strategy: str = "alpha", accounts: list[str] | None = None, ttl: float = 30, **extra: Any
 ) -> Signal:
-    obj: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "strategy": strategy,
-        "accounts": ["50123"] if accounts is None else accounts,
-        "symbol": "EURUSD",
-        "action": "open",
-        "side": "buy",
-        "orderType": "market",
-        "volume": 0.1,
-        "ttl": ttl,
-        **extra,
-    }
+    obj = factories.signal(strategy, accounts, stops=False, ttl=ttl, **extra)
     if not obj["accounts"]:
         del obj["accounts"]
     return parse_signal(obj, clock.now)

@@ -15,7 +15,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,10 @@ import httpx
 import pytest
 import websockets
 
-from tests.store.pgcluster import PgCluster
+from tests.support import factories
 from tests.support.hub import WAIT, HubProcess
+from tests.support.pg import PgCluster
+from tests.support.waits import until
 
 ACCOUNT = "50123"
 IN_FLIGHT = 8
@@ -101,14 +103,6 @@ class Sender:
                 self.unexpected.append(msg)
 
 
-async def _until(what: str, predicate: Callable[[], bool], timeout: float = WAIT * 6) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 def _lines(path: Path) -> list[str]:
     return path.read_text(errors="replace").splitlines()
 
@@ -130,7 +124,9 @@ async def test_outage_answers_unavailable_and_logs_a_handful_of_lines(
             base_url=hub.http, headers={"Authorization": f"Bearer {hub.token('admin', 'op')}"}, timeout=WAIT
         )
 
-        await _until("events committed before the outage", lambda: len(sender.committed) >= 50)
+        await until(
+            lambda: len(sender.committed) >= 50, "events committed before the outage", timeout=WAIT * 6
+        )
         log_before = len(_lines(hub.log))
 
         # 1. The server shuts down (57P01 admin_shutdown), then refuses connections.
@@ -138,15 +134,17 @@ async def test_outage_answers_unavailable_and_logs_a_handful_of_lines(
         await asyncio.to_thread(cluster.stop, "fast")
         sender.phase = "stopped"
         seen = sender.answers["unavailable"]
-        await _until("`unavailable` while stopped", lambda: sender.answers["unavailable"] >= seen + 30)
+        await until(
+            lambda: sender.answers["unavailable"] >= seen + 30,
+            "`unavailable` while stopped",
+            timeout=WAIT * 6,
+        )
         r = await rest.get("/api/v1/events", params={"account": ACCOUNT})
         assert r.status_code == 503, r.text
         assert r.json()["detail"]["code"] == "unavailable" and r.headers["retry-after"] == "1"
         r = await rest.get("/api/v1/events.csv", params={"account": ACCOUNT})
         assert r.status_code == 503, r.text  # the CSV's status too, not a 200 cut off
-        signal = {"id": str(uuid.uuid4()), "strategy": "alpha", "action": "open", "symbol": "EURUSD",
-                  "side": "buy", "orderType": "market", "volume": 0.1, "accounts": [ACCOUNT],
-                  "ttl": 60}  # fmt: skip
+        signal = factories.signal("alpha", [ACCOUNT], stops=False, ttl=60)
         r = await rest.post("/api/v1/signals", json=signal)  # a durable publish over REST
         assert r.status_code == 503 and r.json()["detail"]["code"] == "unavailable", r.text
 
@@ -155,16 +153,22 @@ async def test_outage_answers_unavailable_and_logs_a_handful_of_lines(
         await asyncio.to_thread(cluster.start_standby)
         sender.phase = "standby"
         seen = sender.answers["unavailable"]
-        await _until("`unavailable` while starting", lambda: sender.answers["unavailable"] >= seen + 30)
+        await until(
+            lambda: sender.answers["unavailable"] >= seen + 30,
+            "`unavailable` while starting",
+            timeout=WAIT * 6,
+        )
 
         # 3. It accepts writes again.
         sender.phase = "promoting"
         await asyncio.to_thread(cluster.promote)
         sender.phase = "promoted"
         done = len(sender.committed)
-        await _until("events committed after the outage", lambda: len(sender.committed) >= done + 50)
+        await until(
+            lambda: len(sender.committed) >= done + 50, "events committed after the outage", timeout=WAIT * 6
+        )
         sender.produce = False
-        await _until("every event answered", lambda: not sender.pending and not sender.retry)
+        await until(lambda: not sender.pending and not sender.retry, "every event answered", timeout=WAIT * 6)
         log_after = _lines(hub.log)
 
         assert sender.unexpected == [], sender.unexpected[:5]

@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import event
-from store_helpers import Clock
 
 from bridge.protocol.events import DeliveryStatus, parse_event
 from bridge.protocol.signals import parse_signal
@@ -31,6 +30,8 @@ from bridge.store import queries as q
 from bridge.store.schema import metadata
 from bridge.store.sql import normalize_url
 from bridge.store.sqlite import SQLITE_WAL_AUTOCHECKPOINT, sqlite_path
+from tests.support import factories
+from tests.support.store import Clock
 
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -50,17 +51,7 @@ def new_store(sql_url: tuple[str, str | None], clock: Clock | None = None) -> SQ
 
 
 def signal(strategy: str, account: str) -> Any:
-    obj = {
-        "id": str(uuid.uuid4()),
-        "strategy": strategy,
-        "accounts": [account],
-        "symbol": "EURUSD",
-        "action": "open",
-        "side": "sell",
-        "orderType": "market",
-        "volume": 1,
-        "ttl": 60,
-    }
+    obj = factories.signal(strategy, [account], stops=False, side="sell", volume=1, ttl=60)
     return parse_signal(obj, Clock().now)
 
 

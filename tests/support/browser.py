@@ -1,23 +1,26 @@
-"""Debian's Chromium for the browser tests, launched one way, and a polling wait for synchronous
-(Playwright) tests. Never a downloaded browser: the path and flags are the dashboard benchmark's
-(`bridge/bench/dashboard.py`), so tests and benchmark drive the same browser the same way."""
+"""Debian's Chromium for the browser tests, launched one way (the polling wait for synchronous
+tests is :func:`tests.support.waits.wait_until`). Never a downloaded browser: the path and flags are
+the dashboard benchmark's (`bridge/bench/dashboard.py`), so tests and benchmark drive the same
+browser the same way."""
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from bridge.bench.dashboard import CHROMIUM, CHROMIUM_ARGS
+from tests.support.waits import WAIT
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "WAIT_S", "chromium", "require_chromium", "wait_until"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "WAIT_MS", "WAIT_S", "chromium", "require_chromium"]
 
 #: Seconds a browser test waits for a condition (MTBRIDGE_TESTS_TIMEOUT_FACTOR scales it on slow hosts).
-WAIT_S = 30.0 * float(os.environ.get("MTBRIDGE_TESTS_TIMEOUT_FACTOR", "1"))
+WAIT_S = WAIT * 3
+#: The same in milliseconds, for Playwright's timeouts.
+WAIT_MS = int(WAIT_S * 1000)
 
 
 def require_chromium() -> None:
@@ -40,15 +43,3 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
-
-
-def wait_until(cond: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
-    """Poll ``cond`` until it returns something true, and return that (no duration is asserted)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)

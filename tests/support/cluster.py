@@ -21,7 +21,6 @@ import socket
 import subprocess
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +29,21 @@ from typing import Any
 import pytest
 
 from bridge.auth.tokens import issue, load_or_create_secret
-from tests.support.hub import WAIT, HubProcess, free_port
+from tests.support.hub import HubProcess
+from tests.support.pg import PG_HOST, PG_PORT, PG_USER, PgDatabase
+from tests.support.ports import free_port
+from tests.support.waits import WAIT, wait_until
 
-__all__ = ["Cluster", "ClusterServices", "RedisServer", "cluster_services", "require_cluster_services"]
-
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_USER = "postgres"
+__all__ = [
+    "PG_HOST",
+    "PG_PORT",
+    "PG_USER",
+    "Cluster",
+    "ClusterServices",
+    "RedisServer",
+    "cluster_services",
+    "require_cluster_services",
+]
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -86,13 +93,14 @@ class RedisServer:
         ]  # fmt: skip
         logf = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + WAIT
-        while not _reachable("127.0.0.1", self.port):
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def listening() -> bool:
+            if proc.poll() is not None:
                 raise RuntimeError(f"redis-server exited: {self.log.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError("redis-server did not start")
-            time.sleep(0.05)
+            return _reachable("127.0.0.1", self.port)
+
+        wait_until(listening, "redis-server to listen", timeout=WAIT)
         return self
 
     def kill(self) -> None:
@@ -132,30 +140,6 @@ class RedisServer:
 
         with contextlib.closing(redis.Redis(port=self.port, socket_timeout=WAIT)) as r:
             return int(r.pubsub_numpat())  # type: ignore[arg-type]
-
-
-class PgDatabase:
-    """A database of the test's own on the CI PostgreSQL, dropped afterwards."""
-
-    def __init__(self) -> None:
-        self.name = "mtb_" + uuid.uuid4().hex[:12]
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.name}"
-
-    def _run(self, *cmd: str) -> None:
-        subprocess.run(
-            [*cmd, "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, self.name],
-            check=True, capture_output=True, timeout=WAIT * 3,
-        )  # fmt: skip
-
-    def create(self) -> PgDatabase:
-        self._run("createdb")
-        return self
-
-    def drop(self) -> None:
-        self._run("dropdb", "--force", "--if-exists")
 
 
 @dataclass

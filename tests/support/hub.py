@@ -1,4 +1,7 @@
-"""Running a real hub for tests: in-process (same event loop) or as a subprocess."""
+"""Running a real hub for tests: in-process (:func:`running_hub`, same event loop) or as a subprocess
+(:class:`HubProcess`, the one launcher of ``mtbridge serve`` in the suite), and :class:`Client`, a
+thin JSON/msgpack envelope client for either. Socketless stand-ins are in :mod:`tests.support.fakes`,
+waits in :mod:`tests.support.waits`."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from signal import SIGTERM
 from typing import Any
 
 import uvicorn
@@ -25,15 +28,24 @@ from bridge.auth.tokens import issue, load_or_create_secret
 from bridge.config import Settings, load_settings
 from bridge.server import uvicorn_config
 from bridge.services import Services
+from tests.support import factories
+from tests.support.ports import free_port
+from tests.support.waits import WAIT, until, wait_until
+
+__all__ = [
+    "ROOT",
+    "WAIT",
+    "Client",
+    "HubProcess",
+    "RunningHub",
+    "free_port",
+    "mint",
+    "publish",
+    "running_hub",
+    "settle",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
-WAIT = 10.0 * float(os.environ.get("MTBRIDGE_TESTS_TIMEOUT_FACTOR", "1"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def mint(data_dir: Path, role: str, sub: str, ttl: float = 3600, **claims: Any) -> str:
@@ -76,13 +88,18 @@ class RunningHub:
         assert not any(leftover.values()), leftover
 
     async def wait_clean(self) -> None:
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
+        """Wait for :meth:`assert_clean` to hold (a closed connection is unregistered by its own task);
+        fails with what is left."""
+
+        def clean() -> bool:
             try:
                 self.assert_clean()
-                return
             except AssertionError:
-                await asyncio.sleep(0.02)
+                return False
+            return True
+
+        with contextlib.suppress(AssertionError):
+            await until(clean, "the hub's registries to empty", timeout=WAIT)
         self.assert_clean()
 
 
@@ -95,14 +112,14 @@ async def running_hub(tmp_path: Path, **overrides: Any) -> AsyncIterator[Running
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + WAIT * 3
-    while not server.started:
+
+    def started() -> bool:
         if task.done():
             task.result()
             raise RuntimeError("hub exited during startup")
-        if time.monotonic() > deadline:
-            raise TimeoutError("hub did not start")
-        await asyncio.sleep(0.02)
+        return bool(server.started)
+
+    await until(started, "the hub to start", timeout=WAIT * 3)
     services = _find_services(config)
     try:
         yield RunningHub(settings, server, services)
@@ -199,8 +216,30 @@ class Client:
         await self.ws.close()
 
 
+async def settle(c: Client) -> list[dict[str, Any]]:
+    """Everything the hub sent ``c`` before the answer to a heartbeat sent now (its writes to one
+    connection are in order), so an absent message is known absent without waiting on a clock."""
+    got: list[dict[str, Any]] = []
+    await c.send({"type": "heartbeat", "requestId": "settle"})
+    while True:
+        msg = await c.recv()
+        if msg.get("type") == "heartbeat" and msg.get("requestId") == "settle":
+            return got
+        got.append(msg)
+
+
+async def publish(engine: Client, strategy: str = "alpha", account: str = "50123") -> int:
+    """Publish a signal of ``strategy`` for ``account`` (valid 30 s) and return its offset."""
+    res = await engine.request(
+        "publish", f"signals:{strategy}", factories.signal(strategy, [account], ttl=30)
+    )
+    assert res["type"] == "result", res
+    return int(res["payload"]["offset"])
+
+
 class HubProcess:
-    """`mtbridge serve` as a subprocess, for restarts, SIGTERM and SIGKILL."""
+    """`mtbridge serve` as a subprocess, for restarts, SIGTERM and SIGKILL; ``extra`` are the
+    scenario's own ``serve`` flags (``--database-url``, ``--allowed-origin``, ``--log-level``...)."""
 
     def __init__(
         self, data_dir: Path, port: int | None = None, *extra: str, env: dict[str, str] | None = None
@@ -236,17 +275,31 @@ class HubProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + WAIT * 4
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:
                 raise RuntimeError(f"hub exited: {self.log.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(self.http + "/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
+                    return bool(r.status == 200)
             except OSError:
-                time.sleep(0.1)
-        raise TimeoutError(f"hub not ready: {self.log.read_text()[-2000:]}")
+                return False
+
+        wait_until(ready, f"the hub's /readyz (log: {self.log})", timeout=WAIT * 4, interval=0.1)
+        return self
+
+    def cli_token(self, *args: str) -> str:
+        """A token as an operator gets one: ``mtbridge token --data-dir <dir> <args>``."""
+        out = subprocess.run(
+            [sys.executable, "-m", "bridge.cli", "token", "--data-dir", str(self.data_dir), *args],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=WAIT * 3,
+        )
+        return out.stdout.strip()
 
     def token(self, role: str, sub: str, ttl: float = 3600, **claims: Any) -> str:
         shared = self.env.get("MTBRIDGE_JWT_SECRET_FILE")  # a cluster's nodes share one secret
@@ -268,9 +321,13 @@ class HubProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(WAIT)
 
-    def stop(self) -> None:
+    def stop(self, sig: int = SIGTERM) -> None:
+        """SIGTERM (a graceful drain, SIGKILL after ``WAIT * 2``), or ``sig`` (SIGKILL: a crash)."""
+        if sig == signal.SIGKILL:
+            self.kill()
+            return
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(WAIT * 2)
             except subprocess.TimeoutExpired:

@@ -13,10 +13,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
-from tests.support.hub import ROOT, WAIT, free_port
+from tests.support.hub import ROOT
+from tests.support.ports import free_port
+from tests.support.waits import WAIT, wait_until
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SHIPPED = ROOT / "deploy" / "nginx"
@@ -94,17 +95,23 @@ class Nginx:
         logf = open(self.dir / "stderr.log", "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(self._args(), stdout=logf, stderr=subprocess.STDOUT)
         logf.close()
-        deadline = time.monotonic() + WAIT * 3
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def listening() -> bool:
+            if proc.poll() is not None:
                 raise RuntimeError(f"nginx exited: {(self.dir / 'error.log').read_text()[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.https_port), timeout=1):
-                    return self
+                    return True
             except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise TimeoutError("nginx did not start")
+                return False
+
+        try:
+            wait_until(listening, "nginx to listen", timeout=WAIT * 3)
+        except AssertionError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

@@ -1,17 +1,21 @@
-"""Shared helpers: the exchange fixtures folder beside the repo and a recording sink."""
+"""For the market-data tests: the recorded exchange fixtures (tests/fixtures/exchanges) and a sink
+that records every publication of an adapter, which tests wait on instead of sleeping."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.support.waits import WAIT
+
+__all__ = ["FIXTURES", "RECORDED", "RecordingSink", "require_fixtures"]
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "exchanges"
 RECORDED = FIXTURES / "recorded"
-TIMEOUT = 30.0 * float(os.environ.get("MTBRIDGE_TESTS_TIMEOUT_FACTOR", "1"))
+TIMEOUT = WAIT * 3
 
 
 class RecordingSink:
@@ -33,13 +37,6 @@ class RecordingSink:
             while not predicate():
                 self._changed.clear()
                 await self._changed.wait()
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Poll a condition that depends on another task (no duration is asserted)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def require_fixtures() -> None:

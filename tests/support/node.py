@@ -1,4 +1,5 @@
-"""Shared by the tests of the npm package clients/js (@mtbridge/client).
+"""Node for tests: the npm package clients/js (@mtbridge/client), whose tests are tests/jsclient,
+and running a node or npm command with its output shown on failure.
 
 They need ``node`` (>= 20) and ``npm ci`` in clients/js (scripts/test.sh does it: the codec, `ws`,
 esbuild and TypeScript, pinned by clients/js/package-lock.json). Without them a test skips with the
@@ -14,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.hub import ROOT
+from tests.support.waits import FACTOR
+
+__all__ = ["PKG", "global_websocket_flags", "need_node_package", "run"]
+
 PKG = ROOT / "clients" / "js"
-FACTOR = float(os.environ.get("MTBRIDGE_TESTS_TIMEOUT_FACTOR", "1"))
 
 
 def need_node_package(*modules: str) -> None:

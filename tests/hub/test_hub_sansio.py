@@ -1,85 +1,20 @@
-"""The hub without sockets: a fake sink, arbitrary input, and the outbound queue's rules."""
+"""The hub without sockets (sans-I/O, a fake sink from tests/support/fakes.py): arbitrary input gets
+only structured errors, the outbound queue's rules, replies in the connection's encoding."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
-from typing import Any
 
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.auth.tokens import Verifier, issue
-from bridge.broker.base import Broker
-from bridge.broker.memory import MemoryBroker
 from bridge.hub.connection import Connection
-from bridge.hub.hub import Hub
-from bridge.hub.limits import HubLimits
 from bridge.protocol import codes
 from bridge.protocol.envelope import Encoding
-
-SECRET = b"k" * 64
-
-
-class FakeSink:
-    """Records what the hub writes; `full` makes the socket refuse more (transport paused)."""
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.closed: tuple[int, str] | None = None
-        self.pending = 0
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def buffered(self) -> int:
-        return self.pending
-
-    def ping_frame(self) -> bytes:
-        return b"\x89\x00"
-
-    def close_frame(self, code: int, reason: str) -> bytes:
-        self.closed = (code, reason)
-        return b"\x88\x02" + code.to_bytes(2, "big")
-
-    def finish(self, flush: bool) -> None:
-        pass
-
-    def messages(self) -> list[dict[str, Any]]:
-        out = []
-        for chunk in self.written:
-            i = 0
-            while i < len(chunk):
-                op, n = chunk[i] & 0x0F, chunk[i + 1] & 0x7F
-                i += 2
-                if n == 126:
-                    n = int.from_bytes(chunk[i : i + 2], "big")
-                    i += 2
-                elif n == 127:
-                    n = int.from_bytes(chunk[i : i + 8], "big")
-                    i += 8
-                body = chunk[i : i + n]
-                i += n
-                if op == 1:
-                    out.append(json.loads(body))
-                elif op == 2:
-                    out.append(msgpack.unpackb(body))
-        return out
-
-
-def make_hub(**limits: Any) -> Hub:
-    return Hub(Verifier(["HS256"], secret=SECRET), limits=HubLimits(**limits))
-
-
-def token(role: str = "admin", sub: str = "ops", **claims: Any) -> str:
-    return issue(SECRET, sub=sub, role=role, now=time.time(), ttl=600, **claims)
-
-
-def test_memory_broker_satisfies_the_interface() -> None:
-    _: Broker = MemoryBroker()
+from tests.support.fakes import FakeSink, make_hub, token
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,4 +1,5 @@
-"""Helpers shared by the store tests (imported by basename: tests use rootdir-relative discovery)."""
+"""For the store tests (tests/store): a settable clock injected into stores and the type of the
+``make_store`` fixture (tests/store/conftest.py)."""
 
 from __future__ import annotations
 

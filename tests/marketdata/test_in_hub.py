@@ -6,8 +6,7 @@ from pathlib import Path
 
 from bridge.marketdata.mock import OkxFake
 from tests.support.hub import running_hub
-
-RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "exchanges" / "recorded"
+from tests.support.marketdata import RECORDED
 
 
 async def test_configured_adapter_feeds_subscribers(tmp_path: Path) -> None:

@@ -21,21 +21,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from client.hubproc import HubProcess
 
-from sync.terminals import (
+from tests.support.hub import HubProcess
+from tests.support.terminals import (
     ACCOUNT,
     HARNESS,
     REPO,
     SERVER_UTC_OFFSET,
     SERVER_UTC_OFFSET_S,
+    WAIT,
     HubRest,
     MQL5Terminal,
     PythonTerminal,
     Terminal,
     python_path_for_harness,
-    until,
 )
+from tests.support.waits import until
 
 pytestmark = [pytest.mark.mql5, pytest.mark.slow]
 
@@ -274,7 +275,8 @@ async def run_scenario(terminal: Terminal, rest: HubRest) -> list[dict[str, Any]
                 new = [e for e in await rest.events() if e["id"] not in seen]
                 return (new,) if len(new) >= step.events else None
 
-            (new,) = await until(f"{terminal.name}: {step.events} events of step {step.name}", arrived)
+            what = f"{terminal.name}: {step.events} events of step {step.name}"
+            (new,) = await until(arrived, what, timeout=WAIT, interval=0.1)
             status = None
             if step.status:
 
@@ -283,7 +285,9 @@ async def run_scenario(terminal: Terminal, rest: HubRest) -> list[dict[str, Any]
                     return s if s == step.status else None
 
                 try:
-                    status = await until(f"{terminal.name}: status of {step.name}", reached, timeout=30)
+                    status = await until(
+                        reached, f"{terminal.name}: status of {step.name}", timeout=30, interval=0.1
+                    )
                 except AssertionError:
                     status = await rest.status(step.signal_id)  # compared below, with the other run
             order = {eid: i for i, eid in enumerate(terminal.produced())}
@@ -294,7 +298,7 @@ async def run_scenario(terminal: Terminal, rest: HubRest) -> list[dict[str, Any]
         async def drained() -> bool:
             return terminal.outbox_empty()
 
-        await until(f"{terminal.name}: outbox drained", drained)
+        await until(drained, f"{terminal.name}: outbox drained", timeout=WAIT, interval=0.1)
         extra = [normalise(e) for e in await rest.events() if e["id"] not in seen]
         record.append({"step": "after the scenario", "status": None, "events": extra})
     finally:
@@ -308,12 +312,11 @@ def hub_factory(tmp_path: Path) -> Iterator[Any]:
 
     def make(name: str) -> tuple[HubProcess, HubRest, str]:
         hub = HubProcess(tmp_path / f"hub-{name}")
-        hub.data_dir.mkdir()
         hub.start()
         hubs.append(hub)
-        engine = hub.token("--role", "engine", "--sub", "engine-1", "--publish", "signals:*")
-        admin = hub.token("--role", "admin", "--sub", "ops")
-        ea = hub.token(
+        engine = hub.cli_token("--role", "engine", "--sub", "engine-1", "--publish", "signals:*")
+        admin = hub.cli_token("--role", "admin", "--sub", "ops")
+        ea = hub.cli_token(
             "--role", "ea", "--sub", f"ea-{ACCOUNT}", "--account", ACCOUNT, "--subscribe", "signals:*"
         )
         return hub, HubRest(f"http://127.0.0.1:{hub.port}", engine, admin), ea

@@ -1,4 +1,5 @@
-"""The two terminals of the protocol-sync test, behind one interface, and the hub they talk to.
+"""The two terminals of the protocol-sync test (tests/mql5/test_protocol_sync.py), behind one
+interface, and the hub they talk to.
 
 - :class:`MQL5Terminal`: the shipped ``MTBridgeEA.mq5`` compiled by the harness (tests/mql5/harness),
   trading on the runtime's simulated trade server, configured with the simulator's market;
@@ -18,8 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +27,7 @@ import httpx
 from bridge.simulator import RiskGuards, SimAccount, SimulatedEA
 from bridge.simulator.account import VOLUME_MAX, VOLUME_MIN, VOLUME_STEP, contract_of, digits_of
 from bridge.simulator.risk import LOT_MODES, parse_trading_hours
+from tests.support.waits import until
 
 __all__ = [
     "ACCOUNT",
@@ -41,7 +41,6 @@ __all__ = [
     "PythonTerminal",
     "Terminal",
     "guards_from_inputs",
-    "until",
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,18 +92,6 @@ def guards_from_inputs(inputs: dict[str, str]) -> RiskGuards:
         trading_hours=parse_trading_hours(inputs["TradingHours"]),
         server_utc_offset_s=int(inputs[SERVER_UTC_OFFSET]),
     )
-
-
-async def until(what: str, predicate: Callable[[], Awaitable[Any]], timeout: float = WAIT) -> Any:
-    """Poll ``predicate`` until it returns something truthy; generous timeouts, no timing asserted."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 class HubRest:
@@ -240,7 +227,7 @@ class MQL5Terminal:
                 raise AssertionError(f"the EA exited: {self.log.read_text()[-3000:]}")
             return state.exists() and "offset signals:alpha " in state.read_text()
 
-        await until("the EA's first subscription", subscribed)
+        await until(subscribed, "the EA's first subscription", timeout=WAIT, interval=0.1)
 
     async def stop(self) -> None:
         proc, self.proc = self.proc, None

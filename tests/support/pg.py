@@ -1,5 +1,7 @@
-"""A PostgreSQL cluster of a test's own (initdb/pg_ctl on a free port), which the test may stop,
-start and turn into a standby. Never the shared server on 5432."""
+"""PostgreSQL for tests: a database of the test's own on the shared server (:class:`PgDatabase`,
+127.0.0.1:5432, created with ``createdb`` and dropped afterwards; the ``pg_database`` fixture in
+tests/conftest.py), or a whole cluster of the test's own (:class:`PgCluster`, initdb/pg_ctl on a free
+port) which the test may stop, start and turn into a standby. The shared server is never stopped."""
 
 from __future__ import annotations
 
@@ -8,11 +10,43 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.support.hub import free_port
+from tests.support.ports import free_port
+from tests.support.waits import WAIT
+
+__all__ = ["PG_HOST", "PG_PORT", "PG_USER", "PgCluster", "PgDatabase"]
+
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_USER = "postgres"
+
+
+class PgDatabase:
+    """A database of the test's own on the CI PostgreSQL, dropped afterwards."""
+
+    def __init__(self) -> None:
+        self.name = "mtb_" + uuid.uuid4().hex[:12]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.name}"
+
+    def _run(self, *cmd: str) -> None:
+        subprocess.run(
+            [*cmd, "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, self.name],
+            check=True, capture_output=True, timeout=WAIT * 3,
+        )  # fmt: skip
+
+    def create(self) -> PgDatabase:
+        self._run("createdb")
+        return self
+
+    def drop(self) -> None:
+        self._run("dropdb", "--force", "--if-exists")
 
 
 def _bin(name: str) -> str | None:
