@@ -107,7 +107,8 @@ const app = {
   statusLag: { count: 0, max: 0, over1s: 0, buckets: new Uint32Array(1001) },
   // The same, from the message's arrival in the page's feed worker: the page's own share.
   pageLag: { count: 0, max: 0, over1s: 0, buckets: new Uint32Array(1001) },
-  // Status changes applied to the models but not yet drawn: [hub's at, arrival], both epoch ms.
+  // Status changes applied to the models but not yet drawn: [hub's at, arrival (both epoch ms),
+  // final]. Counted (statusLag, pageLag, finalStatuses) by the frame that redraws the tables.
   undrawn: [],
   // The page's own work per frame (applying the inbox, rendering), in 1 ms buckets up to 1 s.
   frameWork: { count: 0, buckets: new Uint32Array(1001) },
@@ -407,18 +408,20 @@ function frame(now) {
   app.stats.lastFrameAt = performance.now();
   const batch = app.inbox;
   app.inbox = [];
-  for (const [kind, p] of batch) apply(kind, p);
-  app.stats.applied += batch.length;
   for (const [kind, p, arrived] of batch) {
-    if (kind === "signals" && p && p.event === "status" && Number.isFinite(p.at)) app.undrawn.push([p.at, arrived]);
+    apply(kind, p);
+    if (kind === "signals" && p && p.event === "status") app.undrawn.push([p.at, arrived, FINAL.has(p.status)]);
   }
+  app.stats.applied += batch.length;
   const drewTables = render(now);
   const work = app.frameWork;
   work.count += 1;
   work.buckets[Math.min(1000, Math.floor(performance.now() - began))] += 1;
   if (drewTables && app.undrawn.length) {
     const shown = performance.timeOrigin + performance.now();
-    for (const [at, arrived] of app.undrawn) {
+    for (const [at, arrived, final] of app.undrawn) {
+      if (final) app.stats.finalStatuses += 1;
+      if (!Number.isFinite(at)) continue;
       record(app.statusLag, shown - at);
       record(app.pageLag, shown - arrived);
     }
@@ -453,10 +456,7 @@ function apply(kind, p) {
   switch (kind) {
     case "signals":
       if (p.event === "signal") app.signals.upsert(p.signal);
-      else if (p.event === "status") {
-        app.signals.status(p);
-        if (FINAL.has(p.status)) app.stats.finalStatuses += 1;
-      }
+      else if (p.event === "status") app.signals.status(p);
       else if (p.event === "control") pollAccounts();
       return;
     case "events":
