@@ -478,31 +478,48 @@ function changed(key, version) {
   return true;
 }
 
-/** Repaints what changed; returns whether the signal and event tables were redrawn. */
+/**
+ * Repaints what changed; returns whether the signal table was redrawn.
+ *
+ * At most one of the signal table, the event table, the status totals and the accounts per
+ * frame: under a flood every visible row of both tables changes at each redraw, and laying out
+ * both tables (about 550 boxes) in one frame took 3 ms at the median and up to 16 ms on a loaded
+ * host; those were the frames that missed their vsync. A panel that must wait is drawn in the
+ * next frame.
+ */
 function render(now) {
   const t = app.tables;
   if (!t.signals) return false; // not logged in yet
   let drewTables = false;
+  let busy = true;
   if (now - app.stats.lastTablesAt >= TABLE_EVERY_MS) {
     app.stats.lastTablesAt = now;
-    renderTables();
+    renderSignalTable();
     drewTables = true;
-  } else if (tablesStale()) {
-    schedule(); // drawn at the next frame past TABLE_EVERY_MS, even if nothing else arrives
+    app.eventTableDue = true;
+  } else if (app.eventTableDue) {
+    app.eventTableDue = false;
+    renderEventTable();
+  } else {
+    busy = false;
+    if (tablesStale()) schedule(); // drawn at the next frame past TABLE_EVERY_MS, even if nothing else arrives
   }
-  if (now - app.stats.lastSummaryAt > SUMMARY_EVERY_MS && changed("summary", app.signals.version)) {
+  if (!busy && now - app.stats.lastSummaryAt > SUMMARY_EVERY_MS && changed("summary", app.signals.version)) {
     app.stats.lastSummaryAt = now;
     renderSummary();
+    busy = true;
   } else if (app.drawn.summary !== app.signals.version) {
     schedule(); // the totals catch up within SUMMARY_EVERY_MS even if nothing else arrives
   }
   // Accounts change with every trade event (last seen); at most twice a second is plenty.
-  if (now - app.stats.lastAccountsAt > SUMMARY_EVERY_MS && changed("accounts", app.accounts.version)) {
+  if (!busy && now - app.stats.lastAccountsAt > SUMMARY_EVERY_MS && changed("accounts", app.accounts.version)) {
     app.stats.lastAccountsAt = now;
     renderAccounts();
+    busy = true;
   } else if (app.drawn.accounts !== app.accounts.version) {
     schedule();
   }
+  if (app.eventTableDue) schedule();
   if (changed("connections", app.connections.version)) renderConnections();
   if (changed("health", app.health.version)) renderHealth();
   if (changed("control", app.controlVersion)) renderControlState();
@@ -520,14 +537,19 @@ function tablesStale() {
   );
 }
 
-/** The signal and event tables: only the rows in view are (re)filled (vtable.js). */
-function renderTables() {
+/** The signal table: only the rows in view are (re)filled (vtable.js). */
+function renderSignalTable() {
   const t = app.tables;
   if (changed("signals", app.signals.version)) {
     t.signals.setData(app.signals.size, (i) => app.signals.at(i));
     $("#signals-count").textContent = `${app.signals.size} shown · ${app.signals.seen} seen`;
   }
   if (t.signals._dirty) t.signals.render();
+}
+
+/** The event table, likewise. */
+function renderEventTable() {
+  const t = app.tables;
   // The filtered view is rebuilt only when the log or the filter changed (setFilter makes a new
   // object), and not at all without a filter: the table then reads the log itself.
   const logChanged = changed("events", app.events.version);
