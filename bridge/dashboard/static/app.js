@@ -102,13 +102,13 @@ const app = {
   tables: {},
   stats: { frames: 0, applied: 0, reloads: 0, lastFrameAt: 0, lastSummaryAt: 0, lastTablesAt: 0, lastAccountsAt: 0, finalStatuses: 0 },
   // Status changes on screen: from the hub's record (`at`) to the end of the frame that redrew the
-  // tables after them, in 10 ms buckets up to 10 s (the last bucket holds everything slower). For
+  // signal table after them, in 10 ms buckets up to 10 s (the last bucket holds everything slower). For
   // the benchmark.
   statusLag: { count: 0, max: 0, over1s: 0, buckets: new Uint32Array(1001) },
   // The same, from the message's arrival in the page's feed worker: the page's own share.
   pageLag: { count: 0, max: 0, over1s: 0, buckets: new Uint32Array(1001) },
   // Status changes applied to the models but not yet drawn: [hub's at, arrival (both epoch ms),
-  // final]. Counted (statusLag, pageLag, finalStatuses) by the frame that redraws the tables.
+  // final]. Counted (statusLag, pageLag, finalStatuses) by the frame that redraws the signal table.
   undrawn: [],
   // The page's own work per frame (applying the inbox, rendering), in 1 ms buckets up to 1 s.
   frameWork: { count: 0, buckets: new Uint32Array(1001) },
