@@ -205,10 +205,24 @@ async def _ea(url: str, token: str, login: str, errors: list[str], ready: asynci
     """Ack and execute every signal at once: its deliveries then go all the way to ``executed``.
 
     At most EA_WINDOW requests unanswered (the hub refuses more than 1,024 in flight): a signal that
-    finds the window full waits in a local queue, read in order by the sending task."""
+    finds the window full waits in a local queue, read in order by the sending task. The EA sends
+    2 messages per signal, 2,000/s at 1,000 signals/s: the hub's default rate limit per connection
+    (2,000/s, bursts of 4,000), so a hub that fell behind on a loaded host and then caught up can
+    answer ``rate_limited``. Such a request is sent again after its ``retryAfterMs``, as an EA does."""
     ws = await _open(url, token)
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     window = asyncio.Semaphore(EA_WINDOW)
+    unanswered: dict[str, str] = {}  # requestId -> the message, until its answer
+    retries: set[asyncio.Task[None]] = set()
+
+    async def request(rid: str, mtype: str, payload: dict[str, Any]) -> None:
+        await window.acquire()
+        unanswered[rid] = text = json.dumps({"type": mtype, "requestId": rid, "payload": payload})
+        await ws.send(text)
+
+    async def resend(rid: str, delay_ms: int) -> None:
+        await asyncio.sleep(delay_ms / 1000)
+        await ws.send(unanswered[rid])
 
     async def send() -> None:
         ticket = 0
@@ -220,11 +234,8 @@ async def _ea(url: str, token: str, login: str, errors: list[str], ready: asynci
                 "signalId": sig["id"], "state": "filled", "ticket": ticket, "symbol": sig["symbol"],
                 "side": sig["side"], "volume": sig["volume"],
             }  # fmt: skip
-            await window.acquire()
-            ack = {"type": "signal.ack", "requestId": "a", "payload": {"signalId": sig["id"]}}
-            await ws.send(json.dumps(ack))
-            await window.acquire()
-            await ws.send(json.dumps({"type": "trade.event", "requestId": "e", "payload": event}))
+            await request(f"a{ticket}", "signal.ack", {"signalId": sig["id"]})
+            await request(f"e{ticket}", "trade.event", event)
 
     sender = asyncio.create_task(send())
     try:
@@ -232,9 +243,17 @@ async def _ea(url: str, token: str, login: str, errors: list[str], ready: asynci
         async for raw in ws:
             msg = json.loads(raw)
             kind = msg.get("type")
-            if kind == "result" and msg.get("requestId") == "sub":
+            rid = msg.get("requestId")
+            if kind == "result" and rid == "sub":
                 ready.set()
-            elif kind in ("result", "error") and msg.get("requestId") in ("a", "e"):
+            elif kind in ("result", "error") and rid in unanswered:
+                payload = msg.get("payload") or {}
+                if kind == "error" and payload.get("code") == "rate_limited":
+                    task = asyncio.create_task(resend(rid, int(payload.get("retryAfterMs", 1))))
+                    retries.add(task)
+                    task.add_done_callback(retries.discard)
+                    continue
+                del unanswered[rid]
                 window.release()
                 if kind == "error":
                     errors.append(json.dumps(msg)[:300])
@@ -243,9 +262,11 @@ async def _ea(url: str, token: str, login: str, errors: list[str], ready: asynci
             elif kind == "message":
                 inbox.put_nowait(msg["payload"])
     finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+        for task in (sender, *retries):
+            task.cancel()
+        for task in (sender, *retries):
+            with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+                await task
         await ws.close()
 
 

@@ -10,19 +10,33 @@ function rank(status) {
   return STATUS_RANK[status] ?? -1;
 }
 
+// Dropped ids stay in SortedIds' array until this many have gathered, then go in one splice.
+// Dropping them one by one (`splice(0, 1)` on a 5,000-id array for every signal and event past the
+// cap) cost 30 µs each: 6 ms of every 100 ms batch at 1,000 signals/s, the page's largest cost.
+const COMPACT_AFTER = 1024;
+
 /** Ids kept sorted by `(key, tie, id)`, where new items are nearly always the newest. */
 class SortedIds {
   constructor(keyOf, tieOf = () => 0) {
     this.keyOf = keyOf;
     this.tieOf = tieOf;
-    this.ids = [];
+    this._ids = [];
+    this._head = 0; // ids before this index have been dropped
+  }
+  /** Oldest first (a copy). */
+  get ids() {
+    return this._ids.slice(this._head);
+  }
+  /** The i-th id counted from the newest (0 = newest). */
+  newest(i) {
+    return this._ids[this._ids.length - 1 - i];
   }
   insert(id) {
-    const ids = this.ids;
+    const ids = this._ids;
     let lo = ids.length;
     // Live items land last; REST pages of older items land further in, by binary search.
-    if (lo && this._cmp(ids[lo - 1], id) > 0) {
-      let a = 0;
+    if (lo > this._head && this._cmp(ids[lo - 1], id) > 0) {
+      let a = this._head;
       let b = lo;
       while (a < b) {
         const m = (a + b) >>> 1;
@@ -43,10 +57,16 @@ class SortedIds {
     return x < y ? -1 : x > y ? 1 : 0;
   }
   dropOldest(n) {
-    return this.ids.splice(0, n);
+    const dropped = this._ids.slice(this._head, this._head + n);
+    this._head += dropped.length;
+    if (this._head >= COMPACT_AFTER) {
+      this._ids.splice(0, this._head);
+      this._head = 0;
+    }
+    return dropped;
   }
   get length() {
-    return this.ids.length;
+    return this._ids.length - this._head;
   }
 }
 
@@ -71,8 +91,7 @@ export class SignalBook {
 
   /** Newest first: the i-th row of the table. */
   at(i) {
-    const ids = this.order.ids;
-    return this.byId.get(ids[ids.length - 1 - i]);
+    return this.byId.get(this.order.newest(i));
   }
 
   /** A signal from `system:signals` ({...payload, offset, channel}) or a REST item. */
@@ -193,6 +212,17 @@ export class EventLog {
     return this.byId.size;
   }
 
+  /** Newest first: the i-th event, filter or not. */
+  at(i) {
+    return this.byId.get(this.order.newest(i));
+  }
+
+  /** Whether a filter is set (without one, the view is the whole log: `at(i)`, `size`). */
+  get filtered() {
+    const { account, kind, signalId } = this.filter;
+    return !!(account || kind || signalId);
+  }
+
   /** A live payload (system:events) or a REST item ({seq, id, kind, account, ts, payload}). */
   add(raw) {
     if (!raw || typeof raw.id !== "string" || this.byId.has(raw.id)) return false;
@@ -224,9 +254,8 @@ export class EventLog {
     if (this._viewVersion === this.version && this._view) return this._view;
     const { account, kind, signalId } = this.filter;
     const out = [];
-    const ids = this.order.ids;
-    for (let i = ids.length - 1; i >= 0; i -= 1) {
-      const e = this.byId.get(ids[i]);
+    for (let i = 0; i < this.order.length; i += 1) {
+      const e = this.at(i);
       if (account && e.account !== account) continue;
       if (kind && e.kind !== kind) continue;
       if (signalId && !(e.signalId || "").startsWith(signalId)) continue;
