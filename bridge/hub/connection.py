@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Container, Iterable
 from typing import Any, Protocol
 
 from bridge.auth.tokens import Claims
@@ -82,7 +82,12 @@ class Owner(Protocol):
 
     clock: Callable[[], float]
 
+    #: Connections with frames to write at the end of this loop iteration (never replaced: cleared).
+    dirty: list[Connection]
+
     def mark_dirty(self, conn: Connection) -> None: ...
+
+    def flush_soon(self) -> None: ...
 
     def slow_consumer(self, conn: Connection) -> None: ...
 
@@ -256,27 +261,50 @@ class Connection:
         return bool(self.out or self._backlog)
 
     def send(self, frame: bytes, lossy: bool = False, key: str | None = None) -> None:
-        """Queue a frame for the next flush: the one way a frame enters the queue (fan-out calls
-        this for each subscriber, with the frame built once per encoding)."""
-        if self.state >= _CLOSING:
-            return
+        """Queue a frame for the next flush (an event, a reply, a replayed message)."""
+        hub = self.hub
+        Connection.send_many((self,), frame, lossy, key, None, hub.dirty)
+        hub.flush_soon()
+
+    @staticmethod
+    def send_many(
+        conns: Iterable[Connection],
+        frame: bytes,
+        lossy: bool,
+        key: str | None,
+        skip: Container[Connection] | None,
+        dirty: list[Connection],
+    ) -> int:
+        """Queue one frame for each of ``conns`` but those in ``skip``; the one way a frame enters a
+        queue. Connections that become dirty are appended to ``dirty`` (the hub's flush list); the
+        caller then makes sure a flush is scheduled (``Owner.flush_soon``). Returns how many were
+        not skipped. Fan-out calls this once per encoding with the frame built once: no call and no
+        allocation per subscriber, which is why the loop is here rather than around :meth:`send`."""
         size = len(frame)
-        if self._paused:
-            self._send_backlogged(frame, lossy, key)
-            return
-        if self.out_bytes + size > self.max_queue >> 1:
-            # Frames ready in one loop iteration are written together, but never more than half the
-            # queue bound at once: a burst goes to the socket now, not to the limit, and the other
-            # half absorbs a pause.
-            self.flush()
-            if self._paused:
-                self._send_backlogged(frame, lossy, key)
-                return
-        self.out.append(frame)
-        self.out_bytes += size
-        if not self._dirty:
-            self._dirty = True
-            self.hub.mark_dirty(self)
+        delivered = 0
+        for c in conns:
+            if skip is not None and c in skip:
+                continue
+            delivered += 1
+            if c.state >= _CLOSING:
+                continue
+            if c._paused:
+                c._send_backlogged(frame, lossy, key)
+                continue
+            if c.out_bytes + size > c.max_queue >> 1:
+                # Frames ready in one loop iteration are written together, but never more than half
+                # the queue bound at once: a burst goes to the socket now, not to the limit, and the
+                # other half absorbs a pause.
+                c.flush()
+                if c._paused:
+                    c._send_backlogged(frame, lossy, key)
+                    continue
+            c.out.append(frame)
+            c.out_bytes += size
+            if not c._dirty:
+                c._dirty = True
+                dirty.append(c)
+        return delivered
 
     def _send_backlogged(self, frame: bytes, lossy: bool, key: str | None) -> None:
         """The slow path: the socket is full or the queue is long; bound it, drop or coalesce."""
@@ -372,11 +400,6 @@ class Connection:
         self.msgs_out += len(frames)
         self.hub.tally.bytes_out += size
         self.sink.write(frames[0] if len(frames) == 1 else b"".join(frames))
-
-    def flush_dirty(self) -> None:
-        """The flusher's call: write unless a flush since it was marked already did."""
-        if self._dirty:
-            self.flush()
 
     def write_in_order(self, data: bytes) -> None:
         """Bytes the socket layer produced itself (a pong, a close reply) go out behind the frames

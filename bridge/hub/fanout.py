@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection
+from collections.abc import Iterable
 from typing import Any
 
 from bridge.broker.base import Broker, Publication
@@ -34,7 +34,7 @@ __all__ = ["Fanout"]
 class Fanout:
     """The write side of one hub: the dirty list, its flush, and the publications' way out."""
 
-    __slots__ = ("_dirty", "_flush_scheduled", "broker", "channels", "epoch", "loop", "origin", "tally")
+    __slots__ = ("_flush_scheduled", "broker", "channels", "dirty", "epoch", "loop", "origin", "tally")
 
     def __init__(
         self, channels: dict[str, Channel], broker: Broker, tally: Tally, epoch: str, origin: str
@@ -46,24 +46,35 @@ class Fanout:
         self.origin = origin
         #: Set by ``Hub.start``; before it (tests driving a hub by hand) the running loop is used.
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._dirty: list[Connection] = []
+        #: Connections with frames to write at the end of this loop iteration (shared with them).
+        self.dirty: list[Connection] = []
         self._flush_scheduled = False
 
     # -- flush ----------------------------------------------------------------------------------
 
     def mark_dirty(self, conn: Connection) -> None:
         """``conn`` has frames queued: write them at the end of this loop iteration."""
-        self._dirty.append(conn)
-        if not self._flush_scheduled:
+        self.dirty.append(conn)
+        self.flush_soon()
+
+    def flush_soon(self) -> None:
+        """Schedule the flush if a connection is dirty and none is scheduled yet."""
+        if self.dirty and not self._flush_scheduled:
             self._flush_scheduled = True
             (self.loop or asyncio.get_running_loop()).call_soon(self.flush)
 
     def flush(self) -> None:
-        """One write per dirty connection (``Connection.flush``): everything queued this iteration."""
+        """One write per dirty connection (``Connection.flush``): everything queued this iteration.
+        A connection already flushed since it was filed (a burst past half its queue) writes
+        nothing: ``flush`` of an empty queue returns at once."""
         self._flush_scheduled = False
-        dirty, self._dirty = self._dirty, []
-        for conn in dirty:
-            conn.flush_dirty()
+        dirty = self.dirty
+        if not dirty:
+            return
+        batch = dirty.copy()  # the list is shared with the connections: cleared, never replaced
+        dirty.clear()
+        for conn in batch:
+            conn.flush()
 
     # -- the way out: the broker -----------------------------------------------------------------
 
@@ -103,8 +114,8 @@ class Fanout:
         lossy = ch.policy.lossy
         key = name if ch.policy.coalesce else None
         delivered = 0
-        json_subs: Collection[Connection] = ch.json_subs
-        msgpack_subs: Collection[Connection] = ch.msgpack_subs
+        json_subs: Iterable[Connection] = ch.json_subs
+        msgpack_subs: Iterable[Connection] = ch.msgpack_subs
         if targets is not None:
             reached = ch.targeted(targets)
             if ch.msgpack_subs:
@@ -112,23 +123,15 @@ class Fanout:
                 msgpack_subs = [c for c in reached if c.encoding is not Encoding.JSON]
             else:
                 json_subs, msgpack_subs = reached, ()
+        dirty = self.dirty
         for subs, op, encoder in (
             (json_subs, OP_TEXT, encode_json),
             (msgpack_subs, OP_BINARY, encode_msgpack),
         ):
-            if not subs:
-                continue
-            # One frame per encoding, the same bytes object queued for every subscriber.
-            frame = data_frame(encoder(message), op)
-            if skip:
-                for c in subs:
-                    if c in skip:
-                        continue
-                    delivered += 1
-                    c.send(frame, lossy, key)
-            else:
-                for c in subs:
-                    c.send(frame, lossy, key)
-                delivered += len(subs)
+            if subs:
+                # One frame per encoding: the same bytes object is queued for every subscriber.
+                frame = data_frame(encoder(message), op)
+                delivered += Connection.send_many(subs, frame, lossy, key, skip, dirty)
+        self.flush_soon()
         self.tally.messages_out += delivered
         return delivered

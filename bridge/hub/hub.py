@@ -109,7 +109,9 @@ class Hub:
 
         # -- the parts, and their public methods bound onto the hub --
         self.outbound = fan = Fanout(self.channels, self.broker, self.tally, self.epoch, origin)
+        self.dirty = fan.dirty
         self.mark_dirty = fan.mark_dirty
+        self.flush_soon = fan.flush_soon
         self._flush = fan.flush
         self.fanout = fan.fanout
         self.distribute = fan.distribute
