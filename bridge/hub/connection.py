@@ -49,10 +49,12 @@ class ConnState(enum.IntEnum):
     CLOSED = 3
 
 
-# Module constants: the hot path compares against these without an attribute lookup on the enum.
-_AUTHENTICATED = ConnState.AUTHENTICATED
-_CLOSING = ConnState.CLOSING
-_CLOSED = ConnState.CLOSED
+# The state is kept as a plain int (``Connection._state``): the fan-out compares it once per
+# subscriber, and CPython compares exact ints faster than an IntEnum (about 3 ns against 11 ns).
+_CONNECTED = int(ConnState.CONNECTED)
+_AUTHENTICATED = int(ConnState.AUTHENTICATED)
+_CLOSING = int(ConnState.CLOSING)
+_CLOSED = int(ConnState.CLOSED)
 
 
 class Sink(Protocol):
@@ -105,11 +107,13 @@ class Connection:
     __slots__ = (
         "__weakref__",
         "_backlog",
+        "_burst",
         "_claims",
         "_coalesce",
         "_dirty",
         "_drain_waiter",
         "_paused",
+        "_state",
         "_token_warned",
         "backlog_bytes",
         "bad_messages",
@@ -130,7 +134,6 @@ class Connection:
         "rate_strikes",
         "recovering",
         "sink",
-        "state",
         "subscriptions",
         "tasks",
     )
@@ -154,7 +157,9 @@ class Connection:
         self.connected_at = now
         self.last_seen = now
         self.max_queue = hub.limits.max_queue_bytes if max_queue is None else max_queue
-        self.state = ConnState.CONNECTED
+        #: Queued bytes past which a send writes to the socket at once: half the queue bound.
+        self._burst = self.max_queue >> 1
+        self._state = _CONNECTED
         self._claims: Claims | None = None
         self.subscriptions: set[str] = set()
         self.recovering: set[str] = set()
@@ -180,6 +185,10 @@ class Connection:
     # -- state ----------------------------------------------------------------------------------
 
     @property
+    def state(self) -> ConnState:
+        return ConnState(self._state)
+
+    @property
     def claims(self) -> Claims | None:
         return self._claims
 
@@ -191,8 +200,8 @@ class Connection:
     def authenticate(self, claims: Claims) -> None:
         """CONNECTED -> AUTHENTICATED: bind the token's claims (a no-op on the state once closing)."""
         self._claims = claims
-        if self.state < _AUTHENTICATED:
-            self.state = _AUTHENTICATED
+        if self._state < _AUTHENTICATED:
+            self._state = _AUTHENTICATED
 
     def refresh(self, claims: Claims) -> None:
         """``auth.refresh``: the new token's claims replace the old, and its expiry warning re-arms."""
@@ -209,7 +218,7 @@ class Connection:
     @property
     def closing(self) -> bool:
         """Closing or closed: nothing more is queued for it."""
-        return self.state >= _CLOSING
+        return self._state >= _CLOSING
 
     @property
     def paused(self) -> bool:
@@ -237,13 +246,13 @@ class Connection:
     def peer_closed(self) -> None:
         """-> CLOSING without a close frame of ours: the peer closed (websockets queued the reply),
         or the socket failed the connection; stop sending anything else."""
-        if self.state < _CLOSING:
-            self.state = _CLOSING
+        if self._state < _CLOSING:
+            self._state = _CLOSING
 
     def end(self) -> None:
         """-> CLOSED: the hub forgot the connection. Drop the queue and wake a replay waiting for
         the socket (it sees the connection closed). Idempotent."""
-        self.state = _CLOSED
+        self._state = _CLOSED
         self.out = []
         self.out_bytes = 0
         self._backlog = None
@@ -286,12 +295,12 @@ class Connection:
             if skip is not None and c in skip:
                 continue
             delivered += 1
-            if c.state >= _CLOSING:
+            if c._state >= _CLOSING:
                 continue
             if c._paused:
                 c._send_backlogged(frame, lossy, key)
                 continue
-            if c.out_bytes + size > c.max_queue >> 1:
+            if c.out_bytes + size > c._burst:
                 # Frames ready in one loop iteration are written together, but never more than half
                 # the queue bound at once: a burst goes to the socket now, not to the limit, and the
                 # other half absorbs a pause.
@@ -308,7 +317,7 @@ class Connection:
 
     def _send_backlogged(self, frame: bytes, lossy: bool, key: str | None) -> None:
         """The slow path: the socket is full or the queue is long; bound it, drop or coalesce."""
-        if self.state >= _CLOSING:
+        if self._state >= _CLOSING:
             return
         limits = self.hub.limits
         if self._backlog is None:
@@ -380,7 +389,7 @@ class Connection:
     def flush(self) -> None:
         """Write everything ready as one write. Called by the hub once per loop iteration."""
         self._dirty = False
-        if self._paused or (self.state >= _CLOSING and not self.out and not self._backlog):
+        if self._paused or (self._state >= _CLOSING and not self.out and not self._backlog):
             return
         if self._backlog:
             frames = [e.frame for e in self._backlog]
@@ -421,7 +430,7 @@ class Connection:
     async def writable(self) -> None:
         """Wait until the socket takes data again (or the connection ends): flow control for
         long replays, so a recovering client is never closed as a slow consumer by its own replay."""
-        while self._paused and self.state < _CLOSING:
+        while self._paused and self._state < _CLOSING:
             if self._drain_waiter is None:
                 self._drain_waiter = asyncio.get_running_loop().create_future()
             await self._drain_waiter
@@ -441,9 +450,9 @@ class Connection:
 
     def close(self, disconnect: codes.Disconnect, *, flush: bool = True) -> None:
         """-> CLOSING: send a close frame (after the queue, or instead of it) and end the connection."""
-        if self.state >= _CLOSING:
+        if self._state >= _CLOSING:
             return
-        self.state = _CLOSING
+        self._state = _CLOSING
         if not flush:
             self.out = []
             self.out_bytes = 0
