@@ -8,6 +8,8 @@ outbound data goes through the hub's per-connection queue (``connection.py``) an
 here, in :meth:`HubWebSocketProtocol.write` (the ``Sink``), one write per loop iteration.
 There is no task per connection: timers live in the hub's single housekeeping pass. Every change
 to a connection's state or queue is a ``Connection`` method; this shell only calls them.
+Not here: what a message means (``commands.py`` decodes it with ``bridge/protocol/envelope.py``),
+the queue and its backpressure (``connection.py``), fan-out (``fanout.py``).
 
 ``/echo`` exists only in test mode: it echoes every message through the same connection, framing
 and write-coalescing code as ``/ws``, so the Autobahn TestSuite exercises the real write path.
