@@ -245,7 +245,8 @@ class Connection:
 
     def peer_closed(self) -> None:
         """-> CLOSING without a close frame of ours: the peer closed (websockets queued the reply),
-        or the socket failed the connection; stop sending anything else."""
+        the socket failed the connection, or the transport is gone (``Hub.disconnected``, before
+        :meth:`end`); stop sending anything else."""
         if self._state < _CLOSING:
             self._state = _CLOSING
 

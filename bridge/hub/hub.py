@@ -232,7 +232,7 @@ class Hub:
         """Remove every trace of a closed connection (it becomes CLOSED). Idempotent."""
         if self.connections.pop(conn.id, None) is None:
             return
-        conn.end()
+        conn.peer_closed()  # nothing more is queued for it; the callbacks below still see its queue
         for name in list(conn.subscriptions) + list(conn.recovering):
             self.drop_subscription(conn, name)
         left = self.by_ip.get(conn.ip, 1) - 1
@@ -251,6 +251,7 @@ class Hub:
                     del self.by_subject[conn.claims.sub]
             for callback in self.on_connection_change:
                 callback(conn, False)
+        conn.end()
 
     def slow_consumer(self, conn: Connection) -> None:
         self.metrics.slow_closes.inc()
