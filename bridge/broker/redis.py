@@ -35,7 +35,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from bridge.broker.base import Deliver, Publication, Resync
-from bridge.hub.metrics import ClusterMetrics
+from bridge.broker.metrics import ClusterMetrics
 from bridge.protocol.targeting import Targets
 
 __all__ = ["PREFIX", "RedisBroker", "decode", "encode"]

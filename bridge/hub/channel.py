@@ -1,6 +1,10 @@
 """A channel's subscribers on this node, indexed for targeted fan-out, and frame building.
 
-Moved out of ``bridge/hub/hub.py`` unchanged (that file had grown past 1,000 lines)."""
+The targeting rule itself (which accounts and groups a publication is for) is
+``bridge/protocol/targeting.py``; here is the index that applies it without a scan. Not here: the
+registry of channels and their lifecycle (``hub.py``), a channel's policy (``bridge/protocol/channels.py``),
+delivering to the subscribers (``fanout.py``).
+"""
 
 from __future__ import annotations
 
@@ -115,6 +119,10 @@ class Channel:
             if members:
                 reached.update(members)
         return reached
+
+    def reached(self, targets: Targets | None) -> dict[Connection, None]:
+        """The live subscribers a publication for ``targets`` (None: everyone) reaches, each once."""
+        return self.targeted(targets) if targets is not None else self.json_subs | self.msgpack_subs
 
     @property
     def empty(self) -> bool:

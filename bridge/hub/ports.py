@@ -1,5 +1,10 @@
 """The small interfaces the hub depends on, so that storage and scale-out plug in without
-touching the core. Durable types are the store's own (``bridge.store.base``)."""
+touching the core. Durable types are the store's own (``bridge.store.base``).
+
+``DurableLog`` is where a publication becomes durable, seen from the hub (implemented in
+``bridge/store/``); ``Prepared`` is a publication after its namespace's hook. Not here: the broker's
+interface (``bridge/broker/base.py``), the socket side (``connection.Sink``), and what each part of
+the hub needs from the hub itself (the ``Host`` protocol at the top of each part's module)."""
 
 from __future__ import annotations
 

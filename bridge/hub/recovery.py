@@ -1,5 +1,10 @@
-"""Subscribing with ``since``: the replay of what a connection missed, then live fan-out with no gap
-and no duplicate. Moved out of ``bridge/hub/hub.py`` unchanged (a method there became this function).
+"""Subscribing to a durable channel (with or without ``since``): read the channel's position, replay
+what the connection missed, then hand it to live fan-out with no gap and no duplicate.
+
+The decision whether ``since``/``epoch`` can be recovered is ``Position.refusal``
+(``bridge/protocol/recovery.py``); here is the I/O around it (store reads, buffering the live
+publications that arrive meanwhile, flow control). Not here: the checks before a subscription
+(``commands.py``), live fan-out (``fanout.py``). What this needs from the hub is :class:`Host`.
 """
 
 from __future__ import annotations
@@ -7,18 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bridge.hub.channel import Channel, frame_for
 from bridge.hub.channel import targets_accept as _targets_accept
 from bridge.hub.connection import Connection
+from bridge.hub.limits import HubLimits
+from bridge.hub.ports import DurableLog
 from bridge.protocol.channels import Role
 from bridge.protocol.recovery import RECOVERY_ADVICE, NotRecovered
 
-if TYPE_CHECKING:
-    from bridge.hub.hub import Hub
-
-__all__ = ["RECOVERY_PAGE", "WATCH_TIMEOUT", "recover"]
+__all__ = ["RECOVERY_PAGE", "WATCH_TIMEOUT", "Host", "recover"]
 
 RECOVERY_PAGE = 1_000
 #: How long a subscribe waits for the broker to confirm it receives the channel before reading the
@@ -26,8 +30,26 @@ RECOVERY_PAGE = 1_000
 WATCH_TIMEOUT = 2.0
 
 
+class _Opens(Protocol):
+    def opened(self, name: str, epoch: str, top: int) -> None: ...
+
+
+class Host(Protocol):
+    """What a replay needs from the hub."""
+
+    log: DurableLog | None
+    limits: HubLimits
+    clock: Callable[[], float]
+    on_replayed: list[Callable[[Connection, str, list[dict[str, Any]]], None]]
+
+    @property
+    def repair(self) -> _Opens: ...
+
+    def delete_channel(self, name: str) -> None: ...
+
+
 async def recover(
-    hub: Hub,
+    hub: Host,
     conn: Connection,
     ch: Channel,
     answer: Callable[[dict[str, Any]], None],
@@ -86,7 +108,7 @@ async def recover(
         if ch.recovering.pop(conn, None) is not None:
             conn.recovering.discard(name)
             if ch.empty:
-                hub._delete_channel(name)
+                hub.delete_channel(name)
         raise
     buffered = ch.recovering.get(conn)
     if buffered is None or conn.closing:

@@ -6,6 +6,9 @@ ones go through the decisions of :mod:`bridge.hub.sequence`: in order, once, and
 read from the store (PostgreSQL) by offset, so a subscriber is never disconnected for a gap the node
 can fill. A periodic check (``interval``, 2 s by default; one ``tops`` query over every served
 channel) finds a lost *last* publication, which no later offset would reveal.
+
+Not here: handing publications to the broker and writing them to subscribers (``fanout.py``), the
+ordering decisions themselves (``sequence.py``). What this needs from the hub is :class:`Host`.
 """
 
 from __future__ import annotations
@@ -15,16 +18,17 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from bridge.broker.base import Publication
+from bridge.broker.base import Broker, Publication
+from bridge.hub.channel import Channel
+from bridge.hub.connection import Connection
+from bridge.hub.metrics import HubMetrics
+from bridge.hub.ports import DurableLog
 from bridge.hub.sequence import Check, Cursor, Verdict, check, classify, held_in_order
 from bridge.protocol.targeting import Targets, targets_of
 
-if TYPE_CHECKING:
-    from bridge.hub.hub import Channel, Hub
-
-__all__ = ["Repair"]
+__all__ = ["Host", "Repair"]
 
 logger = logging.getLogger("mtbridge.repair")
 
@@ -49,8 +53,26 @@ def _targets_of(ch: Channel, payload: dict[str, Any]) -> Targets | None:
     return targets_of(payload)
 
 
+class Host(Protocol):
+    """What repair needs from the hub."""
+
+    metrics: HubMetrics
+    channels: dict[str, Channel]
+    log: DurableLog | None
+    broker: Broker
+    clock: Callable[[], float]
+
+    def fanout(
+        self, name: str, offset: int, payload: dict[str, Any], targets: Targets | None = None
+    ) -> int: ...
+
+    def drop_subscription(self, conn: Connection, name: str) -> None: ...
+
+    def send_event(self, conn: Connection, message: dict[str, Any]) -> None: ...
+
+
 class Repair:
-    def __init__(self, hub: Hub, origin: str = "") -> None:
+    def __init__(self, hub: Host, origin: str = "") -> None:
         self.hub = hub
         self.origin = origin
         self.cursors: dict[str, Cursor[Publication]] = {}

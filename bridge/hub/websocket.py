@@ -4,8 +4,12 @@
 parses the HTTP request, then gives this protocol the raw transport (uvicorn's ``ws=`` hook).
 Handshake and inbound frame parsing use ``websockets``' sans-I/O ``ServerProtocol`` (RFC 6455
 validation, control frames, close handshake); message reassembly and UTF-8 checking are done here;
-outbound data goes through the hub's per-connection queue and one write per loop iteration.
-There is no task per connection: timers live in the hub's single housekeeping pass.
+outbound data goes through the hub's per-connection queue (``connection.py``) and reaches the socket
+here, in :meth:`HubWebSocketProtocol.write` (the ``Sink``), one write per loop iteration.
+There is no task per connection: timers live in the hub's single housekeeping pass. Every change
+to a connection's state or queue is a ``Connection`` method; this shell only calls them.
+Not here: what a message means (``commands.py`` decodes it with ``bridge/protocol/envelope.py``),
+the queue and its backpressure (``connection.py``), fan-out (``fanout.py``).
 
 ``/echo`` exists only in test mode: it echoes every message through the same connection, framing
 and write-coalescing code as ``/ws``, so the Autobahn TestSuite exercises the real write path.
@@ -129,9 +133,8 @@ class HubWebSocketProtocol(asyncio.Protocol):
         if ws is None or self._closed:
             return
         conn = self.conn
-        if conn is not None:
-            conn.last_seen = conn.hub.clock()
-            conn.pong_deadline = None
+        if conn is not None and self.hub is not None:
+            conn.heard(self.hub.clock())
         ws.receive_data(data)
         # Pongs and close replies generated while parsing go out before anything this data causes.
         self._pump()
@@ -163,8 +166,8 @@ class HubWebSocketProtocol(asyncio.Protocol):
             self._abort_handle = None
         if self.server_state is not None:
             self.server_state.connections.discard(self)
-        if self.conn is not None:
-            self.conn.hub.disconnected(self.conn)
+        if self.conn is not None and self.hub is not None:
+            self.hub.disconnected(self.conn)
         self.conn = None
         self.transport = None
 
@@ -211,8 +214,9 @@ class HubWebSocketProtocol(asyncio.Protocol):
             return
         assert hub is not None
         if self.echo:
-            self.conn = Connection(hub, "echo", self, Encoding.JSON, self.ip, hub.clock())
-            self.conn.max_queue = ECHO_MAX_QUEUE_BYTES
+            self.conn = Connection(
+                hub, "echo", self, Encoding.JSON, self.ip, hub.clock(), max_queue=ECHO_MAX_QUEUE_BYTES
+            )
             return
         ws.max_message_size = hub.limits.max_message_bytes  # /echo may be larger; /ws never is
         encoding = SUBPROTOCOLS.get(response.headers.get("Sec-WebSocket-Protocol") or "", Encoding.JSON)
@@ -250,7 +254,7 @@ class HubWebSocketProtocol(asyncio.Protocol):
                 self._message(data)
         elif op is Opcode.CLOSE and self.conn is not None:
             # The peer closed: websockets queued the close reply; stop sending anything else.
-            self.conn.closing = True
+            self.conn.peer_closed()
 
     def _check_utf8(self, frame: Frame) -> bool:
         if self._decoder is None:
@@ -263,18 +267,18 @@ class HubWebSocketProtocol(asyncio.Protocol):
             self._decoder = None
             self.ws.fail(codes.INVALID_PAYLOAD.code, codes.INVALID_PAYLOAD.reason)
             if self.conn is not None:
-                self.conn.closing = True
+                self.conn.peer_closed()
             return False
         return True
 
     def _message(self, data: bytes) -> None:
         conn = self.conn
-        if conn is None:
+        if conn is None or self.hub is None:
             return
         if self.echo:
             conn.send(data_frame(data, OP_BINARY if self._binary else OP_TEXT))
             return
-        conn.hub.receive(conn, data, self._binary)
+        self.hub.receive(conn, data, self._binary)
 
     # -- output -----------------------------------------------------------------------------------
 
@@ -287,11 +291,9 @@ class HubWebSocketProtocol(asyncio.Protocol):
         for data in ws.data_to_send():
             if data:
                 conn = self.conn
-                if conn is not None and (conn.out or conn.backlog):
+                if conn is not None and conn.has_queued:
                     # Keep order behind frames already queued for this connection.
-                    conn.out.append(data)
-                    conn.out_bytes += len(data)
-                    conn.flush()
+                    conn.write_in_order(data)
                 else:
                     transport.write(data)
             else:
@@ -305,17 +307,15 @@ class HubWebSocketProtocol(asyncio.Protocol):
                     transport.close()
         if ws.close_expected() or ws.state is State.CLOSED:
             if self.conn is not None:
-                self.conn.closing = True
+                self.conn.peer_closed()
             self._arm_abort()
         if ws.state is State.CLOSED:
             self._flush_conn()
             transport.close()
 
     def _flush_conn(self) -> None:
-        conn = self.conn
-        if conn is not None and (conn.out or conn.backlog):
-            conn.paused = False
-            conn.flush()
+        if self.conn is not None:
+            self.conn.flush_before_close()
 
     def _arm_abort(self) -> None:
         if self._abort_handle is None and self.transport is not None:

@@ -175,13 +175,11 @@ class Ledger:
         if not channel.startswith("signals:"):
             return
         signal_id = payload.get("id")
-        ch = self.hub.channels.get(channel)
-        if ch is None or not isinstance(signal_id, str):
+        if not isinstance(signal_id, str):
             return
         now_ms = int(self.hub.clock() * 1000)
         # The EAs the fan-out reached: looked up in the channel's index, not found by a scan.
-        reached = ch.targeted(targets) if targets is not None else ch.json_subs | ch.msgpack_subs
-        for conn in reached:
+        for conn in self.hub.reached(channel, targets):
             self._mark_delivered(conn, payload, now_ms, signal_id, "live")
 
     def _on_replayed(self, conn: Connection, channel: str, payloads: list[dict[str, Any]]) -> None:
@@ -407,7 +405,7 @@ class Ledger:
         signal_id = message.get("signalId")
         sub = self.publishers.get(signal_id) if isinstance(signal_id, str) else None
         if sub is not None:
-            for conn in list(self.hub.by_subject.get(sub, ())):
+            for conn in self.hub.connections_of(sub):
                 if conn.claims is not None and conn.claims.role in (Role.ENGINE, Role.ADMIN):
                     self.hub.send_event(conn, {"type": "signal.status", "payload": message})
 

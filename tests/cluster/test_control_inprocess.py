@@ -47,7 +47,7 @@ def _clean(h: RunningHub) -> None:
     cluster = h.services.cluster
     assert isinstance(cluster, RedisCluster)
     assert cluster._claimed == {} and cluster._dirty == {} and cluster._written == {}
-    assert h.hub._admitting == {}
+    assert h.hub.auth.pending == {}
 
 
 async def test_two_nodes_share_presence_fence_and_leave_nothing(
