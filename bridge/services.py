@@ -13,7 +13,6 @@ started (the hub in :mod:`bridge.hub`, the ledger in :mod:`bridge.ledger`, ...).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections import deque
@@ -30,6 +29,7 @@ from bridge.config import Settings
 from bridge.hub.hub import Hub
 from bridge.ledger.service import Ledger
 from bridge.store import SQLStore, Store, open_store
+from bridge.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bridge.marketdata.local import HubLocalSink
@@ -227,11 +227,7 @@ class Services:
 
     async def stop(self, drain: float) -> None:
         await self.hub.stop(drain_timeout=min(drain, 5.0))
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self.tasks)
         if self.cluster is not None:
             await self.cluster.stop()
         await self.ledger.stop()

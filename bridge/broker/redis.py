@@ -37,6 +37,7 @@ from redis.retry import Retry
 from bridge.broker.base import Deliver, Publication, Resync
 from bridge.broker.metrics import ClusterMetrics
 from bridge.protocol.targeting import Targets
+from bridge.tasks import cancel_and_wait
 
 __all__ = ["PREFIX", "RedisBroker", "decode", "encode"]
 
@@ -154,11 +155,7 @@ class RedisBroker:
         return self.healthy
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         self._release_waiters()
         self.healthy = False

@@ -46,6 +46,7 @@ from bridge.client._requests import Requests
 from bridge.client._transport import Link, Transport, TransportClosed, WebSocketTransport
 from bridge.protocol import codes
 from bridge.protocol.envelope import Encoding
+from bridge.tasks import cancel_and_wait
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
@@ -236,10 +237,7 @@ class Lifecycle(abc.ABC):
                 logger.debug("link close failed", exc_info=True)
         self._requests.fail_all(ClientClosed(None, "client closed"))
         await self._end_subscriptions(error)
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         self._open.clear()
         self._set_state(State.CLOSED)
         self._closed.set()

@@ -29,6 +29,7 @@ from bridge.protocol.events import EventInvalid, parse_event
 from bridge.protocol.recovery import RECOVERY_ADVICE, refusal
 from bridge.protocol.signals import SignalInvalid, parse_signal
 from bridge.protocol.targeting import payload_accepts
+from bridge.tasks import cancel_and_wait
 
 __all__ = ["FakeHub", "FakeToken", "MockPeer", "MockTransport"]
 
@@ -159,10 +160,7 @@ class MockTransport(Transport):
 
     async def aclose(self) -> None:
         """Cancel every handler task still running."""
-        for task in list(self.tasks):
-            task.cancel()
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+        await cancel_and_wait(list(self.tasks))
 
 
 @dataclass

@@ -26,6 +26,7 @@ from enum import IntEnum
 from typing import Any, Protocol
 
 from bridge.client._exceptions import ClientClosed, ClientError, RecoveryFailed
+from bridge.tasks import cancel_and_wait
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
@@ -254,9 +255,7 @@ class Subscription:
 
     async def stop_dispatcher(self) -> None:
         task, self._dispatcher = self._dispatcher, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait([task])
 
     async def _dispatch(self) -> None:
         assert self.callback is not None

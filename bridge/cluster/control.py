@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bridge.cluster.model import BusError, BusMessage, Keys, decode_bus, encode_bus
+from bridge.tasks import cancel_and_wait
 
 __all__ = ["REQUEST_TIMEOUT", "ControlBus", "Handler"]
 
@@ -75,16 +76,9 @@ class ControlBus:
         self._reader = asyncio.create_task(self._read(), name="mtbridge-control-bus")
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait([self._reader])
+        self._reader = None
+        await cancel_and_wait(list(self._tasks))
         for fut in self._waiting.values():
             fut.cancel()
         self._waiting.clear()

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from bridge.cluster.model import advisory_key
+from bridge.tasks import cancel_and_wait
 
 __all__ = [
     "CHECK_TIMEOUT",
@@ -153,11 +154,8 @@ class PgLeadership:
         self._task = asyncio.create_task(self._loop(), name="mtbridge-leadership")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
         self._drop_all()
         await self._close()
 

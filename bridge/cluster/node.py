@@ -45,6 +45,7 @@ from bridge.hub.connection import Connection
 from bridge.hub.hub import Hub
 from bridge.protocol import codes
 from bridge.protocol.channels import Role
+from bridge.tasks import cancel_and_wait
 
 __all__ = ["MARKETDATA", "SWEEPS", "LocalCluster", "RedisCluster"]
 
@@ -238,11 +239,7 @@ class RedisCluster(LocalCluster):
         logger.info("cluster: node %s joined as %s", self.node_id, self.instance)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         if self._flushing is not None:
             with contextlib.suppress(Exception):

@@ -14,7 +14,6 @@ ordering decisions themselves (``sequence.py``). What this needs from the hub is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from bridge.hub.metrics import HubMetrics
 from bridge.hub.ports import DurableLog
 from bridge.hub.sequence import Check, Cursor, Verdict, check, classify, held_in_order
 from bridge.protocol.targeting import Targets, targets_of
+from bridge.tasks import cancel_and_wait
 
 __all__ = ["Host", "Repair"]
 
@@ -96,12 +96,7 @@ class Repair:
         self._periodic = asyncio.get_running_loop().create_task(self._check_loop(), name="mtbridge-gapcheck")
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *([self._periodic] if self._periodic else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait([*self._tasks, self._periodic])
         self._tasks.clear()
         self._periodic = None
 

@@ -24,12 +24,14 @@ from bridge.hub.hub import Hub, HubError
 from bridge.hub.ports import Prepared
 from bridge.protocol.channels import Role, holds_account
 from bridge.protocol.codes import Error
+from bridge.protocol.delivery import DeliveryStatus
 from bridge.protocol.envelope import Envelope
-from bridge.protocol.events import DeliveryStatus, EventInvalid, TradeEvent, parse_event, status_from_event
+from bridge.protocol.events import EventInvalid, TradeEvent, parse_event, status_from_event
 from bridge.protocol.signals import SignalInvalid, parse_signal
 from bridge.protocol.targeting import Targets, delivered_accounts
 from bridge.store.base import EventRecord, EventWrite, SignalView, StatusUpdate, Store
 from bridge.store.exceptions import StoreError, split_failed_batch
+from bridge.tasks import cancel_and_wait
 
 __all__ = ["CONTROL_CHANNEL", "Ledger"]
 
@@ -104,11 +106,7 @@ class Ledger:
         self._tasks.append(asyncio.create_task(self._sweep(), name="mtbridge-ledger-sweep"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         await self._requests.drain()
         await self._flush_statuses()

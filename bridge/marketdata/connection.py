@@ -16,7 +16,6 @@ connection attempts through a per-adapter minimum interval.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -36,6 +35,7 @@ from bridge.marketdata.kraken import KRAKEN_LIMITS, KrakenProtocol
 from bridge.marketdata.metrics import CONNECTIONS, RATE_LIMITED, RECONNECTS
 from bridge.marketdata.okx import OKX_LIMITS, OkxProtocol
 from bridge.marketdata.publish import Publisher
+from bridge.tasks import cancel_and_wait
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -136,10 +136,7 @@ class VenueConnection:
         self._task = asyncio.create_task(self._run(), name=f"marketdata-{self.adapter.venue}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
         self.closed.set()
 
     async def set_publishing(self, value: bool) -> None:
@@ -162,11 +159,7 @@ class VenueConnection:
         except Exception:
             logger.exception("! %s connection failed", self.adapter.venue)
         finally:
-            for task in list(self._tasks):
-                task.cancel()
-            for task in list(self._tasks):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(list(self._tasks))
             self.closed.set()
 
     async def _connect_and_read(self) -> None:

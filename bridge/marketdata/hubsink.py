@@ -28,6 +28,7 @@ from websockets.typing import Subprotocol
 
 from bridge.marketdata.connection import backoff_delay
 from bridge.marketdata.metrics import DROPPED
+from bridge.tasks import cancel_and_wait
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
@@ -123,11 +124,8 @@ class HubSink:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
     async def drain(self) -> None:
         """Wait until everything queued so far was written and answered (for tests and shutdown)."""

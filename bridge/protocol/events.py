@@ -40,26 +40,19 @@ from bridge.protocol._fastpath import (
     fast_uuid,
     slot_setters,
 )
-from bridge.protocol.delivery import DeliveryStatus, can_transition
-from bridge.protocol.event_csv import CSV_FORMULA_PREFIXES, EVENT_CSV_COLUMNS, csv_cell, event_csv_row
+from bridge.protocol.delivery import DeliveryStatus
 from bridge.protocol.fields import LOGIN_RE, MAX_TS_MS, SYMBOL_RE, Checker, FieldError, Invalid
 from bridge.protocol.signals import MAX_MAGIC, MAX_PRICE, MAX_VOLUME
 
 __all__ = [
-    "CSV_FORMULA_PREFIXES",
-    "EVENT_CSV_COLUMNS",
     "EVENT_KINDS",
     "MAX_EVENT_COMMENT_LENGTH",
     "MAX_EVENT_MESSAGE_LENGTH",
     "MAX_SNAPSHOT_POSITIONS",
     "RISK_STATES",
-    "DeliveryStatus",
     "EventInvalid",
     "EventKind",
     "TradeEvent",
-    "can_transition",
-    "csv_cell",
-    "event_csv_row",
     "parse_event",
     "status_from_event",
 ]

@@ -58,8 +58,6 @@ __all__ = [
     "SIDES",
     "SIGNAL_FIELDS",
     "Action",
-    "FieldError",
-    "Invalid",
     "OrderType",
     "Side",
     "Signal",

@@ -28,6 +28,7 @@ from bridge.client._transport import Transport
 from bridge.simulator.account import RiskGuards
 from bridge.simulator.risk import broker_day
 from bridge.simulator.state import EAState, load_state, save_state, state_path
+from bridge.tasks import cancel_and_wait
 
 __all__ = ["DEFAULT_SNAPSHOT_INTERVAL", "OUTBOX_WINDOW", "EventSink", "SimulatedEA"]
 
@@ -112,10 +113,7 @@ class SimulatedEA:
 
     async def stop(self) -> None:
         """Close the connection and every task; the state on disk is already current."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
         if self.client is not None:
             await self.client.close()
         self._stopped.set()

@@ -15,7 +15,7 @@ Contract shared by every implementation (``memory``, ``sql``):
 - **Idempotency.** A ``message_id`` already on the channel (and a signal id already in the ledger) returns the
   original offset with ``duplicate=True`` and stores nothing. Trade events are stored once per ``id``.
   The idempotency window is the retention period. An ``append`` without ``message_id`` is not idempotent.
-- **Delivery status** only moves forward (:func:`bridge.protocol.events.can_transition`).
+- **Delivery status** only moves forward (:func:`bridge.protocol.delivery.can_transition`).
 - Timestamps are unix milliseconds (int) everywhere.
 """
 

@@ -10,16 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.protocol.events import (
-    EVENT_CSV_COLUMNS,
-    DeliveryStatus,
-    EventInvalid,
-    TradeEvent,
-    can_transition,
-    event_csv_row,
-    parse_event,
-    status_from_event,
-)
+from bridge.protocol.delivery import DeliveryStatus, can_transition
+from bridge.protocol.event_csv import EVENT_CSV_COLUMNS, event_csv_row
+from bridge.protocol.events import EventInvalid, TradeEvent, parse_event, status_from_event
 
 NOW = 1_700_000_000.0
 TS = 1_700_000_000_123
@@ -27,16 +20,48 @@ EVENT_ID = "6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 SIGNAL_ID = "0b7c8e2a-5d4f-4c3b-9a1e-2f6d8c0b1a93"
 
 BASE: dict[str, dict[str, Any]] = {
-    "order": {"state": "filled", "ticket": 123456, "symbol": "EURUSD", "side": "buy", "orderType": "market",
-              "volume": 0.1, "price": 1.0801, "retcode": 10009},
-    "deal": {"ticket": 99, "order": 123456, "position": 555, "symbol": "EURUSD", "side": "buy", "entry": "in",
-             "volume": 0.1, "price": 1.0801, "profit": 0.0, "commission": -0.7},
-    "position": {"ticket": 555, "state": "opened", "symbol": "EURUSD", "side": "buy", "volume": 0.1,
-                 "priceOpen": 1.0801, "sl": 1.07, "tp": 1.09, "profit": 1.5},
-    "account": {"balance": 10_000.0, "equity": 10_001.5, "margin": 108.0, "freeMargin": 9_893.5,
-                "currency": "USD", "leverage": 100,
-                "positions": [{"ticket": 555, "symbol": "EURUSD", "side": "buy", "volume": 0.1,
-                               "priceOpen": 1.0801}]},
+    "order": {
+        "state": "filled",
+        "ticket": 123456,
+        "symbol": "EURUSD",
+        "side": "buy",
+        "orderType": "market",
+        "volume": 0.1,
+        "price": 1.0801,
+        "retcode": 10009,
+    },
+    "deal": {
+        "ticket": 99,
+        "order": 123456,
+        "position": 555,
+        "symbol": "EURUSD",
+        "side": "buy",
+        "entry": "in",
+        "volume": 0.1,
+        "price": 1.0801,
+        "profit": 0.0,
+        "commission": -0.7,
+    },
+    "position": {
+        "ticket": 555,
+        "state": "opened",
+        "symbol": "EURUSD",
+        "side": "buy",
+        "volume": 0.1,
+        "priceOpen": 1.0801,
+        "sl": 1.07,
+        "tp": 1.09,
+        "profit": 1.5,
+    },
+    "account": {
+        "balance": 10_000.0,
+        "equity": 10_001.5,
+        "margin": 108.0,
+        "freeMargin": 9_893.5,
+        "currency": "USD",
+        "leverage": 100,
+        "positions": [{"ticket": 555, "symbol": "EURUSD", "side": "buy", "volume": 0.1, "priceOpen": 1.0801}],
+    },
 }
 
 
@@ -108,7 +133,10 @@ class TestStatus:
 
     def test_status_happy_path(self) -> None:
         path = [
-            DeliveryStatus.PENDING, DeliveryStatus.DELIVERED, DeliveryStatus.ACKED, DeliveryStatus.EXECUTED,
+            DeliveryStatus.PENDING,
+            DeliveryStatus.DELIVERED,
+            DeliveryStatus.ACKED,
+            DeliveryStatus.EXECUTED,
         ]
         assert all(can_transition(a, b) for a, b in itertools.pairwise(path))
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from bridge.protocol.events import DeliveryStatus, TradeEvent, parse_event
+from bridge.protocol.delivery import DeliveryStatus
+from bridge.protocol.events import TradeEvent, parse_event
 from bridge.protocol.signals import Signal, parse_signal
 from bridge.store import (
     AppendRequest,

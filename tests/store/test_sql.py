@@ -15,7 +15,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import event
 
-from bridge.protocol.events import DeliveryStatus, parse_event
+from bridge.protocol.delivery import DeliveryStatus
+from bridge.protocol.events import parse_event
 from bridge.protocol.signals import parse_signal
 from bridge.store import (
     EventFilter,
