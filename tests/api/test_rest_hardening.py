@@ -128,7 +128,7 @@ async def test_csv_export_neutralises_formulas(hub: RunningHub) -> None:
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert len(rows) == len(events)
     assert [row["symbol"] for row in rows[:2]] == ["'" + s for s in hostile]
-    assert rows[2]["comment"] == "'=HYPERLINK(\"http://x\",\"y\")"
+    assert rows[2]["comment"] == '\'=HYPERLINK("http://x","y")'
     assert rows[2]["profit"] == "-12.5"  # a number stays a number
     assert rows[2]["symbol"] == "EURUSD"
     assert rows[3]["comment"] == "'@SUM(1)"

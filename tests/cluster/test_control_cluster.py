@@ -216,6 +216,7 @@ async def test_revocation_on_any_node_closes_everywhere(cl: Cluster, api: Api) -
         f"CLI revocation closed an EA on node1 {time.monotonic() - written:.3f} s after the CLI exited"
         f" ({written - started:.1f} s of CLI start-up)"
     )
+
     # The revoked token is refused on every node: a CLI revocation reaches each node by its own read
     # of the database (every 0.4 s), so a node that has not read it yet may still admit the token once;
     # the connection it admitted is then closed by that read, like the EA above.

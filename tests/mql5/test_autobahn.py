@@ -29,9 +29,21 @@ def _start_kosoku(outdir: Path) -> tuple[subprocess.Popen[str], int]:
     for _attempt in range(5):
         port = free_port()
         proc = subprocess.Popen(
-            [str(KOSOKU), "-m", "fuzzingserver", f"127.0.0.1:{port}", "-o", str(outdir),
-             "-x", "12.*", "-x", "13.*"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                str(KOSOKU),
+                "-m",
+                "fuzzingserver",
+                f"127.0.0.1:{port}",
+                "-o",
+                str(outdir),
+                "-x",
+                "12.*",
+                "-x",
+                "13.*",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert proc.stderr is not None
         line = proc.stderr.readline()
@@ -47,8 +59,12 @@ def test_autobahn_client_cases(mql5_build: Callable[..., Path], tmp_path: Path, 
     binary = mql5_build(PROGRAMS / "AutobahnClient.mq5")
     outdir = tmp_path / "reports"
     server, port = _start_kosoku(outdir)
-    env = dict(os.environ, MQL_INPUT_ServerUrl=f"ws://127.0.0.1:{port}", MQL_TIMER_MIN_MS="1",
-               MQL_INPUT_Agent="mtbridge-mql5")
+    env = dict(
+        os.environ,
+        MQL_INPUT_ServerUrl=f"ws://127.0.0.1:{port}",
+        MQL_TIMER_MIN_MS="1",
+        MQL_INPUT_Agent="mtbridge-mql5",
+    )
     env.pop("MQL_QUIRK_READABLE_EMPTY", None)
     if quirk:
         env["MQL_QUIRK_READABLE_EMPTY"] = "1"
@@ -65,8 +81,11 @@ def test_autobahn_client_cases(mql5_build: Callable[..., Path], tmp_path: Path, 
     cases = index["mtbridge-mql5"]
     assert len(cases) >= 290
     assert not any(case_id.startswith(("12.", "13.")) for case_id in cases)
-    bad = {cid: c for cid, c in cases.items() if c["behavior"] not in ACCEPTABLE
-           or c["behaviorClose"] not in ACCEPTABLE}
+    bad = {
+        cid: c
+        for cid, c in cases.items()
+        if c["behavior"] not in ACCEPTABLE or c["behaviorClose"] not in ACCEPTABLE
+    }
     assert not bad, bad
     assert f"after case {len(cases) + 1} of {len(cases)}" in client.stdout
 

@@ -21,8 +21,11 @@ from translate import TranslationError, translate_file
 
 pytestmark = pytest.mark.mql5
 
-SHIPPED = [*sorted(INCLUDE.glob("MTBridge/*.mqh")), EXPERTS / "MTBridgeEA.mq5",
-           *sorted(PROGRAMS.glob("*.mq5"))]
+SHIPPED = [
+    *sorted(INCLUDE.glob("MTBridge/*.mqh")),
+    EXPERTS / "MTBridgeEA.mq5",
+    *sorted(PROGRAMS.glob("*.mq5")),
+]
 
 
 def test_shipped_sources_pass_the_lint() -> None:
@@ -42,7 +45,7 @@ def test_shipped_sources_pass_the_lint() -> None:
         ("class CFoo { public: int m_x = 5; };", "cannot be initialised"),
         ("void f() { int y = 1; int &x = y; }", "reference variables"),
         ("#if 1\n#endif", "#if is not MQL5"),
-        ("void f() { string s = \"n=\" + 5; }", "format numbers explicitly"),
+        ('void f() { string s = "n=" + 5; }', "format numbers explicitly"),
         ("class CFoo {}; void f(CFoo obj) {}", "object parameter"),
         ("int a[], b[];", "one array per declaration"),
         ("class CFoo {}; CFoo *p; void f() { CFoo p; }", "never reuse a pointer's name"),
@@ -58,8 +61,8 @@ def test_lint_rejects_cpp_only_constructs(snippet: str, expected: str) -> None:
 def test_translator_rewrites(tmp_path: Path) -> None:
     src = tmp_path / "t.mq5"
     src.write_text(
-        '#property strict\ninput double Lot = 0.1;\nclass CItem { public: int v; };\n'
-        'CItem *g_item = NULL;\nuchar g_buf[];\nuchar g_key[4];\n'
+        "#property strict\ninput double Lot = 0.1;\nclass CItem { public: int v; };\n"
+        "CItem *g_item = NULL;\nuchar g_buf[];\nuchar g_key[4];\n"
         'void OnStart() { string s = "a" "b"; g_item = new CItem(); g_item.v = \'x\'; delete g_item; }\n'
     )
     cpp = " ".join(translate_file(src, [INCLUDE]).split())
@@ -87,8 +90,13 @@ def probe(mql5_build: Callable[..., Path]) -> Path:
 def _run(probe: Path, tmp: Path, **env: str) -> dict[str, str]:
     files = tmp / "files"
     files.mkdir(exist_ok=True)
-    proc = subprocess.run([str(probe)], env=dict(os.environ, MQL_FILES_DIR=str(files), **env),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(probe)],
+        env=dict(os.environ, MQL_FILES_DIR=str(files), **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     out = {}
     for line in proc.stdout.splitlines():

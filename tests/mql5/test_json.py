@@ -92,7 +92,7 @@ def same(a: Any, b: Any) -> bool:
 
 VALID = [
     b'{"type":"welcome","payload":{"connectionId":"c-1","limits":{"maxMessageBytes":65536}}}',
-    b'[1,-0,0.5,-1.25e-3,1E+2,123456789012345678,-123456789012345678]',
+    b"[1,-0,0.5,-1.25e-3,1E+2,123456789012345678,-123456789012345678]",
     b' \t\r\n{ "a" : [ true , false , null ] }\n',
     '{"s":"\u00e9\u4e2d\U0001f600","e":"\\u00e9\\ud83d\\ude00\\n\\t\\"\\\\\\/"}'.encode(),
     b'"just a string"',
@@ -101,12 +101,46 @@ VALID = [
     b"{}",
 ]
 INVALID = [
-    b"", b" ", b"{", b"}", b"[1,]", b'{"a":1,}', b"[01]", b"[1.]", b"[.5]", b"[1e]", b"[+1]", b"NaN",
-    b"[Infinity]", b"[-Infinity]", b"[tru]", b"[nul]", b"{'a':1}", b'{"a" 1}', b'{"a":1 "b":2}',
-    b'{"a":1,"a":2}', b'["\\x41"]', b'["\\u12"]', b'["\\ud800"]', b'["\\udc00"]', b'["\\ud800\\u0041"]',
-    b'["\\u0000"]', b'["a\tb"]', b'["a\nb"]', b'["\xff"]', b'["\xc0\xaf"]', b'["\xed\xa0\x80"]',
-    b'["\xf4\x90\x80\x80"]', b'["\xe2\x82"]', b"[1] x", b"[1][2]", b"// c\n1", b"/* c */ 1",
-    b"1234567890123456789", b"[" * 40 + b"]" * 40, b"[1e400]",
+    b"",
+    b" ",
+    b"{",
+    b"}",
+    b"[1,]",
+    b'{"a":1,}',
+    b"[01]",
+    b"[1.]",
+    b"[.5]",
+    b"[1e]",
+    b"[+1]",
+    b"NaN",
+    b"[Infinity]",
+    b"[-Infinity]",
+    b"[tru]",
+    b"[nul]",
+    b"{'a':1}",
+    b'{"a" 1}',
+    b'{"a":1 "b":2}',
+    b'{"a":1,"a":2}',
+    b'["\\x41"]',
+    b'["\\u12"]',
+    b'["\\ud800"]',
+    b'["\\udc00"]',
+    b'["\\ud800\\u0041"]',
+    b'["\\u0000"]',
+    b'["a\tb"]',
+    b'["a\nb"]',
+    b'["\xff"]',
+    b'["\xc0\xaf"]',
+    b'["\xed\xa0\x80"]',
+    b'["\xf4\x90\x80\x80"]',
+    b'["\xe2\x82"]',
+    b"[1] x",
+    b"[1][2]",
+    b"// c\n1",
+    b"/* c */ 1",
+    b"1234567890123456789",
+    b"[" * 40 + b"]" * 40,
+    b"[1e400]",
 ]
 
 
@@ -124,13 +158,19 @@ def test_invalid_documents_are_refused(probe: Path, tmp_path: Path) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans()
+    st.none()
+    | st.booleans()
     | st.integers(min_value=-(10**18) + 1, max_value=10**18 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                              max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(
+            st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8),
+            children,
+            max_size=5,
+        )
+    ),
     max_leaves=20,
 )
 
@@ -148,8 +188,14 @@ def test_generated_documents_match_python(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.binary(max_size=40) | st.text(alphabet='{}[]",:0123456789.eE+-tfnrul \\', max_size=30)
-                .map(lambda s: s.encode()), min_size=1, max_size=30))
+@given(
+    st.lists(
+        st.binary(max_size=40)
+        | st.text(alphabet='{}[]",:0123456789.eE+-tfnrul \\', max_size=30).map(lambda s: s.encode()),
+        min_size=1,
+        max_size=30,
+    )
+)
 def test_arbitrary_bytes_agree_with_reference(probe: Path, tmp_path: Path, docs: list[bytes]) -> None:
     docs = [d.replace(b"\n", b" ") for d in docs]
     out = run_probe(probe, tmp_path, docs)

@@ -23,8 +23,16 @@ __all__ = ["DEFAULT_BUILD_DIR", "INCLUDE_DIRS", "BuildError", "build"]
 REPO = HARNESS.parents[2]
 DEFAULT_BUILD_DIR = REPO / "tests" / "mql5" / "build"
 INCLUDE_DIRS = [REPO / "mql5" / "Include"]
-CXXFLAGS = ["-std=c++17", "-O2", "-g", "-Wall", "-Wno-unused-function", "-Werror=return-type",
-            "-Werror=uninitialized", "-Werror=narrowing"]
+CXXFLAGS = [
+    "-std=c++17",
+    "-O2",
+    "-g",
+    "-Wall",
+    "-Wno-unused-function",
+    "-Werror=return-type",
+    "-Werror=uninitialized",
+    "-Werror=narrowing",
+]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 LIBS = ["-lssl", "-lcrypto"]
 
@@ -45,8 +53,13 @@ def _inputs_hash(source: Path, include_dirs: list[Path], sanitize: bool) -> str:
     return h.hexdigest()[:20]
 
 
-def build(source: Path, build_dir: Path = DEFAULT_BUILD_DIR, *, sanitize: bool = True,
-          include_dirs: list[Path] | None = None) -> Path:
+def build(
+    source: Path,
+    build_dir: Path = DEFAULT_BUILD_DIR,
+    *,
+    sanitize: bool = True,
+    include_dirs: list[Path] | None = None,
+) -> Path:
     """Return the path of an up-to-date binary for an MQL5 program."""
     source = source.resolve()
     dirs = include_dirs if include_dirs is not None else INCLUDE_DIRS

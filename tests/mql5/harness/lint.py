@@ -19,12 +19,60 @@ __all__ = ["Finding", "cross_check", "lint_files", "lint_source", "main"]
 
 # C++ keywords and library names that MQL5 does not have (or that the subset leaves out)
 CPP_ONLY = {
-    "auto", "nullptr", "constexpr", "decltype", "namespace", "using", "goto", "throw", "try", "catch",
-    "noexcept", "mutable", "explicit", "friend", "inline", "register", "volatile", "unsigned", "signed",
-    "static_cast", "reinterpret_cast", "const_cast", "typedef", "union", "std", "size_t", "int64_t",
-    "uint64_t", "int32_t", "uint32_t", "wchar_t", "char16_t", "char32_t", "static_assert", "alignas",
-    "alignof", "thread_local", "co_await", "co_return", "co_yield", "concept", "requires", "export",
-    "and", "or", "not", "xor", "bitand", "bitor", "compl", "not_eq", "and_eq", "or_eq", "xor_eq",
+    "auto",
+    "nullptr",
+    "constexpr",
+    "decltype",
+    "namespace",
+    "using",
+    "goto",
+    "throw",
+    "try",
+    "catch",
+    "noexcept",
+    "mutable",
+    "explicit",
+    "friend",
+    "inline",
+    "register",
+    "volatile",
+    "unsigned",
+    "signed",
+    "static_cast",
+    "reinterpret_cast",
+    "const_cast",
+    "typedef",
+    "union",
+    "std",
+    "size_t",
+    "int64_t",
+    "uint64_t",
+    "int32_t",
+    "uint32_t",
+    "wchar_t",
+    "char16_t",
+    "char32_t",
+    "static_assert",
+    "alignas",
+    "alignof",
+    "thread_local",
+    "co_await",
+    "co_return",
+    "co_yield",
+    "concept",
+    "requires",
+    "export",
+    "and",
+    "or",
+    "not",
+    "xor",
+    "bitand",
+    "bitor",
+    "compl",
+    "not_eq",
+    "and_eq",
+    "or_eq",
+    "xor_eq",
 }
 ALLOWED_DIRECTIVES = {"#include", "#define", "#undef", "#ifdef", "#ifndef", "#else", "#endif", "#property"}
 
@@ -39,8 +87,12 @@ class Finding:
         return f"{self.file}:{self.line}: {self.message}"
 
 
-def lint_source(text: str, filename: str = "<mql5>", pointers: dict[str, str] | None = None,
-                objects: dict[str, str] | None = None) -> list[Finding]:
+def lint_source(
+    text: str,
+    filename: str = "<mql5>",
+    pointers: dict[str, str] | None = None,
+    objects: dict[str, str] | None = None,
+) -> list[Finding]:
     """Findings for one file; names of pointers and objects are collected into the given maps."""
     shared = pointers is not None
     pointers = {} if pointers is None else pointers
@@ -115,30 +167,58 @@ def lint_source(text: str, filename: str = "<mql5>", pointers: dict[str, str] | 
         # pointer and object declarations, for the translator's '.' rule
         if t.text in classes and nxt == "*" and i + 2 < len(toks) and toks[i + 2].kind == "ident":
             pointers.setdefault(nxt2, f"{filename}:{t.line}")
-        elif t.text in classes and i + 1 < len(toks) and toks[i + 1].kind == "ident" and prev != "new" \
-                and nxt2 in (";", "=", ",", ")", "("):
+        elif (
+            t.text in classes
+            and i + 1 < len(toks)
+            and toks[i + 1].kind == "ident"
+            and prev != "new"
+            and nxt2 in (";", "=", ",", ")", "(")
+        ):
             objects.setdefault(nxt, f"{filename}:{t.line}")
         # reference variables: T &x = ... outside parameter lists
-        if is_type and nxt == "&" and paren == 0 and i + 3 < len(toks) and toks[i + 2].kind == "ident" \
-                and toks[i + 3].text == "=":
+        if (
+            is_type
+            and nxt == "&"
+            and paren == 0
+            and i + 3 < len(toks)
+            and toks[i + 2].kind == "ident"
+            and toks[i + 3].text == "="
+        ):
             add(t, "reference variables do not exist in MQL5")
         # parameters: arrays and objects are passed by reference only
         if paren > 0 and is_type and i + 1 < len(toks) and toks[i + 1].kind == "ident":
             if nxt2 == "[" and i + 3 < len(toks) and toks[i + 3].text == "]":
                 add(t, f"array parameter '{nxt}' must be passed by reference ('{t.text} &{nxt}[]')")
-            elif t.text in classes and nxt2 in (",", ")") and prev not in ("new",) \
-                    and toks[i - 1].text in ("(", ",", "const"):
+            elif (
+                t.text in classes
+                and nxt2 in (",", ")")
+                and prev not in ("new",)
+                and toks[i - 1].text in ("(", ",", "const")
+            ):
                 add(t, f"object parameter '{nxt}' must be passed by reference or pointer")
         # member initialisers inside a class body: `int m_x = 5;`
         in_class = bool(brace_stack) and brace_stack[-1] == "class"
-        if in_class and paren == 0 and is_type and prev in (";", "{", "}", ":") \
-                and i + 2 < len(toks) and toks[i + 1].kind == "ident" and nxt2 == "=":
+        if (
+            in_class
+            and paren == 0
+            and is_type
+            and prev in (";", "{", "}", ":")
+            and i + 2 < len(toks)
+            and toks[i + 1].kind == "ident"
+            and nxt2 == "="
+        ):
             add(t, "class members cannot be initialised in their declaration (use the constructor)")
         # multiple declarators of arrays, multi-dimensional dynamic arrays
         if t.text == "[" and nxt == "]" and nxt2 == "[":
             add(t, "multi-dimensional dynamic arrays are outside the subset")
-        if t.text == "]" and prev == "[" and nxt == "," and paren == 0 and i + 2 < len(toks) \
-                and toks[i + 2].kind == "ident":
+        if (
+            t.text == "]"
+            and prev == "["
+            and nxt == ","
+            and paren == 0
+            and i + 2 < len(toks)
+            and toks[i + 2].kind == "ident"
+        ):
             add(t, "declare one array per declaration (the translator's subset)")
 
     if not shared:
@@ -152,8 +232,14 @@ def cross_check(pointers: dict[str, str], objects: dict[str, str]) -> list[Findi
     for name, where in pointers.items():
         if name in objects:
             file, _, line = objects[name].rpartition(":")
-            out.append(Finding(file, int(line), f"'{name}' is an object pointer elsewhere ({where}): "
-                               "never reuse a pointer's name for an object"))
+            out.append(
+                Finding(
+                    file,
+                    int(line),
+                    f"'{name}' is an object pointer elsewhere ({where}): "
+                    "never reuse a pointer's name for an object",
+                )
+            )
     return out
 
 

@@ -24,12 +24,29 @@ RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 RUNTIME_PROVIDED = {"trade/trade.mqh"}
 
 BUILTIN_TYPES = {
-    "bool", "char", "uchar", "short", "ushort", "int", "uint", "long", "ulong", "float", "double",
-    "string", "datetime", "color", "void",
+    "bool",
+    "char",
+    "uchar",
+    "short",
+    "ushort",
+    "int",
+    "uint",
+    "long",
+    "ulong",
+    "float",
+    "double",
+    "string",
+    "datetime",
+    "color",
+    "void",
 }
 RUNTIME_CLASSES = {"CTrade"}
 RUNTIME_STRUCTS = {
-    "MqlTradeRequest", "MqlTradeResult", "MqlTradeTransaction", "MqlTick", "MqlTradeCheckResult",
+    "MqlTradeRequest",
+    "MqlTradeResult",
+    "MqlTradeTransaction",
+    "MqlTick",
+    "MqlTradeCheckResult",
 }
 HANDLERS = ("OnInit", "OnDeinit", "OnTimer", "OnTick", "OnTradeTransaction", "OnStart")
 
@@ -72,7 +89,7 @@ def tokenize(source: str, filename: str = "<mql5>") -> list[Token]:
     while pos < len(source):
         m = _TOKEN_RE.match(source, pos)
         if not m or m.end() == pos:
-            raise TranslationError(f"{filename}:{line}: cannot tokenize {source[pos:pos + 20]!r}")
+            raise TranslationError(f"{filename}:{line}: cannot tokenize {source[pos : pos + 20]!r}")
         kind = m.lastgroup or "punct"
         text = m.group(0)
         tokens.append(Token(kind, text, filename, line))
@@ -133,7 +150,7 @@ def _load(path: Path, prog: Program, include_dirs: list[Path]) -> None:
     while i < len(toks):
         t = toks[i]
         if t.kind == "include":
-            spec = t.text[t.text.index("<") + 1:-1].strip()
+            spec = t.text[t.text.index("<") + 1 : -1].strip()
             if spec.replace("\\", "/").lower() not in RUNTIME_PROVIDED:
                 target = _resolve_include(spec, True, path, include_dirs)
                 if target is None:
@@ -150,7 +167,7 @@ def _load(path: Path, prog: Program, include_dirs: list[Path]) -> None:
             end = i + 1
             while end < len(toks) and not (toks[end].kind == "ws" and toks[end].text == "\n"):
                 end += 1
-            rest = [x for x in toks[i + 1:end] if not x.trivia]
+            rest = [x for x in toks[i + 1 : end] if not x.trivia]
             if directive == "property":
                 i = end
                 continue
