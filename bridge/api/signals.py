@@ -14,6 +14,7 @@ from bridge.hub.hub import HubError
 from bridge.protocol.channels import Role, can_publish, holds_account
 from bridge.protocol.codes import Error
 from bridge.protocol.delivery import DeliveryStatus
+from bridge.protocol.signals import signal_channel
 from bridge.store.base import MAX_PAGE_SIZE, SignalFilter, SignalView
 
 __all__ = ["router", "signal_json"]
@@ -50,8 +51,7 @@ async def publish_signal(
     services: ServicesDep, claims: BearerClaims, signal: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
     """Publish a signal on ``signals:<strategy>``; same validation, channel and offset as WebSocket."""
-    strategy = signal.get("strategy")
-    channel = f"signals:{strategy}" if isinstance(strategy, str) else "signals:_"
+    channel = signal_channel(signal.get("strategy"))
     hub = services.hub
     try:
         policy = hub.policy_for(channel)

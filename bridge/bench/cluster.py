@@ -33,11 +33,12 @@ from bridge.bench.exceptions import BenchError, NotAvailable
 from bridge.bench.procs import ServerProcess, free_port
 from bridge.bench.scenarios import Context, Row
 from bridge.bench.targets import HUB_BENCH_ENV, HubTarget
+from bridge.protocol.signals import signal_channel
 
 __all__ = ["ClusterPlan", "run_cluster"]
 
 STRATEGY = "bench"
-SIGNALS = f"signals:{STRATEGY}"
+SIGNALS = signal_channel(STRATEGY)
 TICKS = "instrument:BENCH"
 #: Seconds Redis stays down in ``restart``: longer than one periodic gap check (2 s).
 REDIS_DOWN_S = 3.0

@@ -39,6 +39,7 @@ import websockets
 
 from bridge.bench.exceptions import BenchError, NotAvailable
 from bridge.bench.report import machine_info
+from bridge.protocol.signals import signal_channel
 
 __all__ = ["DashboardPlan", "run_dashboard"]
 
@@ -48,6 +49,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 FRAME_GOAL_MS = 33.0
 STATUS_GOAL_MS = 1000.0
 STRATEGY = "bench"
+SIGNALS = signal_channel(STRATEGY)
 START_TIMEOUT = 60.0
 #: After the last publication: how long every signal and final status may take to reach the page.
 SETTLE_TIMEOUT = 120.0
@@ -130,10 +132,10 @@ def _tokens(data_dir: Path, logins: list[str]) -> dict[str, str]:
 
     out = {
         "admin": mint("admin", "bench-ops", accounts=["*"]),
-        "engine": mint("engine", "bench-engine", publish=[f"signals:{STRATEGY}"]),
+        "engine": mint("engine", "bench-engine", publish=[SIGNALS]),
     }
     for login in logins:
-        out[login] = mint("ea", f"bench-ea-{login}", accounts=[login], subscribe=[f"signals:{STRATEGY}"])
+        out[login] = mint("ea", f"bench-ea-{login}", accounts=[login], subscribe=[SIGNALS])
     return out
 
 
@@ -239,7 +241,7 @@ async def _ea(url: str, token: str, login: str, errors: list[str], ready: asynci
 
     sender = asyncio.create_task(send())
     try:
-        await ws.send(json.dumps({"type": "subscribe", "requestId": "sub", "channel": f"signals:{STRATEGY}"}))
+        await ws.send(json.dumps({"type": "subscribe", "requestId": "sub", "channel": SIGNALS}))
         async for raw in ws:
             msg = json.loads(raw)
             kind = msg.get("type")
@@ -303,7 +305,7 @@ async def _engine(url: str, token: str, plan: DashboardPlan, logins: list[str], 
                 "id": str(uuid.uuid4()), "strategy": STRATEGY, "accounts": logins, "symbol": "EURUSD",
                 "action": "open", "side": "buy", "orderType": "market", "volume": 0.1, "ttl": 600,
             }  # fmt: skip
-            env = {"type": "publish", "requestId": f"p{i}", "channel": f"signals:{STRATEGY}", "payload": sig}
+            env = {"type": "publish", "requestId": f"p{i}", "channel": SIGNALS, "payload": sig}
             await ws.send(json.dumps(env))
         offered = total / max(1e-9, time.monotonic() - start)
         await asyncio.wait_for(done.wait(), 120)

@@ -24,6 +24,7 @@ from bridge.bench.loadgen import Loadgen, Mark
 from bridge.bench.procs import ServerProcess, core_ticks, cpu_probe_ms, steal_between
 from bridge.bench.scenarios import Context, Row, finish_profile, start_profile, with_server
 from bridge.bench.targets import HubTarget
+from bridge.protocol.signals import signal_channel
 
 __all__ = ["SIGNAL_STRATEGY", "run_ingest", "run_signals"]
 
@@ -174,7 +175,7 @@ def run_signals(target: HubTarget, ctx: Context, *, database: str) -> Row:
     logins = [str(FIRST_LOGIN + i) for i in range(eas)]
     publishers = SIGNAL_PUBLISHERS
     rate = ctx.plan.signal_rate or SIGNAL_RATE
-    channel = f"signals:{SIGNAL_STRATEGY}"
+    channel = signal_channel(SIGNAL_STRATEGY)
     signal = (
         '{"id":"%U","strategy":"' + SIGNAL_STRATEGY + '","accounts":["%C"],"symbol":"EURUSD","action":"open",'
         '"side":"buy","orderType":"market","volume":0.1,"ttl":600,"comment":"%T"}'

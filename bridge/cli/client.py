@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.client import ClientError, RecoveryFailed, RequestError, connect
+from bridge.protocol.signals import signal_channel
 
 __all__ = ["DEFAULT_HUB", "load_payloads", "register"]
 
@@ -117,7 +118,7 @@ async def _publish(args: argparse.Namespace, token: str, payloads: list[dict[str
         return 1
     try:
         for payload in payloads:
-            channel = args.channel or (f"signals:{payload['strategy']}" if "strategy" in payload else None)
+            channel = args.channel or (signal_channel(payload["strategy"]) if "strategy" in payload else None)
             if channel is None:
                 _err({"error": "no_channel", "message": "give --channel (or a signal with a strategy)"})
                 return 2

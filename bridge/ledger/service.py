@@ -27,7 +27,7 @@ from bridge.protocol.codes import Error
 from bridge.protocol.delivery import DeliveryStatus
 from bridge.protocol.envelope import Envelope
 from bridge.protocol.events import EventInvalid, TradeEvent, parse_event, status_from_event
-from bridge.protocol.signals import SignalInvalid, parse_signal
+from bridge.protocol.signals import SignalInvalid, parse_signal, signal_channel
 from bridge.protocol.targeting import Targets, delivered_accounts
 from bridge.store.base import EventRecord, EventWrite, SignalView, StatusUpdate, Store
 from bridge.store.exceptions import StoreError, split_failed_batch
@@ -144,8 +144,7 @@ class Ledger:
         self, payload: dict[str, Any], publisher: str, channel: str | None = None
     ) -> dict[str, Any]:
         """The REST path: same validation, channel and offsets as a WebSocket publish."""
-        strategy = payload.get("strategy")
-        name = channel or (f"signals:{strategy}" if isinstance(strategy, str) else "signals:_")
+        name = channel or signal_channel(payload.get("strategy"))
         prepared = self._prepare_signal(None, name, payload)
         self._remember_publisher(prepared.payload["id"], publisher)
         result = await self.hub.publish(name, prepared)

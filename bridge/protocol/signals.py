@@ -63,7 +63,16 @@ __all__ = [
     "Signal",
     "SignalInvalid",
     "parse_signal",
+    "signal_channel",
 ]
+
+
+def signal_channel(strategy: object) -> str:
+    """The channel a signal of ``strategy`` is published on: ``signals:<strategy>``. A payload without
+    a string strategy maps to ``signals:_``, so that it reaches validation (which names the missing
+    field) instead of failing on a malformed channel name."""
+    return f"signals:{strategy}" if isinstance(strategy, str) else "signals:_"
+
 
 Action = Literal["open", "close", "modify", "cancel", "close_all"]
 Side = Literal["buy", "sell"]
@@ -145,7 +154,7 @@ class Signal:
     @property
     def channel(self) -> str:
         """The durable channel the signal is published on."""
-        return f"signals:{self.strategy}"
+        return signal_channel(self.strategy)
 
     def is_expired(self, now_ms: int) -> bool:
         return now_ms >= self.expires_at

@@ -25,6 +25,7 @@ from typing import Any
 
 from bridge.client import Client, ClientError, Message, RecoveryFailed, RequestError, connect
 from bridge.client._transport import Transport
+from bridge.protocol.signals import signal_channel
 from bridge.simulator.account import RiskGuards
 from bridge.simulator.risk import broker_day
 from bridge.simulator.state import EAState, load_state, save_state, state_path
@@ -106,7 +107,7 @@ class SimulatedEA:
             self._spawn(self._snapshot_loop(self.snapshot_interval))
         self._spawn(self._pending_loop())
         for strategy in self.strategies:
-            await self._subscribe(f"signals:{strategy}", self._signal_handler(strategy))
+            await self._subscribe(signal_channel(strategy), self._signal_handler(strategy))
         await self._subscribe(self.control_channel, self._on_control)
         if self.state.outbox:
             self._outbox_ready.set()
