@@ -5,28 +5,20 @@ not fixtures live in tests/support (see tests/README.md)."""
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.pg import PgDatabase
+from tests.support.ports import reachable
 
 POSTGRES_URL = os.environ.get("BRIDGE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 def require_service(name: str, host: str, port: int) -> None:
     """Skip with a reason when a service is down, unless CI demands it (then fail)."""
-    if _reachable(host, port):
+    if reachable(host, port):
         return
     message = f"{name} is not reachable at {host}:{port}"
     if os.environ.get("BRIDGE_REQUIRE_SERVICES") == "1":

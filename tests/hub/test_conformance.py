@@ -96,19 +96,7 @@ def test_documented_flow_with_websocket_client(tmp_path: Path) -> None:
             )
         )
         assert json.loads(ea.recv())["payload"]["status"] == "acked"
-        event = {
-            "id": str(uuid.uuid4()),
-            "kind": "deal",
-            "account": "50123",
-            "ts": 1700000000000,
-            "signalId": sid,
-            "ticket": 991,
-            "symbol": "EURUSD",
-            "side": "buy",
-            "entry": "in",
-            "volume": 0.1,
-            "price": 1.0801,
-        }
+        event = factories.deal("50123", sid, ts=1700000000000)
         ea.send(json.dumps({"type": "trade.event", "requestId": "4", "payload": event}))
         assert json.loads(ea.recv())["payload"] == {"id": event["id"], "duplicate": False}
         ea.send('{"type":"heartbeat","requestId":"5"}')

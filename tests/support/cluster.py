@@ -17,7 +17,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -31,7 +30,7 @@ import pytest
 from bridge.auth.tokens import issue, load_or_create_secret
 from tests.support.hub import HubProcess
 from tests.support.pg import PG_HOST, PG_PORT, PG_USER, PgDatabase
-from tests.support.ports import free_port
+from tests.support.ports import free_port, reachable
 from tests.support.waits import WAIT, wait_until
 
 __all__ = [
@@ -46,19 +45,11 @@ __all__ = [
 ]
 
 
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 def require_cluster_services() -> None:
     """Skip with a reason when PostgreSQL (or ``redis-server``/``createdb``) is missing, unless CI
     demands them with ``BRIDGE_REQUIRE_SERVICES=1`` (then fail)."""
     problems = []
-    if not _reachable(PG_HOST, PG_PORT):
+    if not reachable(PG_HOST, PG_PORT):
         problems.append(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}")
     for tool in ("redis-server", "createdb", "dropdb"):
         if shutil.which(tool) is None:
@@ -98,7 +89,7 @@ class RedisServer:
         def listening() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(f"redis-server exited: {self.log.read_text()[-2000:]}")
-            return _reachable("127.0.0.1", self.port)
+            return reachable("127.0.0.1", self.port)
 
         wait_until(listening, "redis-server to listen", timeout=WAIT)
         return self

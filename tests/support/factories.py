@@ -120,3 +120,13 @@ def account_snapshot(account: str, **extra: Any) -> dict[str, Any]:
     }
     body.update(extra)
     return body
+
+
+def request(mtype: str, rid: str, channel: str | None = None, payload: Any = None) -> dict[str, Any]:
+    """A client request envelope (docs/protocol.md): ``channel`` and ``payload`` only when given."""
+    env: dict[str, Any] = {"type": mtype, "requestId": rid}
+    if channel is not None:
+        env["channel"] = channel
+    if payload is not None:
+        env["payload"] = payload
+    return env

@@ -185,12 +185,7 @@ class Client:
         """Send a request and return its `result`/`error`, keeping other messages in `self.other`."""
         self._rid += 1
         rid = f"r{self._rid}"
-        env: dict[str, Any] = {"type": mtype, "requestId": rid}
-        if channel is not None:
-            env["channel"] = channel
-        if payload is not None:
-            env["payload"] = payload
-        await self.send(env)
+        await self.send(factories.request(mtype, rid, channel, payload))
         return await self.until(lambda m: m.get("requestId") == rid)
 
     async def until(self, predicate: Any, timeout: float = WAIT) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,26 @@ WAIT = 90.0
 until_ea = functools.partial(wait_until, timeout=WAIT, interval=0.2)
 
 
+def harness_env(root: Path, inputs: Mapping[str, str], **extra: str) -> dict[str, str]:
+    """The environment of an EA binary built by the harness: its terminal folders under ``root``
+    (common and files, the trade server's config and state), a 10 ms timer floor, leak checks, and
+    each EA input as ``MQL_INPUT_<name>``."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "MQL_COMMON_DIR": str(root / "common"),
+            "MQL_FILES_DIR": str(root / "files"),
+            "MQL_TRADE_CONFIG": str(root / "trade.cfg"),
+            "MQL_TRADE_STATE": str(root / "trade.state"),
+            "MQL_TIMER_MIN_MS": "10",
+            "ASAN_OPTIONS": "detect_leaks=1",
+            **extra,
+        }
+    )
+    env.update({f"MQL_INPUT_{k}": v for k, v in inputs.items()})
+    return env
+
+
 class EA:
     """The compiled EA as a terminal would run it; state survives restarts in `root`."""
 
@@ -72,18 +93,7 @@ class EA:
         (root / "trade.cfg").write_text(TRADE_CONFIG)
 
     def start(self) -> None:
-        env = dict(os.environ)
-        env.update(
-            {
-                "MQL_COMMON_DIR": str(self.root / "common"),
-                "MQL_FILES_DIR": str(self.root / "files"),
-                "MQL_TRADE_CONFIG": str(self.root / "trade.cfg"),
-                "MQL_TRADE_STATE": str(self.root / "trade.state"),
-                "MQL_TIMER_MIN_MS": "10",
-                "ASAN_OPTIONS": "detect_leaks=1",
-            }
-        )
-        env.update({f"MQL_INPUT_{k}": v for k, v in self.inputs.items()})
+        env = harness_env(self.root, self.inputs)
         env.update(self.extra_env)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([str(self.binary)], env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -24,7 +24,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tests.support.factories import signal
+from tests.support.factories import request, signal
 from tests.support.hub import WAIT, HubProcess
 from tests.support.rest import Rest
 from tests.support.waits import eventually, until
@@ -109,11 +109,7 @@ class Peer:
                 raise Lost()
             self.rid += 1
             rid = f"r{self.rid}"
-            env: dict[str, Any] = {"type": mtype, "requestId": rid}
-            if channel is not None:
-                env["channel"] = channel
-            if payload is not None:
-                env["payload"] = payload
+            env = request(mtype, rid, channel, payload)
             fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             self.futures[rid] = fut
             try:

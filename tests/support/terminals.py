@@ -27,6 +27,7 @@ import httpx
 from bridge.simulator import RiskGuards, SimAccount, SimulatedEA
 from bridge.simulator.account import VOLUME_MAX, VOLUME_MIN, VOLUME_STEP, contract_of, digits_of
 from bridge.simulator.risk import LOT_MODES, parse_trading_hours
+from tests.support.mql5 import harness_env
 from tests.support.waits import until
 
 __all__ = [
@@ -204,19 +205,8 @@ class MQL5Terminal:
         self._write_config()
 
     async def start(self) -> None:
-        env = dict(os.environ)
-        env.update(
-            {
-                "MQL_COMMON_DIR": str(self.root / "common"),
-                "MQL_FILES_DIR": str(self.root / "files"),
-                "MQL_TRADE_CONFIG": str(self.root / "trade.cfg"),
-                "MQL_TRADE_STATE": str(self.root / "trade.state"),
-                "MQL_TIMER_MIN_MS": "10",
-                "ASAN_OPTIONS": "detect_leaks=1",
-                "MQL_SERVER_UTC_OFFSET": self.inputs[SERVER_UTC_OFFSET],
-            }
-        )
-        env.update({f"MQL_INPUT_{k}": v for k, v in self.inputs.items() if k != SERVER_UTC_OFFSET})
+        inputs = {k: v for k, v in self.inputs.items() if k != SERVER_UTC_OFFSET}
+        env = harness_env(self.root, inputs, MQL_SERVER_UTC_OFFSET=self.inputs[SERVER_UTC_OFFSET])
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([str(self.binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
         state = self.state_dir / "state.txt"
