@@ -16,7 +16,7 @@ from pathlib import Path
 from bridge.marketdata.base import AdapterConfig, Sink, VenueLimits
 from bridge.marketdata.connection import Adapter
 from bridge.marketdata.hubsink import HubSink
-from bridge.marketdata.mock import BinanceFake, FakeExchange, KrakenFake, OkxFake
+from bridge.marketdata.mock import RECORDED_SYMBOLS, BinanceFake, FakeExchange, KrakenFake, OkxFake
 
 __all__ = [
     "DEFAULT_FIXTURES",
@@ -113,25 +113,15 @@ class InHubSink:
 
 def _fake(venue: str, fixtures: Path) -> tuple[FakeExchange, tuple[str, ...], int | None]:
     recorded = fixtures / "recorded"
+    fake: FakeExchange
     if venue == "kraken":
-        pairs = (
-            "WAVES/EUR",
-            "XMR/USD",
-            "KSM/XBT",
-            "GRT/ETH",
-            "SC/EUR",
-            "ETH/CHF",
-            "OCEAN/XBT",
-            "OMG/USD",
-            "XBT/CHF",
-            "ADA/XBT",
-        )
-        return KrakenFake([recorded / "KRAKEN.ws.50.0", recorded / "KRAKEN.ws.48.0"]), pairs, 1000
+        fake = KrakenFake([recorded / "KRAKEN.ws.50.0", recorded / "KRAKEN.ws.48.0"])
+        return fake, RECORDED_SYMBOLS["kraken"], 1000
     if venue == "okx":
-        return OkxFake(recorded / "OKX.ws.1.0"), ("BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT"), None
+        return OkxFake(recorded / "OKX.ws.1.0"), RECORDED_SYMBOLS["okx"], None
     if venue == "binance":
         fake = BinanceFake(recorded / "BINANCE.ws.1.0", recorded / "BINANCE.http.0.0")
-        return fake, ("NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"), None
+        return fake, RECORDED_SYMBOLS["binance"], None
     raise ValueError("venue must be kraken, okx or binance (the venues with recorded sessions)")
 
 

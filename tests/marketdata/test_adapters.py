@@ -13,6 +13,7 @@ from bridge.marketdata import metrics
 from bridge.marketdata.base import AdapterConfig, VenueLimits
 from bridge.marketdata.connection import Adapter
 from bridge.marketdata.mock import (
+    RECORDED_SYMBOLS,
     BinanceFake,
     BybitFake,
     CoinbaseFake,
@@ -26,20 +27,9 @@ from tests.support.marketdata import RECORDED, RecordingSink, require_fixtures
 from tests.support.waits import until
 
 FAST = VenueLimits(symbols_per_connection=50, messages_per_second=1000.0, connect_interval=0.0)
-KRAKEN_PAIRS = (
-    "WAVES/EUR",
-    "XMR/USD",
-    "KSM/XBT",
-    "GRT/ETH",
-    "SC/EUR",
-    "ETH/CHF",
-    "OCEAN/XBT",
-    "OMG/USD",
-    "XBT/CHF",
-    "ADA/XBT",
-)
-OKX_INSTS = ("BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT")
-BINANCE_SYMBOLS = ("NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR")
+KRAKEN_PAIRS = RECORDED_SYMBOLS["kraken"]
+OKX_INSTS = RECORDED_SYMBOLS["okx"]
+BINANCE_SYMBOLS = RECORDED_SYMBOLS["binance"]
 
 
 def config(venue: str, fake: FakeExchange, symbols: tuple[str, ...], **kw: object) -> AdapterConfig:

@@ -25,6 +25,7 @@ from bridge.marketdata.mock.server import FakeBook, FakeExchange, Faults, load_r
 
 __all__ = [
     "FAKES",
+    "RECORDED_SYMBOLS",
     "BinanceFake",
     "BybitFake",
     "CoinbaseFake",
@@ -42,4 +43,23 @@ FAKES: dict[str, type[FakeExchange]] = {
     "okx": OkxFake,
     "bybit": BybitFake,
     "coinbase": CoinbaseFake,
+}
+
+#: The symbols each recorded session (tests/fixtures/exchanges/recorded) subscribes to, in the
+#: venue's own spelling: replaying a session means subscribing to exactly these.
+RECORDED_SYMBOLS: dict[str, tuple[str, ...]] = {
+    "kraken": (
+        "WAVES/EUR",
+        "XMR/USD",
+        "KSM/XBT",
+        "GRT/ETH",
+        "SC/EUR",
+        "ETH/CHF",
+        "OCEAN/XBT",
+        "OMG/USD",
+        "XBT/CHF",
+        "ADA/XBT",
+    ),
+    "okx": ("BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT"),
+    "binance": ("NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"),
 }
