@@ -28,6 +28,7 @@ from bridge.simulator import RiskGuards, SimAccount, SimulatedEA
 from bridge.simulator.account import VOLUME_MAX, VOLUME_MIN, VOLUME_STEP, contract_of, digits_of
 from bridge.simulator.risk import LOT_MODES, parse_trading_hours
 from tests.support.mql5 import harness_env
+from tests.support.rest import Rest
 from tests.support.waits import until
 
 __all__ = [
@@ -102,9 +103,11 @@ class HubRest:
         self.http = httpx.AsyncClient(base_url=http_url, timeout=10)
         self.engine = {"Authorization": f"Bearer {engine}"}
         self.admin = {"Authorization": f"Bearer {admin}"}
+        self.admin_rest = Rest(http_url, admin)
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.admin_rest.client.aclose()
 
     async def publish(self, signal: dict[str, Any]) -> None:
         r = await self.http.post("/api/v1/signals", json=signal, headers=self.engine)
@@ -117,19 +120,7 @@ class HubRest:
 
     async def events(self) -> list[dict[str, Any]]:
         """Every stored event of the account (any order: the caller orders them)."""
-        items: list[dict[str, Any]] = []
-        cursor = None
-        while True:
-            params: dict[str, Any] = {"account": ACCOUNT, "limit": 500}
-            if cursor:
-                params["cursor"] = cursor
-            r = await self.http.get("/api/v1/events", params=params, headers=self.admin)
-            assert r.status_code == 200, r.text
-            body = r.json()
-            items += body["items"]
-            cursor = body.get("nextCursor")
-            if not cursor:
-                return items
+        return await self.admin_rest.all_pages("/api/v1/events", limit=500, account=ACCOUNT)
 
     async def status(self, signal_id: str) -> str | None:
         r = await self.http.get(f"/api/v1/signals/{signal_id}", headers=self.admin)
